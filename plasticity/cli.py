@@ -1,0 +1,352 @@
+"""``plasticity``: the one console entry point.
+
+Subcommands: ``run`` (one experiment, in-process, no Ray), ``models``, ``presets``,
+``study`` (Ray Tune + Optuna; see :mod:`study.cli`) and ``analyze`` (see :mod:`analysis.cli`).
+Every error a user can cause ends in one line on stderr and a non-zero exit; nothing that
+already exists is deleted or overwritten unless ``--overwrite`` says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import importlib
+import json
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from plasticity import __version__
+from plasticity.errors import UserError
+
+log = logging.getLogger("plasticity")
+
+# Subcommands that live in other layers: (name, module, help). Their modules keep heavy imports
+# (Ray, matplotlib) inside functions, so building the parser stays cheap.
+EXTERNAL = (
+    ("study", "study.cli", "Ray Tune + Optuna studies: launch, resume, presets"),
+    ("analyze", "analysis.cli", "figures, tables and a report from run or study folders"),
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as one line (not usage + error)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{self.prog}: {message}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        logging.basicConfig(
+            level=logging.INFO if args.verbose else logging.WARNING,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
+        return int(args.func(args) or 0)
+    except UserError as e:
+        print(f"plasticity: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("plasticity: interrupted; results written so far are kept", file=sys.stderr)
+        return 130
+    except OSError as e:
+        where = f" {e.filename}" if e.filename else ""
+        reason = "disk full" if e.errno == errno.ENOSPC else e.strerror or str(e)
+        print(f"plasticity: error: cannot write or read{where}: {reason}", file=sys.stderr)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="plasticity", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"plasticity {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    add_run_parser(sub.add_parser("run", help="one experiment in-process (no Ray)"))
+    sub.add_parser("models", help="built-in architectures and parameter counts").set_defaults(
+        func=cmd_models
+    )
+    sub.add_parser("presets", help="named run settings (the paper's eight, demo)").set_defaults(
+        func=cmd_presets
+    )
+    for name, module, help_text in EXTERNAL:
+        mod = importlib.import_module(module)
+        mod.add_arguments(sub.add_parser(name, help=help_text))
+    return parser
+
+
+# -- run ---------------------------------------------------------------------------------------
+def add_run_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", help="start from named settings (see `plasticity presets`)")
+    p.add_argument("--dataset", help="mnist-5k (default, offline), mnist, cifar10")
+    p.add_argument("--data-dir", help="where torchvision datasets live")
+    p.add_argument("--download", action="store_true", default=None, help="allow downloading")
+    p.add_argument("--model", help="mlp (default), cnn, mlp-small")
+    p.add_argument(
+        "--task",
+        dest="objective",
+        help="objective: class_shuffle (default), "
+        "full_shuffle, random_labels, permute_inputs, none",
+    )
+    p.add_argument("--strategies", help="comma-separated, default reset,continuous,expanded")
+    p.add_argument("--restarts", type=_int, help="objective changes after task 0 (default 2)")
+    p.add_argument("--epochs", type=_int, help="epochs per task (default 10)")
+    p.add_argument("--lr", type=_float, help="Adam learning rate (default: the paper's)")
+    p.add_argument("--batch-size", type=_int, help="minibatch size (default 8192)")
+    p.add_argument("--weight-decay", type=_float, help="Adam weight decay (default 1e-3)")
+    p.add_argument("--shuffle", action="store_true", default=None, help="shuffle every epoch")
+    p.add_argument("--schedule", help="expanded α schedule: paper (default), linear, cosine, step")
+    p.add_argument("--alpha0", type=_float, help="expanded: α at the start of a task")
+    p.add_argument("--ramp", type=_float, help="expanded: epochs until α = 1 (or step epoch)")
+    p.add_argument(
+        "--alpha-per-step",
+        action="store_true",
+        default=None,
+        help="expanded: update α every optimizer step",
+    )
+    p.add_argument(
+        "--reset-optimizer",
+        action="store_true",
+        default=None,
+        help="continuous: fresh optimizer state at each boundary",
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="STRATEGY.KEY=VALUE",
+        help="any strategy hyperparameter, e.g. expanded.schedule=cosine (repeatable)",
+    )
+    p.add_argument("--seed", type=_int_any, help="seed (default 0)")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    p.add_argument("--out", help="output folder (default runs/<name from config and seed>)")
+    p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    p.set_defaults(func=cmd_run)
+
+
+def _int(text: str) -> int:
+    value = _int_any(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _int_any(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    """Preset, then flags, then ``--param``: the validated :class:`RunConfig`."""
+    from plasticity.config import RunConfig
+    from plasticity.presets import preset
+
+    d: dict[str, Any] = preset(args.preset) if args.preset else {}
+    for key in (
+        "dataset",
+        "data_dir",
+        "download",
+        "model",
+        "objective",
+        "restarts",
+        "epochs",
+        "lr",
+        "batch_size",
+        "weight_decay",
+        "shuffle",
+        "seed",
+        "device",
+    ):
+        value = getattr(args, key)
+        if value is not None:
+            d[key] = value
+    if args.strategies is not None:
+        d["strategies"] = args.strategies
+    params: dict[str, dict[str, Any]] = {}
+    for flag, key in (
+        ("schedule", "schedule"),
+        ("alpha0", "alpha0"),
+        ("ramp", "ramp"),
+        ("alpha_per_step", "per_step"),
+    ):
+        if getattr(args, flag) is not None:
+            params.setdefault("expanded", {})[key] = getattr(args, flag)
+    if args.reset_optimizer:
+        params.setdefault("continuous", {})["reset_optimizer"] = True
+    for item in args.param:
+        name, _, value = item.partition("=")
+        strategy, _, key = name.partition(".")
+        if not (strategy and key and _):
+            raise UserError(f"--param wants STRATEGY.KEY=VALUE, got {item!r}")
+        params.setdefault(strategy.strip(), {})[key.strip()] = value.strip()
+    if params:
+        d["strategy_params"] = params
+    return RunConfig.from_dict(d)
+
+
+def run_name(config: Any) -> str:
+    """A folder name from the config and seed, CleanRL style."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return f"{config.model}-{config.dataset}-{config.objective}-s{config.seed}-{stamp}"
+
+
+RESULT_FILES = ("config.json", "records.parquet")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import pandas as pd
+    from tqdm import tqdm
+
+    from plasticity.loop import iter_experiment, prepare
+
+    config = config_from_args(args)
+    out = Path(args.out) if args.out else Path("runs") / run_name(config)
+    existing = [f for f in RESULT_FILES if (out / f).exists()]
+    if existing and not args.overwrite:
+        raise UserError(
+            f"{out} already holds results ({', '.join(existing)}); "
+            "pass --overwrite to replace them or choose another --out"
+        )
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a folder")
+    data = prepare(config)  # fails (missing data, bad device) before anything is written
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", run_metadata(config, str(data.device)))
+
+    rows: list[dict[str, Any]] = []
+    total = (config.restarts + 1) * config.epochs * len(config.strategies)
+    bar = tqdm(total=total, unit="epoch", desc="strategy-epochs", disable=None, file=sys.stderr)
+    try:
+        for rec in iter_experiment(config, data):
+            rows.append(rec.to_dict())
+            bar.update(1)
+            bar.set_postfix(strategy=rec.strategy, task=rec.task, test_acc=f"{rec.test_acc:.3f}")
+            last_of_task = rec.epoch == config.epochs - 1 and rec.strategy == config.strategies[-1]
+            if last_of_task:  # every strategy has finished this task: save what we have
+                write_parquet(out / "records.parquet", pd.DataFrame(rows))
+                log.info("task %d done (%d records)", rec.task, len(rows))
+    finally:
+        bar.close()
+        if rows:  # also on Ctrl-C: keep every finished epoch
+            write_parquet(out / "records.parquet", pd.DataFrame(rows))
+    print(summary_table(pd.DataFrame(rows)))
+    print(f"wrote {out}/records.parquet ({len(rows)} records) and {out}/config.json")
+    return 0
+
+
+def run_metadata(config: Any, device: str) -> dict[str, Any]:
+    import torch
+
+    return {
+        "kind": "plasticity-run",
+        "version": __version__,
+        "config": config.to_dict(),
+        "device": device,
+        "torch": torch.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def write_parquet(path: Path, frame: Any) -> None:
+    """Atomic: a failure (disk full) leaves the previous file as it was."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def summary_table(frame: Any) -> str:
+    """Per strategy, over restarts 1..R: mean test accuracy over the task's epochs (area under
+    the learning curve) and at its last epoch; task 0 alone when there are no restarts yet."""
+    if frame.empty:
+        return "no records"
+    later = frame[frame.task > 0] if (frame.task > 0).any() else frame
+    last = later[later.epoch == later.epoch.max()]
+    table = (
+        later.groupby("strategy", sort=False)
+        .agg(
+            tasks=("task", "nunique"),
+            auc_test_acc=("test_acc", "mean"),
+            auc_train_acc=("train_acc", "mean"),
+        )
+        .join(
+            last.groupby("strategy", sort=False).agg(
+                final_test_acc=("test_acc", "mean"), final_train_acc=("train_acc", "mean")
+            )
+        )
+    )
+    return table.round(4).to_string()
+
+
+# -- models, presets ---------------------------------------------------------------------------
+def cmd_models(args: argparse.Namespace) -> int:
+    from plasticity.data import DATASETS
+    from plasticity.models import MODELS, architecture, describe, parameter_count
+
+    rows = [("model", "dataset", "parameters", "layers")]
+    for model in MODELS:
+        for dataset, info in DATASETS.items():
+            if dataset == "mnist-5k":
+                continue  # same shapes as mnist
+            spec = architecture(model, dataset)
+            rows.append(
+                (model, dataset, f"{parameter_count(model, dataset):,}", describe(spec, info.shape))
+            )
+    print(_format(rows))
+    print("mnist-5k uses the mnist architectures.")
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from plasticity.presets import PRESETS
+
+    rows = [("preset", "dataset", "model", "objective", "epochs", "restarts", "lr")]
+    for name, p in PRESETS.items():
+        rows.append(
+            (
+                name,
+                p["dataset"],
+                p["model"],
+                p["objective"],
+                str(p["epochs"]),
+                str(p["restarts"]),
+                str(p.get("lr", "paper")),
+            )
+        )
+    print(_format(rows))
+    return 0
+
+
+def _format(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

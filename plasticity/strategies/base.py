@@ -1,0 +1,154 @@
+"""The strategy interface: a small object that owns the network and its optimizer and acts at
+the moments a plasticity method needs (after Avalanche's plugins, with far fewer hooks).
+
+The restart loop calls, in this order::
+
+    begin_task(r)            # at every task boundary, r >= 1 (task 0 is the network as built)
+    begin_epoch(e)
+      before_step(t)         # t = epoch + step / steps_per_epoch (fractional epochs)
+      forward(x) -> logits   # the function being trained and evaluated
+      penalty() -> extra loss term or None
+      ... backward, optimizer.step() ...
+      after_step(x)
+    metrics() -> extra numbers for the epoch's record (e.g. α)
+
+A strategy that adds, replaces or re-initialises parameters must bring the optimizer in line
+(:meth:`Strategy.reset_optimizer`, or edit its parameter groups and state): the loop trusts
+``self.optimizer`` to hold exactly :meth:`Strategy.trainable_parameters`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from plasticity.errors import UserError
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a strategy may use: fresh networks and optimizers, and the shape of the run."""
+
+    new_network: Callable[[int | str], nn.Module]
+    """``f(key)``: a freshly initialised network, the same for the same key in every strategy."""
+    new_optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer]
+    epochs: int
+    """Epochs per task."""
+    steps_per_epoch: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class NoParams:
+    """This strategy has no hyperparameters."""
+
+    def validate(self) -> None:
+        """Raise :class:`UserError` on a value out of range."""
+
+
+class Strategy:
+    """Base class: continuous training with no intervention. Subclasses override hooks."""
+
+    name: ClassVar[str] = "base"
+    Params: ClassVar[type] = NoParams
+
+    def __init__(self, ctx: Context, params: Any = None) -> None:
+        self.ctx = ctx
+        self.params = params if params is not None else self.Params()
+        self.network: nn.Module = ctx.new_network(0)
+        self.optimizer = ctx.new_optimizer(self.trainable_parameters())
+
+    # -- hooks -------------------------------------------------------------------------------
+    def begin_task(self, task: int) -> None:
+        """The objective has just changed to task ``task`` (>= 1)."""
+
+    def begin_epoch(self, epoch: int) -> None:
+        """Epoch ``epoch`` (0-based, within the task) is about to start."""
+
+    def before_step(self, t: float) -> None:
+        """An optimizer step at time ``t`` (epochs since the task began) is about to happen."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of the function being trained."""
+        return self.network(x)
+
+    def penalty(self) -> torch.Tensor | None:
+        """An extra loss term added to the task loss (e.g. a regulariser), or None."""
+        return None
+
+    def after_step(self, x: torch.Tensor) -> None:
+        """An optimizer step on input batch ``x`` has just been taken."""
+
+    def metrics(self) -> dict[str, float]:
+        """Extra numbers for this epoch's record."""
+        return {}
+
+    # -- parameters and optimizer -------------------------------------------------------------
+    def modules(self) -> list[nn.Module]:
+        """Every network taking part in :meth:`forward` (trainable or frozen)."""
+        return [self.network]
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.network.parameters() if p.requires_grad]
+
+    def parameter_count(self) -> int:
+        """Parameters taking part in the forward pass, frozen ones included."""
+        return sum(p.numel() for m in self.modules() for p in m.parameters())
+
+    def reset_optimizer(self) -> None:
+        """A fresh optimizer over the current trainable parameters (no stale moments)."""
+        self.optimizer = self.ctx.new_optimizer(self.trainable_parameters())
+
+    # -- state -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"network": self.network.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.network.load_state_dict(state["network"])
+        self.reset_optimizer()
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def parse_params(cls: type[Strategy], values: Mapping[str, Any] | None) -> Any:
+    """Build and validate ``cls.Params`` from a mapping (values may be strings, as from the
+    command line). Raises :class:`UserError` naming the bad key or value."""
+    values = dict(values or {})
+    fields = {f.name: f for f in dataclasses.fields(cls.Params)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        allowed = ", ".join(fields) or "none"
+        raise UserError(
+            f"unknown parameter {unknown[0]!r} for strategy {cls.name!r}; allowed: {allowed}"
+        )
+    kwargs = {k: _coerce(cls.name, k, v, type(getattr(cls.Params(), k))) for k, v in values.items()}
+    params = cls.Params(**kwargs)
+    params.validate()
+    return params
+
+
+def _coerce(strategy: str, key: str, value: Any, kind: type) -> Any:
+    bad = UserError(f"{strategy}.{key} must be {kind.__name__}, got {value!r}")
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise bad
+    if kind in (int, float):
+        if isinstance(value, bool):
+            raise bad
+        try:
+            out = kind(value)
+        except (TypeError, ValueError):
+            raise bad from None
+        if kind is int and float(value) != out:
+            raise bad
+        return out
+    if not isinstance(value, str):
+        raise bad
+    return value

@@ -1,0 +1,114 @@
+"""``expanded``: the paper's method, implemented as its text says (not as its code does).
+
+At each task boundary the trained network becomes the frozen *old* part and a freshly
+initialised *new* part is created; the output is blended on the logits::
+
+    f(x) = α(t) · f_new(x) + (1 − α(t)) · f_old(x)
+
+with α rising from α0 to 1 by the schedule (:mod:`plasticity.schedules`). Only the new part's
+parameters are in the optimizer and receive gradients; the old part never changes (its forward
+runs without autograd). Once α reaches 1 the old part is dropped, so the trained network has
+exactly the base parameter count. At task 0 there is no old part (α = 1).
+
+The paper's code did two things differently, both defects: it blended ``α·old + (1−α)·new``
+(so the trained part faded out) and it deep-copied the old network before freezing, so the
+"frozen" copy was still trained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from plasticity.errors import UserError
+from plasticity.schedules import SCHEDULES, Schedule
+from plasticity.strategies.base import Strategy
+
+
+@dataclass(frozen=True)
+class Params:
+    schedule: str = "paper"
+    """α schedule: paper, linear, cosine or step (see plasticity.schedules)."""
+    alpha0: float = 0.2
+    """α at the start of a task, in [0, 1) (ignored by the paper schedule)."""
+    ramp: float = 4.0
+    """Epochs until α reaches 1 (linear, cosine) or the epoch of the jump (step)."""
+    per_step: bool = False
+    """Update α before every optimizer step instead of once per epoch."""
+
+    def validate(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise UserError(
+                f"unknown schedule {self.schedule!r}; choose from {', '.join(SCHEDULES)}"
+            )
+        if not 0.0 <= self.alpha0 < 1.0:
+            raise UserError(f"alpha0 must be in [0, 1), got {self.alpha0}")
+        if not self.ramp > 0:
+            raise UserError(f"ramp must be > 0 epochs, got {self.ramp}")
+
+    def to_schedule(self) -> Schedule:
+        return Schedule(self.schedule, self.alpha0, self.ramp)
+
+
+class Expanded(Strategy):
+    name = "expanded"
+    Params = Params
+
+    def __init__(self, ctx, params=None) -> None:  # noqa: ANN001 - same signature as base
+        super().__init__(ctx, params)
+        self.schedule = self.params.to_schedule()
+        self.old: nn.Module | None = None
+        self.alpha = 1.0
+
+    def begin_task(self, task: int) -> None:
+        self.old = self.network.requires_grad_(False)
+        for p in self.old.parameters():
+            p.grad = None  # free the last step's gradients: the old part is never trained again
+        self.network = self.ctx.new_network(task)
+        self.reset_optimizer()  # only the new part is optimised
+        self._set_alpha(0.0)
+
+    def begin_epoch(self, epoch: int) -> None:
+        if self.old is not None and not self.params.per_step:
+            self._set_alpha(float(epoch))
+
+    def before_step(self, t: float) -> None:
+        if self.old is not None and self.params.per_step:
+            self._set_alpha(t)
+
+    def _set_alpha(self, t: float) -> None:
+        self.alpha = self.schedule(t)
+        if self.alpha >= 1.0:
+            self.alpha, self.old = 1.0, None  # the old part no longer affects the output
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        new = self.network(x)
+        if self.old is None:
+            return new
+        with torch.no_grad():
+            old = self.old(x)
+        return self.alpha * new + (1.0 - self.alpha) * old
+
+    def metrics(self) -> dict[str, float]:
+        return {"alpha": self.alpha}
+
+    def modules(self) -> list[nn.Module]:
+        return [self.network] if self.old is None else [self.network, self.old]
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["old"] = None if self.old is None else self.old.state_dict()
+        state["alpha"] = self.alpha
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.alpha = float(state["alpha"])
+        self.old = None
+        if state["old"] is not None:
+            self.old = self.ctx.new_network("restore").requires_grad_(False)
+            self.old.load_state_dict(state["old"])

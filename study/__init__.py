@@ -1,0 +1,1 @@
+"""The study layer: Ray Tune trainables and Optuna search over the restart loop."""

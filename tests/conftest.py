@@ -1,0 +1,47 @@
+"""Shared tiny data: a real-MNIST slice small enough for unit tests to train in milliseconds."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+from plasticity.config import RunConfig  # noqa: E402
+from plasticity.data import Dataset, Split, load_dataset  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def mnist5k() -> Dataset:
+    """The embedded 4,000/1,000 real-MNIST subset on the CPU."""
+    return load_dataset("mnist-5k")
+
+
+@pytest.fixture(scope="session")
+def tiny(mnist5k: Dataset) -> Dataset:
+    """512 training and 256 test images of real MNIST."""
+    return Dataset(
+        mnist5k.info,
+        Split(mnist5k.train.x[:512].clone(), mnist5k.train.y[:512].clone()),
+        Split(mnist5k.test.x[:256].clone(), mnist5k.test.y[:256].clone()),
+    )
+
+
+@pytest.fixture
+def tiny_config() -> RunConfig:
+    """A run that takes well under a second on ``tiny``: 3 tasks x 3 epochs, 4 steps/epoch."""
+    return RunConfig(
+        model="mlp-small",
+        restarts=2,
+        epochs=3,
+        batch_size=128,
+        lr=1e-3,
+        device="cpu",
+        strategy_params={"expanded": {"schedule": "linear", "alpha0": 0.25, "ramp": 2}},
+    )
+
+
+def optimizer_param_ids(opt: torch.optim.Optimizer) -> set[int]:
+    return {id(p) for group in opt.param_groups for p in group["params"]}

@@ -1,0 +1,157 @@
+"""Each strategy against its definition (DESIGN.md), on a small network and real data."""
+
+import pytest
+import torch
+from conftest import optimizer_param_ids
+
+from plasticity.errors import UserError
+from plasticity.loop import StrategyRun
+from plasticity.models import parameter_count
+from plasticity.strategies import STRATEGIES
+
+
+def _snapshot(module):
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def _run(config, strategy, data):
+    return StrategyRun(config.replace(strategies=[strategy]), strategy, data)
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_optimizer_holds_exactly_the_trainable_parameters_after_every_boundary(
+    strategy, tiny, tiny_config
+):
+    run = _run(tiny_config, strategy, tiny)
+    while not run.done:
+        run.run_epoch()
+        s = run.strategy
+        trainable = {id(p) for p in s.trainable_parameters()}
+        assert optimizer_param_ids(s.optimizer) == trainable
+        every = {id(p) for m in s.modules() for p in m.parameters() if p.requires_grad}
+        assert every == trainable  # nothing trainable is left out of the optimizer
+
+
+def test_expanded_old_part_frozen_new_part_trained(tiny, tiny_config):
+    run = _run(tiny_config, "expanded", tiny)
+    for _ in range(tiny_config.epochs):
+        run.run_epoch()  # task 0
+    trained = _snapshot(run.strategy.network)
+    run.run_epoch()  # crosses the boundary, trains epoch 0 of task 1 at alpha0
+    s = run.strategy
+    assert s.old is not None
+    for p, before in zip(s.old.parameters(), trained):
+        assert torch.equal(p, before), "the old part must not change"
+        assert not p.requires_grad
+    fresh = run.strategy.ctx.new_network(1)
+    assert any(not torch.equal(p, q) for p, q in zip(s.network.parameters(), fresh.parameters()))
+
+    # gradients reach the new part only
+    s.optimizer.zero_grad()
+    x = tiny.prepare(tiny.train.x[:32])
+    torch.nn.functional.cross_entropy(s.forward(x), tiny.train.y[:32]).backward()
+    assert all(p.grad is None for p in s.old.parameters())
+    assert all(p.grad is not None for p in s.network.parameters())
+
+
+def test_expanded_blends_alpha_new_plus_one_minus_alpha_old(tiny, tiny_config):
+    run = _run(tiny_config, "expanded", tiny)
+    for _ in range(tiny_config.epochs):
+        run.run_epoch()
+    s = run.strategy
+    s.begin_task(1)
+    s.begin_epoch(0)
+    assert s.alpha == 0.25  # alpha0 of the linear schedule
+    x = tiny.prepare(tiny.test.x[:16])
+    with torch.no_grad():
+        expected = 0.25 * s.network(x) + 0.75 * s.old(x)
+        assert torch.allclose(s.forward(x), expected)
+        s.begin_epoch(1)  # ramp 2: alpha 0.625
+        assert s.alpha == pytest.approx(0.625)
+        assert torch.allclose(s.forward(x), 0.625 * s.network(x) + 0.375 * s.old(x))
+
+
+def test_expanded_drops_old_part_once_alpha_reaches_one(tiny, tiny_config):
+    run = _run(tiny_config, "expanded", tiny)
+    base = parameter_count("mlp-small", "mnist")
+    records = [run.run_epoch() for _ in range(2 * tiny_config.epochs)]
+    task1 = [r for r in records if r.task == 1]
+    assert [r.alpha for r in task1] == pytest.approx([0.25, 0.625, 1.0])
+    assert [r.params for r in task1] == [2 * base, 2 * base, base]
+    assert [r.trainable_params for r in task1] == [base] * 3
+    assert run.strategy.old is None and run.strategy.parameter_count() == base
+
+
+def test_expanded_per_step_alpha_moves_within_an_epoch(tiny, tiny_config):
+    cfg = tiny_config.replace(
+        strategy_params={
+            "expanded": {"schedule": "linear", "alpha0": 0.0, "ramp": 1.0, "per_step": True}
+        }
+    )
+    run = _run(cfg, "expanded", tiny)
+    for _ in range(cfg.epochs):
+        run.run_epoch()
+    seen = []
+    original = run.strategy.forward
+
+    def spy(x):
+        seen.append(run.strategy.alpha)
+        return original(x)
+
+    run.strategy.forward = spy
+    run.run_epoch()  # 4 steps of 128 then evaluation
+    assert seen[:4] == pytest.approx([0.0, 0.25, 0.5, 0.75])
+
+
+def test_reset_starts_each_task_from_the_shared_fresh_network(tiny, tiny_config):
+    run = _run(tiny_config, "reset", tiny)
+    for _ in range(tiny_config.epochs):
+        run.run_epoch()
+    run.strategy.begin_task(1)
+    fresh = run.strategy.ctx.new_network(1)
+    assert all(
+        torch.equal(p, q) for p, q in zip(run.strategy.network.parameters(), fresh.parameters())
+    )
+    assert run.strategy.optimizer.state == {}
+
+
+@pytest.mark.parametrize("reset_optimizer", [False, True])
+def test_continuous_keeps_weights_and_optionally_optimizer_state(
+    tiny, tiny_config, reset_optimizer
+):
+    cfg = tiny_config.replace(strategy_params={"continuous": {"reset_optimizer": reset_optimizer}})
+    run = _run(cfg, "continuous", tiny)
+    for _ in range(cfg.epochs):
+        run.run_epoch()
+    before = _snapshot(run.strategy.network)
+    run.strategy.begin_task(1)
+    assert all(torch.equal(p, q) for p, q in zip(run.strategy.network.parameters(), before))
+    assert (run.strategy.optimizer.state == {}) is reset_optimizer
+
+
+def test_all_strategies_identical_on_task_zero(tiny, tiny_config):
+    """Same initial network, same data: the strategies differ only after the first boundary."""
+    per = {}
+    for name in ("reset", "continuous", "expanded"):
+        run = _run(tiny_config, name, tiny)
+        per[name] = [run.run_epoch() for _ in range(tiny_config.epochs)]
+    for a, b in zip(per["reset"], per["expanded"]):
+        assert (a.train_loss, a.test_acc) == (b.train_loss, b.test_acc)
+    for a, b in zip(per["reset"], per["continuous"]):
+        assert (a.train_loss, a.test_acc) == (b.train_loss, b.test_acc)
+
+
+@pytest.mark.parametrize(
+    "params,message",
+    [
+        ({"expanded": {"schedule": "exp"}}, "unknown schedule 'exp'"),
+        ({"expanded": {"alpha0": 1.0}}, r"alpha0 must be in \[0, 1\)"),
+        ({"expanded": {"ramp": 0}}, "ramp must be > 0"),
+        ({"expanded": {"speed": 2}}, "unknown parameter 'speed' for strategy 'expanded'"),
+        ({"continuous": {"reset_optimizer": "maybe"}}, "continuous.reset_optimizer must be bool"),
+        ({"injection": {}}, "not in the run"),
+    ],
+)
+def test_bad_strategy_parameters(tiny_config, params, message):
+    with pytest.raises(UserError, match=message):
+        tiny_config.replace(strategy_params=params)
