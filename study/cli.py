@@ -1,15 +1,93 @@
-"""``plasticity study``: launch, resume and list Ray Tune + Optuna studies."""
+"""``plasticity study``: launch, resume and list Ray Tune + Optuna studies.
+
+Heavy imports (Ray, Optuna) happen inside the commands, so ``plasticity --help`` stays fast.
+"""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from plasticity.errors import UserError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.set_defaults(func=_not_yet)
+    sub = p.add_subparsers(dest="study_command", required=True, parser_class=type(p))
+    launch = sub.add_parser("launch", help="start a study (default: the embedded demo)")
+    launch.add_argument("file", nargs="?", help="study file (YAML)")
+    launch.add_argument("--preset", help="a shipped study (see `plasticity study presets`)")
+    launch.add_argument("--address", help="Ray cluster address (default: a local Ray)")
+    launch.add_argument("--storage", help="where studies live: path, NFS path, s3:// or gs:// URI")
+    launch.add_argument("--name", help="study name (default: the file's)")
+    launch.add_argument("--no-analysis", action="store_true", help="skip the analysis report")
+    launch.set_defaults(func=cmd_launch)
+    resume = sub.add_parser("resume", help="continue an interrupted study")
+    resume.add_argument("path", help="the study folder (STORAGE/NAME)")
+    resume.add_argument("--address", help="Ray cluster address (default: a local Ray)")
+    resume.add_argument("--no-analysis", action="store_true", help="skip the analysis report")
+    resume.set_defaults(func=cmd_resume)
+    presets = sub.add_parser("presets", help="list the shipped studies")
+    presets.set_defaults(func=cmd_presets)
 
 
-def _not_yet(args: argparse.Namespace) -> int:
-    raise UserError("studies are not available in this version")
+def cmd_launch(args: argparse.Namespace) -> int:
+    from study.driver import launch
+    from study.spec import load_spec, preset_path
+
+    if args.file and args.preset:
+        raise UserError("give a study file or --preset, not both")
+    source = args.file or preset_path(args.preset or "demo")
+    spec = load_spec(source, storage=args.storage, name=args.name)
+    root = launch(spec, address=args.address)
+    return finish(root, args)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from study.driver import resume
+
+    root = resume(args.path, address=args.address)
+    return 0 if root is None else finish(root, args)
+
+
+def finish(root: Any, args: argparse.Namespace) -> int:
+    """Print and write the summary; then the analysis report (when the layer is present)."""
+    import pandas as pd
+
+    from study.driver import StudyFolder, open_study, summary_rows
+
+    folder, spec, state = open_study(str(root))
+    table = pd.DataFrame(summary_rows(spec, state))
+    folder.write_text("summary.csv", table.to_csv(index=False))
+    folder.write_text(
+        "summary.md",
+        table.to_markdown(index=False) + "\n"
+        if _has_tabulate()
+        else table.to_string(index=False) + "\n",
+    )
+    with pd.option_context("display.max_colwidth", 80, "display.width", 200):
+        print(table.to_string(index=False))
+    print(f"study {spec.name!r} finished: {folder.root}")
+    assert isinstance(folder, StudyFolder)
+    return 0
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from study.spec import load_spec, preset_names, preset_path
+
+    for name in preset_names():
+        spec = load_spec(preset_path(name))
+        s = spec.setting
+        print(
+            f"{name:26s} {s.model}/{s.dataset} {s.objective}, {s.restarts} restarts, "
+            f"{len(spec.strategies)} strategies x {spec.budget.trials_per_strategy} trials, "
+            f"{spec.budget.eval_seeds} eval seeds"
+        )
+    return 0

@@ -1,0 +1,369 @@
+"""Launch and resume studies: one Optuna search per strategy, then an evaluation phase.
+
+A study folder (``STORAGE/NAME``; a local or NFS path, or an ``s3://``/``gs://`` URI) holds::
+
+    study.yaml        the validated study file
+    study.json        kind, phases and their status, the best configuration of each strategy
+    optuna.db         Optuna's SQLite storage, one Optuna study per strategy ("NAME.STRATEGY"),
+                      readable by optuna-dashboard
+    search-STRATEGY/  Ray Tune experiment of that strategy's search
+    eval/             Ray Tune experiment re-running every best configuration on fresh seeds
+    summary.csv, summary.md
+
+The driver is a small state machine over the phases in ``study.json``: ``resume`` skips
+finished phases, restores an interrupted one with ``Tuner.restore`` (the OptunaSearch state
+comes back with it) and starts the rest. For a URI, ``optuna.db`` is worked on in a local cache
+and uploaded after every phase (SQLite needs a local or NFS file).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import statistics
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pyarrow import fs as pafs
+
+from plasticity import __version__
+from plasticity.errors import UserError
+from plasticity.seeding import derive_seed
+from study.space import define_space
+from study.spec import StudySpec, load_spec
+
+log = logging.getLogger(__name__)
+
+KIND = "plasticity-study"
+EVAL_SEED_BASE = 1000  # evaluation seeds 1000, 1001, ...: never the search's seed
+
+
+class StudyFolder:
+    """File access to a study folder on a local path or a URI (through pyarrow.fs)."""
+
+    def __init__(self, root: str) -> None:
+        self.uri = "://" in root
+        if self.uri:
+            self.fs, self.path = pafs.FileSystem.from_uri(root)
+            self.root = root.rstrip("/")
+            digest = derive_seed(0, self.root)
+            self.local = Path.home() / ".cache" / "plasticity" / "studies" / f"{digest:x}"
+        else:
+            self.fs, self.path = pafs.LocalFileSystem(), str(Path(root).resolve())
+            self.root = self.path
+            self.local = Path(self.path)
+
+    def exists(self, name: str) -> bool:
+        return self.fs.get_file_info(f"{self.path}/{name}").type != pafs.FileType.NotFound
+
+    def read_text(self, name: str) -> str:
+        with self.fs.open_input_stream(f"{self.path}/{name}") as f:
+            return f.read().decode()
+
+    def write_text(self, name: str, text: str) -> None:
+        self.fs.create_dir(self.path, recursive=True)
+        tmp = f"{self.path}/{name}.tmp"
+        with self.fs.open_output_stream(tmp) as f:
+            f.write(text.encode())
+        self.fs.move(tmp, f"{self.path}/{name}")
+
+    @property
+    def optuna_url(self) -> str:
+        self.local.mkdir(parents=True, exist_ok=True)
+        if self.uri and not (self.local / "optuna.db").exists() and self.exists("optuna.db"):
+            pafs.copy_files(
+                f"{self.path}/optuna.db", str(self.local / "optuna.db"), source_filesystem=self.fs
+            )
+        return f"sqlite:///{self.local / 'optuna.db'}"
+
+    def sync_optuna(self) -> None:
+        if self.uri and (self.local / "optuna.db").exists():
+            pafs.copy_files(
+                str(self.local / "optuna.db"),
+                f"{self.path}/optuna.db",
+                destination_filesystem=self.fs,
+            )
+
+    def experiment(self, phase: str) -> str:
+        return f"{self.root}/{phase}"
+
+
+def phases(spec: StudySpec) -> list[str]:
+    names = [f"search-{s}" for s in spec.strategies]
+    return names + (["eval"] if spec.budget.eval_seeds > 0 else [])
+
+
+def launch(spec: StudySpec, address: str | None = None) -> Path | str:
+    """Start a new study; refuses a name that already exists (use :func:`resume`)."""
+    folder = StudyFolder(f"{spec.storage.rstrip('/')}/{spec.name}")
+    if folder.exists("study.json") or folder.exists("study.yaml"):
+        raise UserError(
+            f"study {spec.name!r} already exists at {folder.root}; "
+            f"continue it with: plasticity study resume {folder.root}"
+        )
+    folder.write_text("study.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+    state = {
+        "kind": KIND,
+        "version": __version__,
+        "name": spec.name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "phases": {p: "pending" for p in phases(spec)},
+        "best": {},
+    }
+    folder.write_text("study.json", json.dumps(state, indent=2))
+    return _drive(folder, spec, state, address)
+
+
+def open_study(path: str) -> tuple[StudyFolder, StudySpec, dict[str, Any]]:
+    """Read a study folder; :class:`UserError` if it is not one."""
+    folder = StudyFolder(path)
+    if not folder.exists("study.json"):
+        raise UserError(
+            f"{path} is not a study (no study.json); launch one with `plasticity study launch`"
+        )
+    try:
+        state = json.loads(folder.read_text("study.json"))
+        raw = yaml.safe_load(folder.read_text("study.yaml"))
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise UserError(f"{path}: study files are unreadable ({type(e).__name__})") from None
+    if not isinstance(state, dict) or state.get("kind") != KIND:
+        raise UserError(f"{path} is not a study (study.json has no kind {KIND!r})")
+    storage = folder.root.rsplit("/", 1)[0]
+    return folder, load_spec(raw, storage=storage, name=folder.root.rsplit("/", 1)[1]), state
+
+
+def resume(path: str, address: str | None = None) -> Path | str | None:
+    """Continue an interrupted study; returns None (and says so) when it had finished."""
+    folder, spec, state = open_study(path)
+    if all(v == "done" for v in state["phases"].values()):
+        print(f"study {spec.name!r} at {folder.root} has already finished; nothing to do")
+        return None
+    return _drive(folder, spec, state, address)
+
+
+# -- the driver --------------------------------------------------------------------------------
+def _drive(folder: StudyFolder, spec: StudySpec, state: dict[str, Any], address: str | None):
+    import ray
+
+    started = False
+    if not ray.is_initialized():
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=True)
+        started = True
+    try:
+        check_resources(spec)
+        trainable = make_trainable(spec)
+        for phase in phases(spec):
+            if state["phases"][phase] == "done":
+                continue
+            state["phases"][phase] = "running"
+            folder.write_text("study.json", json.dumps(state, indent=2))
+            if phase == "eval":
+                _run_eval(folder, spec, state, trainable)
+            else:
+                strategy = phase.removeprefix("search-")
+                state["best"][strategy] = _run_search(folder, spec, strategy, trainable)
+                folder.sync_optuna()
+            state["phases"][phase] = "done"
+            folder.write_text("study.json", json.dumps(state, indent=2))
+    finally:
+        if started:
+            ray.shutdown()
+    return folder.root
+
+
+def make_trainable(spec: StudySpec):
+    """The wrapped trainable; ``Tuner.restore`` must get the same one."""
+    from ray import tune
+
+    from study.trainable import train_strategy
+
+    return tune.with_resources(
+        train_strategy, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+    )
+
+
+def check_resources(spec: StudySpec) -> None:
+    """Fail before any trial starts if no alive node can hold one trial."""
+    import ray
+
+    need_cpu, need_gpu = spec.resources.cpu, spec.resources.gpu
+    for node in ray.nodes():
+        have = node.get("Resources", {})
+        if node.get("Alive") and have.get("CPU", 0) >= need_cpu and have.get("GPU", 0) >= need_gpu:
+            return
+    raise UserError(
+        f"no node of the cluster has {need_cpu} CPU and {need_gpu} GPU for one "
+        f"trial (cluster: {ray.cluster_resources()})"
+    )
+
+
+def _constants(spec: StudySpec, strategy: str, seed: int) -> dict[str, Any]:
+    return {
+        "strategy": strategy,
+        "seed": seed,
+        "setting": spec.setting.model_dump(),
+        "checkpoint_every": spec.checkpoint_every,
+    }
+
+
+def _run_config(folder: StudyFolder, spec: StudySpec, name: str):
+    from ray import tune
+
+    return tune.RunConfig(
+        name=name,
+        storage_path=folder.root,
+        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        verbose=1,  # Ray's status table; per-epoch results go to result.json, not the console
+    )
+
+
+def trial_dirname(trial: Any) -> str:
+    """``STRATEGY_TRIALID`` (Ray's default folder names spell out the whole config)."""
+    config = trial.config.get("trial", trial.config)
+    return f"{config.get('strategy', 'trial')}_{trial.trial_id}"
+
+
+def _fit(folder: StudyFolder, phase: str, trainable, make_tuner):
+    from ray import tune
+
+    path = folder.experiment(phase)
+    if tune.Tuner.can_restore(path):
+        log.info("restoring %s", path)
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
+    else:
+        tuner = make_tuner()
+    results = tuner.fit()
+    if results.errors:
+        log.warning("%s: %d trial(s) failed after retries", phase, len(results.errors))
+    return results
+
+
+def _run_search(folder: StudyFolder, spec: StudySpec, strategy: str, trainable) -> dict:
+    import optuna
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    def make_tuner():
+        space = {
+            k: (v.model_dump() if hasattr(v, "model_dump") else v)
+            for k, v in spec.strategies[strategy].items()
+        }
+        searcher = OptunaSearch(
+            partial(
+                define_space,
+                space=space,
+                constants=_constants(spec, strategy, spec.budget.search_seed),
+                default_epochs=spec.setting.epochs,
+            ),
+            metric=spec.metric,
+            mode="max",
+            sampler=optuna.samplers.TPESampler(
+                seed=derive_seed(spec.budget.search_seed, "tpe", strategy) % 2**32
+            ),
+            storage=optuna.storages.RDBStorage(folder.optuna_url),
+            study_name=f"{spec.name}.{strategy}",
+        )
+        scheduler = None
+        if spec.budget.scheduler == "asha":
+            scheduler = ASHAScheduler(
+                metric=spec.metric, mode="max", grace_period=spec.budget.grace_epochs, max_t=10**9
+            )
+        return tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                scheduler=scheduler,
+                num_samples=spec.budget.trials_per_strategy,
+                max_concurrent_trials=spec.concurrency,
+                trial_dirname_creator=trial_dirname,
+            ),
+            run_config=_run_config(folder, spec, f"search-{strategy}"),
+        )
+
+    results = _fit(folder, f"search-{strategy}", trainable, make_tuner)
+    finished = [r for r in results if r.metrics and r.metrics.get("done")]
+    if not finished:
+        raise UserError(
+            f"no trial of {strategy!r} finished; see {folder.experiment('search-' + strategy)}"
+        )
+    best = max(finished, key=lambda r: r.metrics[spec.metric])
+    return {"config": best.config, "objective": best.metrics[spec.metric]}
+
+
+def eval_configs(spec: StudySpec, best: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every best configuration on every fresh seed."""
+    return [
+        {**best[s]["config"], "seed": EVAL_SEED_BASE + i, "phase": "eval"}
+        for s in spec.strategies
+        for i in range(spec.budget.eval_seeds)
+    ]
+
+
+def _run_eval(folder: StudyFolder, spec: StudySpec, state: dict[str, Any], trainable) -> None:
+    from ray import tune
+
+    def make_tuner():
+        return tune.Tuner(
+            trainable,
+            param_space={"trial": tune.grid_search(eval_configs(spec, state["best"]))},
+            tune_config=tune.TuneConfig(
+                num_samples=1,
+                max_concurrent_trials=spec.concurrency,
+                trial_dirname_creator=trial_dirname,
+            ),
+            run_config=_run_config(folder, spec, "eval"),
+        )
+
+    results = _fit(folder, "eval", trainable, make_tuner)
+    rows = []
+    for r in results:
+        if r.metrics and r.metrics.get("done"):
+            rows.append(
+                {
+                    "strategy": r.config["trial"]["strategy"],
+                    "seed": r.config["trial"]["seed"],
+                    **{
+                        m: r.metrics[m]
+                        for m in (
+                            "auc_test_acc",
+                            "final_test_acc",
+                            "auc_train_acc",
+                            "final_train_acc",
+                        )
+                    },
+                }
+            )
+    state["eval"] = rows
+
+
+def summary_rows(spec: StudySpec, state: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per strategy: the search's best objective and parameters, and the evaluation's
+    mean ± standard deviation over fresh seeds."""
+    out = []
+    for s in spec.strategies:
+        best = state["best"].get(s, {})
+        evals = [r[spec.metric] for r in state.get("eval", []) if r["strategy"] == s]
+        params = {
+            k: v
+            for k, v in best.get("config", {}).items()
+            if k not in ("strategy", "seed", "setting", "checkpoint_every", "phase")
+        }
+        out.append(
+            {
+                "strategy": s,
+                "search_best": best.get("objective", math.nan),
+                "eval_mean": statistics.fmean(evals) if evals else math.nan,
+                "eval_std": statistics.stdev(evals) if len(evals) > 1 else math.nan,
+                "eval_seeds": len(evals),
+                "params": json.dumps(params, sort_keys=True),
+            }
+        )
+    return out

@@ -1,0 +1,203 @@
+"""The study file: a YAML document, validated on load into typed, frozen models.
+
+A study compares strategies on one setting. Each strategy gets its own Optuna search with the
+same budget (so baselines are tuned as hard as the method); the best configuration of each is
+then re-run on fresh seeds (the evaluation phase). Example (the embedded demo)::
+
+    name: demo
+    setting: {dataset: mnist-5k, model: mlp, objective: class_shuffle, restarts: 2}
+    strategies:
+      reset:    {lr: {low: 1.0e-4, high: 1.0e-2, log: true}}
+      expanded: {lr: {low: 1.0e-4, high: 1.0e-2, log: true},
+                 schedule: [linear, cosine, step], alpha0: {low: 0.0, high: 0.8},
+                 ramp: {low: 1, high: 8}}
+    budget: {trials_per_strategy: 4, eval_seeds: 2}
+
+A parameter is a range ``{low, high}`` (floats; ``log: true`` for a log scale, ``int: true`` for
+integers), a list (categorical) or a single value (fixed). Searchable parameters: ``lr``,
+``epochs``, ``weight_decay`` for every strategy, plus the strategy's own
+(``plasticity.strategies``). For ``expanded``, ``ramp`` is the ramp length of linear/cosine and
+the jump epoch of step, capped at the trial's epochs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from plasticity import strategies as strategy_registry
+from plasticity.config import RunConfig
+from plasticity.errors import UserError
+
+OBJECTIVE_METRICS = ("auc_test_acc", "final_test_acc", "auc_train_acc", "final_train_acc")
+COMMON_PARAMS = ("lr", "epochs", "weight_decay")
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Range(_Strict):
+    """A numeric range. ``int: true`` samples integers; ``log: true`` samples on a log scale."""
+
+    low: float
+    high: float
+    log: bool = False
+    int: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> Range:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log range needs low > 0")
+        return self
+
+
+Param = Range | list[Any] | float | int | str | bool
+
+
+class Setting(_Strict):
+    """What every trial trains on (a subset of plasticity's RunConfig)."""
+
+    dataset: str = "mnist-5k"
+    data_dir: str | None = None
+    download: bool = False
+    model: str = "mlp"
+    objective: str = "class_shuffle"
+    restarts: int = 2
+    epochs: int = 10
+    batch_size: int = 8192
+    shuffle: bool = False
+    deterministic: bool = True
+
+    @model_validator(mode="after")
+    def _valid_run(self) -> Setting:
+        try:
+            RunConfig(**self.model_dump(), strategies=("reset",), device="cpu")
+        except UserError as e:
+            raise ValueError(str(e)) from None
+        return self
+
+
+class Budget(_Strict):
+    trials_per_strategy: int = Field(4, ge=1)
+    """Optuna trials for each strategy's search (equal for all, so baselines are tuned too)."""
+    eval_seeds: int = Field(5, ge=0)
+    """Fresh seeds the best configuration of each strategy is re-run on (0: no evaluation)."""
+    search_seed: int = 0
+    """The seed the search trials train with (and the TPE sampler's seed)."""
+    scheduler: Literal["fifo", "asha"] = "fifo"
+    """asha stops poor trials early (Optuna still records their last value)."""
+    grace_epochs: int = Field(10, ge=1)
+    """asha: epochs a trial runs before it may be stopped."""
+
+
+class Resources(_Strict):
+    cpu: float = Field(1, gt=0)
+    gpu: float = Field(0, ge=0)
+    """GPUs per trial; 0.25 packs four trials on one GPU. With no CUDA the trial uses the CPU."""
+
+
+class StudySpec(_Strict):
+    """A whole study file."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    setting: Setting = Setting()
+    strategies: dict[str, dict[str, Param]]
+    budget: Budget = Budget()
+    metric: Literal[OBJECTIVE_METRICS] = "auc_test_acc"  # type: ignore[valid-type]
+    """The objective, maximised: see study.metrics."""
+    resources: Resources = Resources()
+    concurrency: int = Field(2, ge=1)
+    """Trials running at once."""
+    storage: str = "studies"
+    """Local or NFS path, or an s3:// / gs:// URI; the study lives in STORAGE/NAME."""
+    checkpoint_every: int = Field(0, ge=0)
+    """Epochs between checkpoints; 0 checkpoints at every task boundary."""
+    max_failures: int = Field(2, ge=0)
+    """Retries of a crashed trial (from its last checkpoint)."""
+
+    @field_validator("strategies")
+    @classmethod
+    def _check_strategies(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        if not value:
+            raise ValueError("no strategies to compare")
+        for name, space in value.items():
+            if name not in strategy_registry.STRATEGIES:
+                known = ", ".join(strategy_registry.STRATEGIES)
+                raise ValueError(f"unknown strategy {name!r}; choose from {known}")
+            own = {f.name for f in dataclasses.fields(strategy_registry.get(name).Params)}
+            for key in space:
+                if key not in own and key not in COMMON_PARAMS:
+                    allowed = ", ".join([*COMMON_PARAMS, *sorted(own)])
+                    raise ValueError(f"{name}: unknown parameter {key!r}; allowed: {allowed}")
+            if not any(isinstance(v, (Range, list)) for v in space.values()):
+                raise ValueError(f"{name}: empty search space (give at least one range or list)")
+            for key, v in space.items():
+                if isinstance(v, list) and not v:
+                    raise ValueError(f"{name}.{key}: an empty list of choices")
+        return value
+
+
+def load_spec(source: str | Path | dict[str, Any], **overrides: Any) -> StudySpec:
+    """A validated :class:`StudySpec` from a YAML file or a dict; ``overrides`` replace top-level
+    keys (e.g. ``storage``, ``name``). Every problem is one :class:`UserError` line."""
+    if isinstance(source, dict):
+        raw, where = dict(source), "study"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise UserError(f"no study file at {path}")
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise UserError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        where = str(path)
+        if not isinstance(raw, dict):
+            raise UserError(f"{path} must hold a mapping of study settings")
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        spec = StudySpec.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+        msg = err["msg"].removeprefix("Value error, ")
+        raise UserError(f"{where}: {loc + ': ' if loc else ''}{msg}") from None
+    _check_params(spec)
+    return spec
+
+
+def _check_params(spec: StudySpec) -> None:
+    """Fixed values and the ends of ranges/lists must be valid for the strategy."""
+    for name, space in spec.strategies.items():
+        own = {f.name for f in dataclasses.fields(strategy_registry.get(name).Params)}
+        for key, value in space.items():
+            options = (
+                value
+                if isinstance(value, list)
+                else ([value.low, value.high] if isinstance(value, Range) else [value])
+            )
+            for option in options:
+                if key in own:
+                    strategy_registry.parse_params(strategy_registry.get(name), {key: option})
+                elif key in ("lr", "epochs") and not (
+                    isinstance(option, (int, float)) and option > 0
+                ):
+                    raise UserError(f"{name}.{key} must be > 0, got {option!r}")
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def preset_path(name: str) -> Path:
+    path = PRESET_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise UserError(f"unknown study preset {name!r}; choose from {', '.join(preset_names())}")
+    return path

@@ -1,0 +1,262 @@
+"""Studies under a real local Ray (small and few: each starts Ray, ~1.7 GB, a few seconds)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from plasticity.errors import UserError
+
+ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.ray
+
+TINY_SETTING = {
+    "dataset": "mnist-5k",
+    "model": "mlp-small",
+    "restarts": 1,
+    "epochs": 2,
+    "batch_size": 1000,
+}
+
+
+def tiny_spec(tmp_path, name="t", **extra):
+    spec = {
+        "name": name,
+        "setting": dict(TINY_SETTING),
+        "strategies": {
+            "reset": {"lr": {"low": 1e-4, "high": 1e-2, "log": True}},
+            "expanded": {
+                "lr": {"low": 1e-4, "high": 1e-2, "log": True},
+                "schedule": ["linear", "cosine", "step"],
+                "alpha0": {"low": 0.0, "high": 0.8},
+                "ramp": {"low": 1, "high": 2, "int": True},
+            },
+        },
+        "budget": {"trials_per_strategy": 2, "eval_seeds": 0},
+        "resources": {"cpu": 1},
+        "concurrency": 2,
+        "storage": str(tmp_path / "studies"),
+    }
+    spec.update(extra)
+    return spec
+
+
+@pytest.fixture
+def local_ray():
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def trial_results(experiment: Path) -> dict[str, list[dict]]:
+    """result.json of every trial folder, de-duplicated on training_iteration (last wins)."""
+    out = {}
+    for result in sorted(experiment.glob("*/result.json")):
+        rows = {}
+        for line in result.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                rows[row["training_iteration"]] = row
+        out[result.parent.name] = [rows[k] for k in sorted(rows)]
+    return out
+
+
+def test_four_trial_study_end_to_end(tmp_path, local_ray, capsys):
+    from study.cli import finish
+    from study.driver import launch, resume
+    from study.spec import load_spec
+
+    spec = load_spec(tiny_spec(tmp_path, budget={"trials_per_strategy": 2, "eval_seeds": 1}))
+    root = Path(launch(spec))
+    state = json.loads((root / "study.json").read_text())
+    assert set(state["phases"].values()) == {"done"}
+    storage = f"sqlite:///{root / 'optuna.db'}"
+    for strategy in ("reset", "expanded"):
+        trials = trial_results(root / f"search-{strategy}")
+        assert len(trials) == 2
+        for rows in trials.values():
+            assert len(rows) == 4 and rows[-1]["done"] and rows[-1]["strategy"] == strategy
+        study = optuna.load_study(study_name=f"t.{strategy}", storage=storage)
+        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        assert len(study.trials) == len(done) == 2
+        # Optuna recorded each trial's last reported objective
+        finals = sorted(rows[-1]["auc_test_acc"] for rows in trials.values())
+        assert sorted(t.value for t in done) == pytest.approx(finals)
+    evals = trial_results(root / "eval")
+    assert len(evals) == 2 and all(rows[-1]["seed"] == 1000 for rows in evals.values())
+    assert finish(root, None) == 0
+    assert "expanded" in (root / "summary.csv").read_text()
+
+    with pytest.raises(UserError, match="already exists .* plasticity study resume"):
+        launch(spec)
+    capsys.readouterr()
+    assert resume(str(root)) is None
+    assert "already finished" in capsys.readouterr().out
+
+
+def test_resources_no_node_has_fail_before_any_trial(tmp_path, local_ray):
+    from study.driver import launch
+    from study.spec import load_spec
+
+    spec = load_spec(tiny_spec(tmp_path, resources={"cpu": 1, "gpu": 1}))
+    with pytest.raises(UserError, match="no node of the cluster has 1.0 CPU and 1.0 GPU"):
+        launch(spec)
+    assert not list((tmp_path / "studies" / "t").glob("search-*"))
+
+
+def test_crashed_trial_is_retried_from_its_checkpoint_with_identical_records(tmp_path, local_ray):
+    """The fault hits after epoch 0 of task 1; the retry restores the task-boundary checkpoint
+    and re-runs that epoch: the records equal an uninterrupted in-process run."""
+    from ray import tune
+
+    from plasticity.loop import run_experiment
+    from study.driver import make_trainable
+    from study.spec import load_spec
+    from study.trainable import to_run_config
+
+    spec = load_spec(tiny_spec(tmp_path))
+    config = {
+        "strategy": "expanded",
+        "seed": 0,
+        "lr": 1e-3,
+        "schedule": "linear",
+        "alpha0": 0.2,
+        "ramp": 2,
+        "checkpoint_every": 0,
+        "setting": spec.setting.model_dump(),
+        "fail_once_at": {"task": 1, "epoch": 0, "marker": str(tmp_path / "crashed")},
+    }
+    tuner = tune.Tuner(
+        make_trainable(spec),
+        param_space=config,
+        run_config=tune.RunConfig(
+            name="fault",
+            storage_path=str(tmp_path),
+            failure_config=tune.FailureConfig(max_failures=1),
+            verbose=0,
+        ),
+    )
+    result = tuner.fit()[0]
+    assert (tmp_path / "crashed").exists(), "the fault was not injected"
+    assert result.error is None and result.metrics["done"]
+    rows = next(iter(trial_results(tmp_path / "fault").values()))
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the trial (1 CPU): float sums depend on the thread count
+    try:
+        expected = run_experiment(to_run_config(config))
+    finally:
+        torch.set_num_threads(threads)
+    fields = ["task", "epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "alpha"]
+    assert [[r[f] for f in fields] for r in rows] == [
+        [getattr(e, f) for f in fields] for e in expected
+    ]
+
+
+def test_interrupted_study_resumes_to_exactly_the_planned_trials(tmp_path):
+    """Kill the driver (and its Ray) mid-search, then resume."""
+    spec = tiny_spec(
+        tmp_path,
+        budget={"trials_per_strategy": 3, "eval_seeds": 0},
+        setting={**TINY_SETTING, "epochs": 3},
+        concurrency=1,
+    )
+    spec["strategies"].pop("reset")
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plasticity.cli", "study", "launch", str(tmp_path / "s.yaml")],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    experiment = tmp_path / "studies" / "t" / "search-expanded"
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:  # wait until one trial has finished and another runs
+            finished = [r for r in trial_results(experiment).values() if r and r[-1]["done"]]
+            if finished and len(list(experiment.glob("*/result.json"))) >= 2:
+                break
+            assert proc.poll() is None, "the study ended before it could be interrupted"
+            time.sleep(0.5)
+        else:
+            pytest.fail("the study made no progress")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started
+        proc.wait()
+    state = json.loads((tmp_path / "studies" / "t" / "study.json").read_text())
+    assert state["phases"]["search-expanded"] == "running"
+
+    from study.driver import resume
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        resume(str(tmp_path / "studies" / "t"))
+    finally:
+        ray.shutdown()
+    from ray.tune import ExperimentAnalysis
+
+    analysis = ExperimentAnalysis(str(experiment))
+    done = [t for t in analysis.trials if t.status == "TERMINATED"]
+    assert len(analysis.trials) == len(done) == 3
+    study = optuna.load_study(
+        study_name="t.expanded", storage=f"sqlite:///{tmp_path / 'studies' / 't' / 'optuna.db'}"
+    )
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 3
+
+
+def test_two_node_cluster_packs_four_quarter_gpu_trials_per_gpu_and_falls_back_to_cpu(tmp_path):
+    """Both nodes claim one GPU they do not have; trials ask for 0.25 GPU (and little CPU, so the
+    GPU is what limits packing). They spread over both nodes, run four to a GPU at once, and
+    train on the CPU because CUDA is absent."""
+    from ray.cluster_utils import Cluster
+
+    from study.driver import launch
+    from study.spec import load_spec
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 1})
+    cluster.add_node(num_cpus=2, num_gpus=1)
+    ray.init(address=cluster.address, log_to_driver=False)
+    try:
+        cluster.wait_for_nodes()
+        spec = tiny_spec(
+            tmp_path,
+            budget={"trials_per_strategy": 8, "eval_seeds": 0},
+            setting={**TINY_SETTING, "epochs": 12, "batch_size": 100},
+            resources={"cpu": 0.25, "gpu": 0.25},
+            concurrency=8,
+        )
+        spec["strategies"].pop("expanded")
+        root = Path(launch(load_spec(spec)))
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    trials = trial_results(root / "search-reset")
+    assert len(trials) == 8 and all(rows[-1]["done"] for rows in trials.values())
+    assert {rows[-1]["device"] for rows in trials.values()} == {"cpu"}
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for rows in trials.values():
+        spans.setdefault(rows[-1]["node"], []).append(
+            (rows[0]["started_at"], rows[-1]["reported_at"])
+        )
+    assert len(spans) == 2, "trials should run on both nodes"
+
+    def most_at_once(intervals):
+        events = sorted([(a, 1) for a, _ in intervals] + [(b, -1) for _, b in intervals])
+        level = peak = 0
+        for _, step in events:
+            level += step
+            peak = max(peak, level)
+        return peak
+
+    assert max(most_at_once(v) for v in spans.values()) == 4

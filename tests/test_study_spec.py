@@ -1,0 +1,138 @@
+"""Study files, search space and trial configs (no Ray started)."""
+
+import optuna
+import pytest
+import yaml
+
+from plasticity.errors import UserError
+from study.space import define_space
+from study.spec import load_spec, preset_names, preset_path
+from study.trainable import to_run_config
+
+GOOD = {
+    "name": "t",
+    "setting": {"dataset": "mnist-5k", "model": "mlp-small", "restarts": 1, "epochs": 2},
+    "strategies": {"reset": {"lr": {"low": 1e-4, "high": 1e-2, "log": True}}},
+}
+
+
+def _with(**changes):
+    spec = yaml.safe_load(yaml.safe_dump(GOOD))
+    for dotted, value in changes.items():
+        node, *path, last = [spec, *dotted.split("__")]
+        for key in path:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return spec
+
+
+def test_good_spec_and_every_preset_load():
+    assert load_spec(GOOD).budget.trials_per_strategy == 4
+    names = preset_names()
+    assert "demo" in names and sum(n.startswith("paper-") for n in names) == 8
+    for name in names:
+        spec = load_spec(preset_path(name))
+        assert spec.name == name
+        # baselines get the same budget as the method
+        assert set(spec.strategies) >= {"reset", "continuous", "expanded"}
+
+
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"colour": "red"}, "colour: Extra inputs are not permitted"),
+        ({"setting__epochs": "ten"}, "setting.epochs: Input should be a valid integer"),
+        ({"setting__model": "resnet"}, "unknown model 'resnet'"),
+        ({"setting__restarts": 0}, "restarts must be a positive integer"),
+        ({"strategies__reset": {"lr": 0.001}}, "reset: empty search space"),
+        ({"strategies": {}}, "no strategies to compare"),
+        ({"strategies__magic": {"lr": [0.1]}}, "unknown strategy 'magic'"),
+        ({"strategies__reset__alpha0": [0.1]}, "reset: unknown parameter 'alpha0'"),
+        ({"strategies__expanded": {"schedule": ["linear", "exp"]}}, "unknown schedule 'exp'"),
+        ({"strategies__expanded": {"alpha0": {"low": 0.5, "high": 1.5}}}, r"alpha0 must be in"),
+        ({"strategies__reset__lr": {"low": 1, "high": 0.1}}, "low .* must be below high"),
+        ({"strategies__reset__lr": {"low": 0, "high": 1, "log": True}}, "log range needs low > 0"),
+        ({"strategies__reset__lr": []}, "empty list"),
+        ({"budget__trials_per_strategy": 0}, "trials_per_strategy: Input should be greater"),
+        ({"resources__gpu": -1}, "resources.gpu"),
+        ({"metric": "speed"}, "metric: Input should be"),
+        ({"name": "bad name/with slash"}, "name: String should match"),
+    ],
+)
+def test_bad_study_files_fail_with_one_line(changes, message):
+    with pytest.raises(UserError, match=message) as info:
+        load_spec(_with(**changes))
+    assert "\n" not in str(info.value)
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    (tmp_path / "bad.yaml").write_text("name: [unclosed")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_spec(tmp_path / "bad.yaml")
+    with pytest.raises(UserError, match="no study file"):
+        load_spec(tmp_path / "absent.yaml")
+    with pytest.raises(UserError, match="unknown study preset"):
+        preset_path("nope")
+
+
+def _sample(space, n=40, epochs=6):
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    out = []
+    for _ in range(n):
+        trial = study.ask()
+        const = define_space(trial, space, {"strategy": "expanded"}, default_epochs=epochs)
+        out.append({**trial.params, **const})
+        study.tell(trial, 0.0)
+    return out
+
+
+def test_expanded_space_is_conditional_on_the_schedule_kind():
+    space = {
+        "lr": {"low": 1e-4, "high": 1e-2, "log": True},
+        "epochs": [3, 5],
+        "schedule": ["paper", "linear", "cosine", "step"],
+        "alpha0": {"low": 0.0, "high": 0.8},
+        "ramp": {"low": 1, "high": 8, "int": True},
+        "per_step": False,
+    }
+    configs = _sample(space)
+    kinds = {c["schedule"] for c in configs}
+    assert kinds == {"paper", "linear", "cosine", "step"}
+    for c in configs:
+        assert c["per_step"] is False and c["strategy"] == "expanded"
+        assert 1e-4 <= c["lr"] <= 1e-2
+        if c["schedule"] == "paper":
+            assert "alpha0" not in c and "ramp" not in c and "step_epoch" not in c
+        elif c["schedule"] == "step":
+            assert "ramp" not in c and 1 <= c["step_epoch"] <= c["epochs"]
+        else:
+            assert "step_epoch" not in c and 1 <= c["ramp"] <= c["epochs"]  # capped by epochs
+
+
+def test_trial_config_becomes_a_typed_run_config():
+    config = {
+        "strategy": "expanded",
+        "seed": 3,
+        "lr": 0.002,
+        "epochs": 4,
+        "schedule": "step",
+        "alpha0": 0.3,
+        "step_epoch": 2,
+        "checkpoint_every": 0,
+        "setting": load_spec(GOOD).setting.model_dump(),
+    }
+    run = to_run_config(config)
+    assert (run.strategies, run.seed, run.lr, run.epochs, run.model) == (
+        ("expanded",),
+        3,
+        0.002,
+        4,
+        "mlp-small",
+    )
+    assert run.strategy_params["expanded"] == {
+        "schedule": "step",
+        "alpha0": 0.3,
+        "ramp": 2.0,
+        "per_step": False,
+    }
+    assert to_run_config({"trial": config}) == run  # evaluation trials nest the config
