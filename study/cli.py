@@ -6,6 +6,8 @@ Heavy imports (Ray, Optuna) happen inside the commands, so ``plasticity --help``
 from __future__ import annotations
 
 import argparse
+import time
+from pathlib import Path
 from typing import Any
 
 from plasticity.errors import UserError
@@ -36,8 +38,12 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
     if args.file and args.preset:
         raise UserError("give a study file or --preset, not both")
+    name = args.name
+    if not args.file and not name:
+        # a preset is a template: every launch of it is a new study, named by the time
+        name = f"{args.preset or 'demo'}-{time.strftime('%Y%m%d-%H%M%S')}"
     source = args.file or preset_path(args.preset or "demo")
-    spec = load_spec(source, storage=args.storage, name=args.name)
+    spec = load_spec(source, storage=args.storage, name=name)
     root = launch(spec, address=args.address)
     return finish(root, args)
 
@@ -49,34 +55,35 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return 0 if root is None else finish(root, args)
 
 
-def finish(root: Any, args: argparse.Namespace) -> int:
-    """Print and write the summary; then the analysis report (when the layer is present)."""
+def finish(root: Any, args: argparse.Namespace | None) -> int:
+    """Print and write the summary, then the analysis report into STUDY/analysis."""
     import pandas as pd
 
-    from study.driver import StudyFolder, open_study, summary_rows
+    from analysis.report import markdown_table
+    from study.driver import open_study, summary_rows
 
     folder, spec, state = open_study(str(root))
     table = pd.DataFrame(summary_rows(spec, state))
     folder.write_text("summary.csv", table.to_csv(index=False))
-    folder.write_text(
-        "summary.md",
-        table.to_markdown(index=False) + "\n"
-        if _has_tabulate()
-        else table.to_string(index=False) + "\n",
-    )
+    folder.write_text("summary.md", markdown_table(table))
     with pd.option_context("display.max_colwidth", 80, "display.width", 200):
         print(table.to_string(index=False))
     print(f"study {spec.name!r} finished: {folder.root}")
-    assert isinstance(folder, StudyFolder)
+    if args is not None and getattr(args, "no_analysis", False):
+        return 0
+    if folder.uri:
+        print(
+            "analysis reads local or NFS folders: copy the study here, then run "
+            f"`plasticity analyze <folder>` (from {folder.root})"
+        )
+        return 0
+    from analysis.load import load
+    from analysis.report import write_report
+
+    loaded = load([folder.root])
+    report = write_report(loaded, Path(folder.root) / "analysis")
+    print(f"analysis: {report}")
     return 0
-
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def cmd_presets(args: argparse.Namespace) -> int:

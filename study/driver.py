@@ -284,6 +284,7 @@ def _run_search(folder: StudyFolder, spec: StudySpec, strategy: str, trainable) 
                 num_samples=spec.budget.trials_per_strategy,
                 max_concurrent_trials=spec.concurrency,
                 trial_dirname_creator=trial_dirname,
+                reuse_actors=True,
             ),
             run_config=_run_config(folder, spec, f"search-{strategy}"),
         )
@@ -318,6 +319,7 @@ def _run_eval(folder: StudyFolder, spec: StudySpec, state: dict[str, Any], train
                 num_samples=1,
                 max_concurrent_trials=spec.concurrency,
                 trial_dirname_creator=trial_dirname,
+                reuse_actors=True,
             ),
             run_config=_run_config(folder, spec, "eval"),
         )

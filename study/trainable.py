@@ -65,6 +65,8 @@ def trial_device(gpus: float) -> str:
 
 def train_strategy(config: dict[str, Any]) -> None:
     """Run one trial to the end, reporting after every epoch."""
+    # Ray logs a line per checkpoint from every trial; the status table is what users watch.
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     config = config.get("trial", config)
     started_at = time.time()
     node = ray.get_runtime_context().get_node_id()

@@ -69,12 +69,21 @@ def trial_results(experiment: Path) -> dict[str, list[dict]]:
 
 
 def test_four_trial_study_end_to_end(tmp_path, local_ray, capsys):
+    """Storage given as a URI (file://, through pyarrow.fs, as s3:// or gs:// would be)."""
     from study.cli import finish
     from study.driver import launch, resume
     from study.spec import load_spec
 
-    spec = load_spec(tiny_spec(tmp_path, budget={"trials_per_strategy": 2, "eval_seeds": 1}))
-    root = Path(launch(spec))
+    spec = load_spec(
+        tiny_spec(
+            tmp_path,
+            budget={"trials_per_strategy": 2, "eval_seeds": 1},
+            storage=f"file://{tmp_path}/studies",
+        )
+    )
+    uri = launch(spec)
+    assert uri == f"file://{tmp_path}/studies/t"
+    root = tmp_path / "studies" / "t"
     state = json.loads((root / "study.json").read_text())
     assert set(state["phases"].values()) == {"done"}
     storage = f"sqlite:///{root / 'optuna.db'}"
@@ -91,13 +100,13 @@ def test_four_trial_study_end_to_end(tmp_path, local_ray, capsys):
         assert sorted(t.value for t in done) == pytest.approx(finals)
     evals = trial_results(root / "eval")
     assert len(evals) == 2 and all(rows[-1]["seed"] == 1000 for rows in evals.values())
-    assert finish(root, None) == 0
+    assert finish(uri, None) == 0
     assert "expanded" in (root / "summary.csv").read_text()
 
     with pytest.raises(UserError, match="already exists .* plasticity study resume"):
         launch(spec)
     capsys.readouterr()
-    assert resume(str(root)) is None
+    assert resume(uri) is None
     assert "already finished" in capsys.readouterr().out
 
 

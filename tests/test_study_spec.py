@@ -136,3 +136,24 @@ def test_trial_config_becomes_a_typed_run_config():
         "per_step": False,
     }
     assert to_run_config({"trial": config}) == run  # evaluation trials nest the config
+
+
+def test_study_cli_errors_are_one_line_before_ray_starts(tmp_path, capsys):
+    from plasticity.cli import main
+
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(_with(budget={"trials_per_strategy": 0})))
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / "study.json").write_text("{not json")
+    cases = [
+        (["study", "resume", str(tmp_path)], "is not a study (no study.json)"),
+        (["study", "resume", str(tmp_path / "corrupt")], "study files are unreadable"),
+        (["study", "launch", str(tmp_path / "bad.yaml")], "trials_per_strategy"),
+        (["study", "launch", "--preset", "nope"], "unknown study preset 'nope'"),
+        (["study", "launch", str(tmp_path / "bad.yaml"), "--preset", "demo"], "not both"),
+        (["study", "launch", str(tmp_path / "absent.yaml")], "no study file"),
+        (["study", "frobnicate"], "invalid choice"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err

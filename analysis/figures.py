@@ -1,0 +1,226 @@
+"""The paper's figures and the ones beyond it, as PNG (and PDF on request).
+
+Every function takes the tidy table (or a table derived from it) and a path stem, writes the
+files and returns their paths. Bands are 95% bootstrap confidence intervals across seeds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from analysis.stats import bootstrap_band  # noqa: E402
+
+PANELS = (
+    ("train_loss", "train loss"),
+    ("test_loss", "test loss"),
+    ("train_acc", "train accuracy"),
+    ("test_acc", "test accuracy"),
+)
+COLORS = {"reset": "tab:blue", "continuous": "tab:orange", "expanded": "tab:green"}
+
+
+def _color(strategy: str, order: list[str]) -> str:
+    return COLORS.get(strategy, f"C{(order.index(strategy) + 3) % 10}")
+
+
+def _save(fig: plt.Figure, stem: Path, pdf: bool) -> list[Path]:
+    paths = [stem.with_suffix(".png")]
+    fig.savefig(paths[0], dpi=110, bbox_inches="tight")
+    if pdf:
+        paths.append(stem.with_suffix(".pdf"))
+        fig.savefig(paths[1], bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def _legend(fig: plt.Figure, axes) -> None:
+    """One legend for the figure, with every strategy that appears in any panel."""
+    seen: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    fig.legend(
+        list(seen.values()),
+        list(seen),
+        loc="lower center",
+        ncol=len(seen),
+        fontsize=8,
+        bbox_to_anchor=(0.5, -0.02),
+        frameon=False,
+    )
+
+
+def _band(
+    ax, frame: pd.DataFrame, x: str, y: str, label: str, color: str, rng: np.random.Generator
+) -> None:
+    curves = frame.pivot_table(index="trial", columns=x, values=y, aggfunc="mean")
+    mean, lo, hi = bootstrap_band(curves.to_numpy(), rng)
+    xs = curves.columns.to_numpy()
+    n = len(curves)
+    ax.plot(xs, mean, color=color, label=f"{label} (n={n})", lw=1.4)
+    if n > 1:
+        ax.fill_between(xs, lo, hi, color=color, alpha=0.2, lw=0)
+
+
+def learning_curves(
+    setting: pd.DataFrame,
+    stem: Path,
+    title: str,
+    rng: np.random.Generator,
+    last_only: bool = False,
+    pdf: bool = False,
+    test_meaningful: bool = True,
+) -> list[Path]:
+    """Train/test loss and accuracy over the epochs of all tasks end to end (task boundaries
+    dotted), or over the last restart alone."""
+    frame = setting
+    x = "global_epoch"
+    if last_only:
+        frame = setting[setting.task == setting.task.max()]
+        x = "epoch"
+    order = list(dict.fromkeys(frame.strategy))
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
+    for ax, (col, name) in zip(axes.flat, PANELS):
+        for s in order:
+            _band(ax, frame[frame.strategy == s], x, col, s, _color(s, order), rng)
+        if not last_only:
+            epochs = int(frame.epochs.iloc[0])
+            for t in range(1, int(frame.task.max()) + 1):
+                ax.axvline(t * epochs - 0.5, color="0.7", lw=0.6, ls=":")
+        suffix = (
+            " (meaningless: random labels)"
+            if col.startswith("test") and not test_meaningful
+            else ""
+        )
+        ax.set_title(name + suffix, fontsize=10)
+        ax.grid(alpha=0.3)
+    for ax in axes[1]:
+        ax.set_xlabel("epoch of the last restart" if last_only else "epoch (all tasks)")
+    _legend(fig, axes.flat)
+    fig.suptitle(title + (" — last restart" if last_only else " — all restarts"))
+    return _save(fig, stem, pdf)
+
+
+def alpha_curve(setting: pd.DataFrame, stem: Path, title: str, pdf: bool = False) -> list[Path]:
+    """α over the epochs of all tasks for every expanded trial."""
+    exp = setting[(setting.strategy == "expanded") & setting.alpha.notna()]
+    fig, ax = plt.subplots(figsize=(9, 3))
+    for _, g in exp.groupby("trial"):
+        ax.step(g.global_epoch, g.alpha, where="mid", lw=1, alpha=0.7)
+    ax.set_ylim(-0.02, 1.05)
+    ax.set_xlabel("epoch (all tasks)")
+    ax.set_ylabel("α (weight of the new part)")
+    ax.set_title(f"{title} — α of the expanded model")
+    ax.grid(alpha=0.3)
+    return _save(fig, stem, pdf)
+
+
+def restart_summary(
+    restarts: pd.DataFrame, stem: Path, title: str, rng: np.random.Generator, pdf: bool = False
+) -> list[Path]:
+    """Final accuracy and area under the learning curve against restart index, per strategy:
+    a downward trend is plasticity being lost."""
+    order = list(dict.fromkeys(restarts.strategy))
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
+    panels = (
+        ("final_test_acc", "final test accuracy"),
+        ("auc_test_acc", "test AUC (mean over epochs)"),
+        ("final_train_acc", "final train accuracy"),
+        ("auc_train_acc", "train AUC (mean over epochs)"),
+    )
+    for ax, (col, name) in zip(axes.flat, panels):
+        for s in order:
+            _band(ax, restarts[restarts.strategy == s], "task", col, s, _color(s, order), rng)
+        ax.set_title(name, fontsize=10)
+        ax.grid(alpha=0.3)
+    for ax in axes[1]:
+        ax.set_xlabel("task (0 = original objective)")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    _legend(fig, axes.flat)
+    fig.suptitle(f"{title} — per restart")
+    return _save(fig, stem, pdf)
+
+
+def advantage(adv: pd.DataFrame, stem: Path, metric_note: str, pdf: bool = False) -> list[Path]:
+    """Mean paired difference to reset, with its 95% CI, per setting and strategy."""
+    fig, ax = plt.subplots(figsize=(8, 0.5 + 0.45 * max(1, len(adv))))
+    labels = [f"{r.setting}: {r.strategy}" for r in adv.itertuples()]
+    ys = np.arange(len(adv))
+    err = np.vstack([adv["diff"] - adv["lo"], adv["hi"] - adv["diff"]])
+    ax.errorbar(adv["diff"], ys, xerr=np.where(np.isnan(err), 0, err), fmt="o", capsize=3)
+    ax.axvline(0, color="0.5", lw=0.8)
+    ax.set_yticks(ys, labels, fontsize=8)
+    ax.set_xlabel(f"advantage over reset ({metric_note}), 95% paired bootstrap CI")
+    ax.grid(alpha=0.3, axis="x")
+    return _save(fig, stem, pdf)
+
+
+def search_scatter(
+    trials: pd.DataFrame, params: list[str], metric: str, stem: Path, title: str, pdf: bool = False
+) -> list[Path]:
+    """The objective of every search trial against each searched parameter."""
+    order = list(dict.fromkeys(trials.strategy))
+    fig, axes = plt.subplots(1, len(params), figsize=(3.6 * len(params), 3.2), squeeze=False)
+    for ax, p in zip(axes[0], params):
+        for s in order:
+            g = trials[(trials.strategy == s) & trials[p].notna()]
+            if g.empty:
+                continue
+            x = g[p]
+            if not pd.api.types.is_numeric_dtype(x) or pd.api.types.is_bool_dtype(x):
+                cats = sorted(trials[p].dropna().astype(str).unique())
+                x = x.astype(str).map(cats.index) + np.linspace(-0.15, 0.15, len(g))
+                ax.set_xticks(range(len(cats)), cats, fontsize=8)
+            ax.scatter(x, g[metric], s=18, color=_color(s, order), label=s, alpha=0.8)
+        if p in ("lr", "weight_decay"):
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlabel(p)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(metric)
+    _legend(fig, axes.flat)
+    fig.suptitle(f"{title} — search trials")
+    return _save(fig, stem, pdf)
+
+
+def importances(imp: pd.DataFrame, stem: Path, title: str, pdf: bool = False) -> list[Path]:
+    """Optuna's parameter importances, one bar group per strategy."""
+    strategies = list(dict.fromkeys(imp.strategy))
+    fig, axes = plt.subplots(1, len(strategies), figsize=(3.6 * len(strategies), 3), squeeze=False)
+    for ax, s in zip(axes[0], strategies):
+        g = imp[imp.strategy == s].sort_values("importance")
+        ax.barh(g.param, g.importance, color=_color(s, strategies))
+        ax.set_title(s, fontsize=10)
+        ax.set_xlim(0, 1)
+    fig.suptitle(f"{title} — parameter importance (Optuna fANOVA)")
+    return _save(fig, stem, pdf)
+
+
+def diagnostics(
+    restarts: pd.DataFrame,
+    columns: list[str],
+    stem: Path,
+    title: str,
+    rng: np.random.Generator,
+    pdf: bool = False,
+) -> list[Path]:
+    """Plasticity diagnostics (``diag_*`` columns, mean over a task's epochs) per restart."""
+    order = list(dict.fromkeys(restarts.strategy))
+    fig, axes = plt.subplots(1, len(columns), figsize=(3.6 * len(columns), 3.2), squeeze=False)
+    for ax, col in zip(axes[0], columns):
+        for s in order:
+            _band(ax, restarts[restarts.strategy == s], "task", col, s, _color(s, order), rng)
+        ax.set_title(col.removeprefix("diag_"), fontsize=10)
+        ax.set_xlabel("task")
+        ax.grid(alpha=0.3)
+    _legend(fig, axes.flat)
+    fig.suptitle(f"{title} — diagnostics per restart")
+    return _save(fig, stem, pdf)

@@ -1,0 +1,205 @@
+"""Read run and study folders into one tidy table, with no Ray running and no training code.
+
+One row per (source, trial, seed, strategy, task, epoch), with every metric the trial reported
+and its hyperparameters as columns. Columns always present:
+
+``source`` (folder), ``kind`` (run | study), ``phase`` (run | search | eval), ``trial``,
+``status``, ``dataset``, ``model``, ``objective``, ``strategy``, ``seed``, ``task``, ``epoch``,
+``global_epoch`` (task · epochs + epoch), ``epochs``, ``lr``, the strategy's parameters, and the
+record fields of :class:`plasticity.loop.Record`.
+
+Studies: trials are read from each experiment's ``result.json`` (one JSON object per report).
+A resumed trial repeats ``training_iteration`` values; the last report of each iteration wins.
+Trial folders that the newest ``experiment_state-*.json`` does not know (orphans of a restore)
+are left out and counted. A truncated or corrupt result file is skipped and named.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from plasticity.errors import UserError
+
+log = logging.getLogger(__name__)
+
+RUN_KIND = "plasticity-run"
+STUDY_KIND = "plasticity-study"
+HYPER_SKIP = ("setting", "checkpoint_every", "fail_once_at", "phase", "seed", "strategy")
+
+
+@dataclass
+class Loaded:
+    """The tidy table plus what the reader noticed on the way."""
+
+    table: pd.DataFrame
+    warnings: list[str] = field(default_factory=list)
+    studies: list[Path] = field(default_factory=list)
+    running: list[str] = field(default_factory=list)
+    """Studies (or runs) whose phases had not all finished."""
+
+
+def load(paths: list[str | Path]) -> Loaded:
+    """Read every path (run or study folder) into one table."""
+    frames, out = [], Loaded(pd.DataFrame())
+    for p in paths:
+        path = Path(p)
+        kind = folder_kind(path)
+        frame = _load_run(path, out) if kind == RUN_KIND else _load_study(path, out)
+        if frame is not None and not frame.empty:
+            frames.append(frame)
+    if not frames:
+        raise UserError("no finished epochs to analyse in " + ", ".join(map(str, paths)))
+    table = pd.concat(frames, ignore_index=True)
+    table["global_epoch"] = table["task"] * table["epochs"] + table["epoch"]
+    out.table = table.sort_values(["source", "phase", "trial", "task", "epoch"], ignore_index=True)
+    return out
+
+
+def folder_kind(path: Path) -> str:
+    """``plasticity-run`` or ``plasticity-study``; :class:`UserError` for anything else."""
+    if not path.is_dir():
+        raise UserError(f"{path} is not a folder")
+    for name in ("config.json", "study.json"):
+        file = path / name
+        if file.is_file():
+            try:
+                kind = json.loads(file.read_text()).get("kind")
+            except (ValueError, AttributeError):
+                raise UserError(f"{file} is corrupt (not a JSON object)") from None
+            if kind in (RUN_KIND, STUDY_KIND):
+                return kind
+    raise UserError(
+        f"{path} is not a run or a study (no config.json or study.json from plasticity)"
+    )
+
+
+def _flat_params(config: dict[str, Any]) -> dict[str, Any]:
+    """Hyperparameter columns from a run config or a trial config."""
+    out = {k: v for k, v in config.items() if k not in HYPER_SKIP and not isinstance(v, dict)}
+    if "step_epoch" in out:
+        out["ramp"] = out.pop("step_epoch")
+    return out
+
+
+def _load_run(path: Path, out: Loaded) -> pd.DataFrame | None:
+    meta = json.loads((path / "config.json").read_text())
+    config = meta["config"]
+    records = path / "records.parquet"
+    if not records.is_file():
+        out.warnings.append(f"{path}: no records.parquet yet (run not started or interrupted)")
+        out.running.append(str(path))
+        return None
+    try:
+        frame = pd.read_parquet(records)
+    except Exception as e:  # pyarrow raises several types for a damaged file
+        out.warnings.append(f"skipped {records}: unreadable ({type(e).__name__})")
+        return None
+    expected = (config["restarts"] + 1) * config["epochs"] * len(config["strategies"])
+    if len(frame) < expected:
+        out.running.append(str(path))
+    for key in ("dataset", "model", "objective", "epochs", "lr"):
+        frame[key] = config[key]
+    params = config.get("strategy_params", {})
+    for strategy, values in params.items():
+        for key, value in values.items():
+            col = "ramp" if key == "step_epoch" else key
+            if col not in frame:
+                frame[col] = None
+            frame.loc[frame.strategy == strategy, col] = value
+    frame["source"], frame["kind"], frame["phase"] = str(path), "run", "run"
+    frame["trial"] = frame["strategy"] + "-s" + frame["seed"].astype(str)
+    frame["status"] = "TERMINATED" if len(frame) >= expected else "RUNNING"
+    return frame
+
+
+def _load_study(path: Path, out: Loaded) -> pd.DataFrame | None:
+    state = json.loads((path / "study.json").read_text())
+    out.studies.append(path)
+    unfinished = [p for p, s in state.get("phases", {}).items() if s != "done"]
+    if unfinished:
+        out.running.append(f"{path} ({', '.join(unfinished)} not finished)")
+    frames = []
+    for experiment in sorted(p for p in path.iterdir() if p.is_dir()):
+        phase = (
+            "eval"
+            if experiment.name == "eval"
+            else ("search" if experiment.name.startswith("search-") else None)
+        )
+        if phase is None:
+            continue
+        known = _known_trials(experiment)
+        orphans = 0
+        for result in sorted(experiment.glob("*/result.json")):
+            rows = _read_results(result, out)
+            if not rows:
+                continue
+            trial_id = rows[0].get("trial_id")
+            if known is not None and trial_id not in known:
+                orphans += 1
+                continue
+            config = rows[-1].get("config") or _params(result.parent)
+            config = config.get("trial", config)
+            frame = pd.DataFrame(rows).drop(columns=["config"], errors="ignore")
+            for key, value in {**config.get("setting", {}), **_flat_params(config)}.items():
+                frame[key] = value
+            frame["source"], frame["kind"], frame["phase"] = str(path), "study", phase
+            frame["trial"] = f"{experiment.name}/{trial_id}"
+            frame["status"] = (known or {}).get(trial_id, "UNKNOWN")
+            frames.append(frame)
+        if orphans:
+            out.warnings.append(
+                f"{experiment}: left out {orphans} orphan trial folder(s) that "
+                "the experiment state does not know (a restore rolled them back)"
+            )
+    if not frames:
+        out.warnings.append(f"{path}: no trial has reported yet")
+        return None
+    return pd.concat(frames, ignore_index=True)
+
+
+def _known_trials(experiment: Path) -> dict[str, str] | None:
+    """trial_id -> status from the newest experiment state (None: no state file)."""
+    states = sorted(experiment.glob("experiment_state-*.json"))
+    if not states:
+        return None
+    try:
+        data = json.loads(states[-1].read_text())
+        trials = [json.loads(t[0]) for t in data["trial_data"]]
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None
+    return {t["trial_id"]: t.get("status", "UNKNOWN") for t in trials}
+
+
+def _params(trial: Path) -> dict[str, Any]:
+    try:
+        return json.loads((trial / "params.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _read_results(path: Path, out: Loaded) -> list[dict[str, Any]]:
+    """Reports of one trial, one per training_iteration (the last of repeats wins)."""
+    by_iteration: dict[int, dict[str, Any]] = {}
+    bad = 0
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        out.warnings.append(f"skipped {path}: unreadable ({type(e).__name__})")
+        return []
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            by_iteration[int(row["training_iteration"])] = row
+        except (ValueError, KeyError, TypeError):
+            bad += 1
+    if bad:
+        out.warnings.append(f"{path}: skipped {bad} corrupt or truncated line(s)")
+    return [by_iteration[k] for k in sorted(by_iteration) if "task" in by_iteration[k]]

@@ -1,0 +1,83 @@
+"""Statistics over seeds: pure functions on arrays, randomness passed in (rliable style).
+
+Confidence intervals are percentile bootstrap intervals of the mean over seeds; with a single
+seed there is no interval and the bounds are NaN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from plasticity.metrics import objectives
+
+METRICS = ("auc_test_acc", "final_test_acc", "auc_train_acc", "final_train_acc")
+
+
+def bootstrap_ci(
+    values: np.ndarray, rng: np.random.Generator, reps: int = 2000, level: float = 0.95
+) -> tuple[float, float, float]:
+    """Mean of ``values`` (``num_seeds``) and its percentile bootstrap CI."""
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return np.nan, np.nan, np.nan
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, np.nan, np.nan
+    idx = rng.integers(0, len(values), size=(reps, len(values)))
+    means = values[idx].mean(axis=1)
+    lo, hi = np.percentile(means, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    return mean, float(lo), float(hi)
+
+
+def bootstrap_band(
+    curves: np.ndarray, rng: np.random.Generator, reps: int = 1000, level: float = 0.95
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pointwise mean and CI of ``curves`` (``num_seeds`` x ``num_points``): the same resampled
+    seeds for every point, so a band is one bootstrap, not one per point."""
+    curves = np.asarray(curves, dtype=float)
+    mean = np.nanmean(curves, axis=0)
+    if curves.shape[0] < 2:
+        return mean, np.full_like(mean, np.nan), np.full_like(mean, np.nan)
+    idx = rng.integers(0, curves.shape[0], size=(reps, curves.shape[0]))
+    means = np.nanmean(curves[idx], axis=1)  # reps x num_points
+    lo, hi = np.nanpercentile(means, [100 * (1 - level) / 2, 100 * (1 + level) / 2], axis=0)
+    return mean, lo, hi
+
+
+def paired_difference_ci(
+    a: np.ndarray, b: np.ndarray, rng: np.random.Generator, reps: int = 2000
+) -> tuple[float, float, float]:
+    """Mean of ``a - b`` over paired seeds and its bootstrap CI (seeds resampled together)."""
+    return bootstrap_ci(np.asarray(a, float) - np.asarray(b, float), rng, reps)
+
+
+def per_seed_objectives(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per (setting, strategy, seed, trial) with :func:`plasticity.metrics.objectives`
+    of its epochs: ``auc_*`` and ``final_*`` over restarts 1..R."""
+    keys = ["dataset", "model", "objective", "strategy", "seed", "trial", "phase", "source"]
+    rows = []
+    for key, group in table.groupby(keys, sort=False):
+        rows.append(
+            {
+                **dict(zip(keys, key)),
+                **objectives(group.to_dict("records")),
+                "restarts_seen": int(group.task.max()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def per_restart(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (setting, strategy, seed, trial, task): final accuracy and area under the learning
+    curve of that task (mean accuracy over its epochs)."""
+    keys = ["dataset", "model", "objective", "strategy", "seed", "trial", "task"]
+    g = table.sort_values("epoch").groupby(keys, sort=False)
+    out = g.agg(
+        auc_test_acc=("test_acc", "mean"),
+        auc_train_acc=("train_acc", "mean"),
+        final_test_acc=("test_acc", "last"),
+        final_train_acc=("train_acc", "last"),
+    )
+    return out.reset_index()

@@ -1,0 +1,162 @@
+"""Study folders in Ray Tune's on-disk format with made-up numbers, for tests and benchmarks.
+
+Writes what the analysis reads: ``study.json``, ``study.yaml``, and per experiment an
+``experiment_state-*.json`` naming the trials plus one folder per trial with ``params.json`` and
+``result.json`` (one JSON report per line). Options reproduce what a resumed study leaves:
+repeated ``training_iteration`` reports and orphan trial folders.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SETTING = {
+    "dataset": "mnist-5k",
+    "model": "mlp",
+    "objective": "class_shuffle",
+    "restarts": 2,
+    "epochs": 3,
+    "batch_size": 8192,
+}
+
+
+def accuracy(strategy: str, seed: int, task: int, epoch: int) -> float:
+    """A made-up learning curve: reset learns fastest, continuous slowest after task 0."""
+    speed = {"reset": 0.3, "expanded": 0.2, "continuous": 0.1}.get(strategy, 0.15)
+    if task == 0:
+        speed = 0.3
+    return round(min(0.95, 0.1 + speed * (epoch + 1) + 0.001 * seed), 6)
+
+
+def write_trial(
+    folder: Path,
+    trial_id: str,
+    config: dict[str, Any],
+    epochs: int,
+    tasks: int,
+    acc: Callable[[str, int, int, int], float] = accuracy,
+    repeat_from: int | None = None,
+) -> None:
+    """One trial folder; ``repeat_from`` re-reports iterations from there on (a restore)."""
+    folder.mkdir(parents=True)
+    (folder / "params.json").write_text(json.dumps(config))
+    trial = config.get("trial", config)
+    rows = []
+    for task in range(tasks):
+        for epoch in range(epochs):
+            it = task * epochs + epoch + 1
+            a = acc(trial["strategy"], trial["seed"], task, epoch)
+            rows.append(
+                {
+                    "strategy": trial["strategy"],
+                    "seed": trial["seed"],
+                    "task": task,
+                    "epoch": epoch,
+                    "step": it,
+                    "train_loss": 2 - a,
+                    "train_acc": a,
+                    "test_loss": 2 - a,
+                    "test_acc": a,
+                    "alpha": float("nan"),
+                    "training_iteration": it,
+                    "trial_id": trial_id,
+                    "done": it == tasks * epochs,
+                    "config": config,
+                }
+            )
+    if repeat_from is not None:
+        rows = rows[: len(rows) - 1] + rows[repeat_from - 1 :]  # died before the last report
+    (folder / "result.json").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+
+
+def write_experiment(
+    root: Path,
+    name: str,
+    trials: list[tuple[str, dict[str, Any]]],
+    epochs: int,
+    tasks: int,
+    orphans: int = 0,
+    repeat: dict[str, int] | None = None,
+) -> None:
+    exp = root / name
+    exp.mkdir(parents=True)
+    state = {
+        "trial_data": [
+            [json.dumps({"trial_id": tid, "status": "TERMINATED", "config": cfg}), "{}"]
+            for tid, cfg in trials
+        ],
+        "runner_data": {},
+        "stats": {},
+    }
+    (exp / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps(state))
+    for tid, cfg in trials:
+        strategy = cfg.get("trial", cfg)["strategy"]
+        write_trial(
+            exp / f"{strategy}_{tid}", tid, cfg, epochs, tasks, repeat_from=(repeat or {}).get(tid)
+        )
+    for i in range(orphans):
+        tid, cfg = trials[0]
+        write_trial(exp / f"orphan_{i}", f"orphan{i}", cfg, epochs, tasks)
+
+
+def make_study(
+    root: Path,
+    strategies: tuple[str, ...] = ("reset", "expanded"),
+    trials_per_strategy: int = 2,
+    eval_seeds: int = 2,
+    orphans: int = 0,
+    repeat: bool = False,
+    setting: dict[str, Any] | None = None,
+) -> Path:
+    """A finished study folder at ``root``; returns it."""
+    setting = {**SETTING, **(setting or {})}
+    tasks, epochs = setting["restarts"] + 1, setting["epochs"]
+    root.mkdir(parents=True)
+    spec = {
+        "name": root.name,
+        "setting": setting,
+        "metric": "auc_test_acc",
+        "strategies": {s: {"lr": {"low": 1e-4, "high": 1e-2, "log": True}} for s in strategies},
+    }
+    (root / "study.yaml").write_text(yaml.safe_dump(spec))
+    best = {}
+    n = 0
+    phases = {}
+    for s in strategies:
+        trials = []
+        for i in range(trials_per_strategy):
+            n += 1
+            trials.append(
+                (
+                    f"{n:08x}",
+                    {"strategy": s, "seed": 0, "lr": 10 ** -(2 + i % 3), "setting": setting},
+                )
+            )
+        repeat_map = {trials[0][0]: epochs + 1} if repeat else None
+        write_experiment(
+            root, f"search-{s}", trials, epochs, tasks, orphans=orphans, repeat=repeat_map
+        )
+        best[s] = {"config": trials[0][1], "objective": 0.5}
+        phases[f"search-{s}"] = "done"
+    if eval_seeds:
+        trials = []
+        for s in strategies:
+            for k in range(eval_seeds):
+                n += 1
+                trials.append(
+                    (
+                        f"{n:08x}",
+                        {"trial": {**best[s]["config"], "seed": 1000 + k, "phase": "eval"}},
+                    )
+                )
+        write_experiment(root, "eval", trials, epochs, tasks)
+        phases["eval"] = "done"
+    (root / "study.json").write_text(
+        json.dumps({"kind": "plasticity-study", "name": root.name, "phases": phases, "best": best})
+    )
+    return root
