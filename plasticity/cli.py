@@ -123,6 +123,12 @@ def add_run_parser(p: argparse.ArgumentParser) -> None:
         metavar="STRATEGY.KEY=VALUE",
         help="any strategy hyperparameter, e.g. expanded.schedule=cosine (repeatable)",
     )
+    p.add_argument(
+        "--diagnostics",
+        action="store_true",
+        default=None,
+        help="record dormant units, feature ranks, weight and gradient norms",
+    )
     p.add_argument("--seed", type=_int_any, help="seed (default 0)")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--out", help="output folder (default runs/<name from config and seed>)")
@@ -174,6 +180,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         "shuffle",
         "seed",
         "device",
+        "diagnostics",
     ):
         value = getattr(args, key)
         if value is not None:
@@ -307,19 +314,25 @@ def summary_table(frame: Any) -> str:
 # -- models, presets ---------------------------------------------------------------------------
 def cmd_models(args: argparse.Namespace) -> int:
     from plasticity.data import DATASETS
-    from plasticity.models import MODELS, architecture, describe, parameter_count
+    from plasticity.models import MODELS, architecture, crelu_spec, describe, parameter_count
 
-    rows = [("model", "dataset", "parameters", "layers")]
+    rows = [("model", "dataset", "activation", "parameters", "layers")]
     for model in MODELS:
         for dataset, info in DATASETS.items():
             if dataset == "mnist-5k":
                 continue  # same shapes as mnist
             spec = architecture(model, dataset)
-            rows.append(
-                (model, dataset, f"{parameter_count(model, dataset):,}", describe(spec, info.shape))
-            )
+            for act in ("relu", "crelu"):
+                layers = describe(
+                    crelu_spec(spec, info.shape) if act == "crelu" else spec, info.shape, act
+                )
+                count = parameter_count(model, dataset, act)
+                rows.append((model, dataset, act, f"{count:,}", layers))
     print(_format(rows))
-    print("mnist-5k uses the mnist architectures.")
+    print(
+        "mnist-5k uses the mnist architectures; crelu (the crelu strategy) narrows the hidden "
+        "layers to keep the parameter count within 1%."
+    )
     return 0
 
 

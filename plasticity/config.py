@@ -59,6 +59,9 @@ class RunConfig:
     """auto (CUDA when present), cpu, cuda or cuda:N."""
     deterministic: bool = True
     """Use deterministic kernels (same seed, same numbers)."""
+    diagnostics: bool = False
+    """Record plasticity diagnostics every epoch (dormant units, ranks, norms; costs a probe
+    forward pass and an SVD per epoch, and a gradient norm per step)."""
     strategy_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """Per-strategy hyperparameters, e.g. {"expanded": {"schedule": "cosine"}}."""
 

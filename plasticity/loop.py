@@ -21,7 +21,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from plasticity import strategies
+from plasticity import diagnostics, strategies
 from plasticity.config import RunConfig, resolve_device
 from plasticity.data import Dataset, load_dataset
 from plasticity.errors import UserError
@@ -40,6 +40,7 @@ from plasticity.seeding import generator, set_deterministic
 log = logging.getLogger(__name__)
 
 EVAL_BATCH = 8192
+PROBE_SIZE = 512  # training images the diagnostics look at
 STATE_FORMAT = 1
 
 
@@ -72,9 +73,14 @@ class Record:
     """False where test labels carry no signal (random_labels)."""
     seconds: float
     """Wall time of this epoch (train + evaluation); the only field that varies between runs."""
+    diagnostics: dict[str, float] = field(default_factory=dict)
+    """Plasticity diagnostics (with ``diagnostics`` on) and strategy counters (units recycled or
+    replaced); flattened to ``diag_*`` columns by :meth:`to_dict`."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d.update({f"diag_{k}": v for k, v in d.pop("diagnostics").items()})
+        return d
 
 
 class TaskSequence:
@@ -129,6 +135,7 @@ class StrategyRun:
         self.task = 0
         self.epoch = 0
         self.steps = 0
+        self.task_start: list[torch.Tensor] | None = None  # weights when the task began
 
     @property
     def done(self) -> bool:
@@ -150,8 +157,11 @@ class StrategyRun:
         start = time.perf_counter()
         if self.epoch == 0 and self.task > 0:
             s.begin_task(self.task)
+        if cfg.diagnostics and self.epoch == 0:
+            self.task_start = [p.detach().clone() for p in s.network.parameters()]
         task = self.tasks[self.task]
         s.begin_epoch(self.epoch)
+        grad_norms = []
 
         x_all, n = self.data.train.x, len(self.data.train)
         order = None
@@ -173,6 +183,15 @@ class StrategyRun:
             extra = s.penalty()
             s.optimizer.zero_grad(set_to_none=True)
             (loss if extra is None else loss + extra).backward()
+            if cfg.diagnostics:
+                grads = [p.grad for p in s.trainable_parameters() if p.grad is not None]
+                grad_norms.append(
+                    torch.linalg.vector_norm(
+                        torch.stack([torch.linalg.vector_norm(g) for g in grads])
+                    )
+                    if grads
+                    else loss * 0
+                )
             s.optimizer.step()
             self.steps += 1
             s.after_step(x)
@@ -181,6 +200,9 @@ class StrategyRun:
                 correct += (logits.argmax(1) == yb).sum()
         test_loss, test_acc = self.evaluate(task)
         extra_metrics = s.metrics()
+        diag = {k: v for k, v in extra_metrics.items() if k != "alpha"}
+        if cfg.diagnostics:
+            diag.update(self.diagnose(task, grad_norms))
         record = Record(
             strategy=self.name,
             seed=cfg.seed,
@@ -197,11 +219,26 @@ class StrategyRun:
             majority_rate=task.majority_rate,
             test_meaningful=task.meaningful_test,
             seconds=time.perf_counter() - start,
+            diagnostics=diag,
         )
         self.epoch += 1
         if self.epoch == cfg.epochs:
             self.epoch, self.task = 0, self.task + 1
         return record
+
+    def diagnose(self, task: Task, grad_norms: list[torch.Tensor]) -> dict[str, float]:
+        """The diagnostics of :mod:`plasticity.diagnostics` for the trained network."""
+        net = self.strategy.network
+        x = self.data.prepare(self.data.train.x[:PROBE_SIZE], task.pixel_perm)
+        out = diagnostics.probe(net, x)
+        out["weight_norm"] = diagnostics.norm(net.parameters())
+        if self.task_start is not None:
+            out["distance"] = diagnostics.norm(
+                p - q for p, q in zip(net.parameters(), self.task_start)
+            )
+        if grad_norms:
+            out["grad_norm"] = float(torch.stack(grad_norms).mean())
+        return out
 
     @torch.inference_mode()
     def evaluate(self, task: Task) -> tuple[float, float]:
@@ -227,6 +264,7 @@ class StrategyRun:
             "epoch": self.epoch,
             "steps": self.steps,
             "state": self.strategy.state_dict(),
+            "task_start": self.task_start,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -241,6 +279,7 @@ class StrategyRun:
             )
         self.strategy.load_state_dict(state["state"])
         self.task, self.epoch, self.steps = state["task"], state["epoch"], state["steps"]
+        self.task_start = state.get("task_start")
 
 
 def save_state(path: str | Path, state: dict[str, Any]) -> None:

@@ -75,42 +75,102 @@ def architecture(model: str, dataset: str) -> MLPSpec | CNNSpec:
     return ARCHITECTURES[(model, DATASETS[dataset].family)]
 
 
+class CReLU(nn.Module):
+    """Concatenated ReLU (Shang et al. 2016; Abbas et al. 2023): ``[relu(x), relu(-x)]`` along
+    the feature/channel axis, so no unit can be dead for every input."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([torch.relu(x), torch.relu(-x)], dim=1)
+
+
+ACTIVATIONS = ("relu", "crelu")
+
+
 def build(
-    spec: MLPSpec | CNNSpec, shape: tuple[int, int, int], num_classes: int = NUM_CLASSES
+    spec: MLPSpec | CNNSpec,
+    shape: tuple[int, int, int],
+    num_classes: int = NUM_CLASSES,
+    activation: str = "relu",
 ) -> nn.Sequential:
-    """An untrained network with PyTorch's default initialisation (as in the paper's code)."""
+    """An untrained network with PyTorch's default initialisation (as in the paper's code).
+    With ``crelu`` every activation doubles its width, so the next layer takes twice the inputs
+    (use :func:`crelu_spec` to keep the parameter count)."""
     c, h, w = shape
+    grow = 2 if activation == "crelu" else 1
+
+    def act() -> nn.Module:
+        return CReLU() if activation == "crelu" else nn.ReLU()
+
     if isinstance(spec, MLPSpec):
         layers: list[nn.Module] = [nn.Flatten()]
         width = c * h * w
     else:
         layers = []
         for out in spec.channels:
-            layers += [nn.Conv2d(c, out, 3, padding="same"), nn.ReLU(), nn.MaxPool2d(2)]
-            c, h, w = out, h // 2, w // 2
+            layers += [nn.Conv2d(c, out, 3, padding="same"), act(), nn.MaxPool2d(2)]
+            c, h, w = out * grow, h // 2, w // 2
         layers.append(nn.Flatten())
         width = c * h * w
     for out in spec.hidden:
-        layers += [nn.Linear(width, out), nn.ReLU()]
-        width = out
+        layers += [nn.Linear(width, out), act()]
+        width = out * grow
     layers.append(nn.Linear(width, num_classes))
     return nn.Sequential(*layers)
 
 
+def _count(spec: MLPSpec | CNNSpec, shape: tuple[int, int, int], activation: str) -> int:
+    with torch.device("meta"):
+        return count_parameters(build(spec, shape, activation=activation))
+
+
+def crelu_spec(spec: MLPSpec | CNNSpec, shape: tuple[int, int, int]) -> MLPSpec | CNNSpec:
+    """The architecture with hidden widths (and conv channels) scaled so that its CReLU network
+    has the parameter count of the ReLU one, within 1% where integer widths allow.
+
+    One scale for everything is found by bisection on the count (monotone in the scale); the
+    conv channels are then fixed and the hidden widths' scale is fitted again.
+    """
+    target = _count(spec, shape, "relu")
+    channels = getattr(spec, "channels", ())
+
+    def scaled(f: float, g: float) -> MLPSpec | CNNSpec:
+        hidden = tuple(max(1, round(x * g)) for x in spec.hidden)
+        if isinstance(spec, MLPSpec):
+            return MLPSpec(hidden)
+        return CNNSpec(tuple(max(1, round(x * f)) for x in channels), hidden)
+
+    def fit(count) -> float:  # the scale whose count is closest to the target (bisection)
+        lo, hi = 0.05, 1.5
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if count(mid) < target else (lo, mid)
+        return lo if abs(count(lo) - target) <= abs(count(hi) - target) else hi
+
+    f = fit(lambda x: _count(scaled(x, x), shape, "crelu"))
+    # Conv channels are few, so rounding them moves the count a lot: fix them, refit the rest.
+    g = fit(lambda x: _count(scaled(f, x), shape, "crelu"))
+    return scaled(f, g)
+
+
 def network_factory(
     model: str, dataset: str, seed: int, device: torch.device | str = "cpu"
-) -> Callable[[int | str], nn.Sequential]:
-    """``f(key)`` → a freshly initialised network, seeded by ``(seed, "init", key)``.
+) -> Callable[..., nn.Sequential]:
+    """``f(key, activation="relu")`` → a freshly initialised network, seeded by
+    ``(seed, "init", key)`` (and the activation, for CReLU networks).
 
     Built on the CPU under a derived seed, then moved: the same key gives the same initial
     weights on every device and for every strategy.
     """
     spec = architecture(model, dataset)
     shape = DATASETS[dataset].shape
+    specs = {"relu": spec}
 
-    def fresh(key: int | str) -> nn.Sequential:
-        with seeded(seed, "init", key):
-            net = build(spec, shape)
+    def fresh(key: int | str, activation: str = "relu") -> nn.Sequential:
+        if activation not in specs:
+            specs[activation] = crelu_spec(spec, shape)
+        keys = ("init", key) if activation == "relu" else ("init", activation, key)
+        with seeded(seed, *keys):
+            net = build(specs[activation], shape, activation=activation)
         return net.to(device)
 
     return fresh
@@ -120,20 +180,24 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
-def parameter_count(model: str, dataset: str) -> int:
+def parameter_count(model: str, dataset: str, activation: str = "relu") -> int:
     """Parameter count without allocating weights (built on the meta device)."""
-    with torch.device("meta"):
-        net = build(architecture(model, dataset), DATASETS[dataset].shape)
-    return count_parameters(net)
+    spec, shape = architecture(model, dataset), DATASETS[dataset].shape
+    if activation == "crelu":
+        spec = crelu_spec(spec, shape)
+    return _count(spec, shape, activation)
 
 
-def describe(spec: MLPSpec | CNNSpec, shape: tuple[int, int, int]) -> str:
-    """A one-line layer summary, e.g. ``conv(1→2)-pool-conv(2→4)-pool-196-98-98-10``."""
+def describe(spec: MLPSpec | CNNSpec, shape: tuple[int, int, int], activation: str = "relu") -> str:
+    """A one-line layer summary, e.g. ``conv(1→2)-pool-conv(2→4)-pool-196-98-98-10``; with
+    CReLU, ``98x2`` marks a layer whose activation doubles its width."""
+    grow = 2 if activation == "crelu" else 1
+    mark = "x2" if grow == 2 else ""
     c, h, w = shape
     parts = []
     if isinstance(spec, CNNSpec):
         for out in spec.channels:
-            parts += [f"conv({c}→{out})", "pool"]
-            c, h, w = out, h // 2, w // 2
-    parts += [str(c * h * w), *map(str, spec.hidden), str(NUM_CLASSES)]
+            parts += [f"conv({c}→{out}{mark})", "pool"]
+            c, h, w = out * grow, h // 2, w // 2
+    parts += [str(c * h * w), *(f"{x}{mark}" for x in spec.hidden), str(NUM_CLASSES)]
     return "-".join(parts)

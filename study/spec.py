@@ -16,8 +16,9 @@ then re-run on fresh seeds (the evaluation phase). Example (the embedded demo)::
 A parameter is a range ``{low, high}`` (floats; ``log: true`` for a log scale, ``int: true`` for
 integers), a list (categorical) or a single value (fixed). Searchable parameters: ``lr``,
 ``epochs``, ``weight_decay`` for every strategy, plus the strategy's own
-(``plasticity.strategies``). For ``expanded``, ``ramp`` is the ramp length of linear/cosine and
-the jump epoch of step, capped at the trial's epochs.
+(``plasticity.strategies``); ``STRATEGY: default`` searches the learning rate and the
+strategy's default ranges (:func:`default_space`). For ``expanded``, ``ramp`` is the ramp
+length of linear/cosine and the jump epoch of step, capped at the trial's epochs.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class Setting(_Strict):
     batch_size: int = 8192
     shuffle: bool = False
     deterministic: bool = True
+    diagnostics: bool = False
 
     @model_validator(mode="after")
     def _valid_run(self) -> Setting:
@@ -162,6 +164,7 @@ def load_spec(source: str | Path | dict[str, Any], **overrides: Any) -> StudySpe
         if not isinstance(raw, dict):
             raise UserError(f"{path} must hold a mapping of study settings")
     raw.update({k: v for k, v in overrides.items() if v is not None})
+    _expand_defaults(raw)
     try:
         spec = StudySpec.model_validate(raw)
     except ValidationError as e:
@@ -171,6 +174,33 @@ def load_spec(source: str | Path | dict[str, Any], **overrides: Any) -> StudySpe
         raise UserError(f"{where}: {loc + ': ' if loc else ''}{msg}") from None
     _check_params(spec)
     return spec
+
+
+def default_space(strategy: str, setting: dict[str, Any]) -> dict[str, Any]:
+    """``STRATEGY: default`` in a study file: the learning rate a decade either side of the
+    paper's for the model and dataset, plus the strategy's own default ranges
+    (``Params.SEARCH``), the ramp capped at the epochs per restart."""
+    from plasticity.data import DATASETS
+    from plasticity.models import PAPER_LR
+
+    model, dataset = setting.get("model", "mlp"), setting.get("dataset", "mnist-5k")
+    lr = PAPER_LR.get((model, DATASETS.get(dataset, DATASETS["mnist-5k"]).family), 1e-3)
+    space: dict[str, Any] = {"lr": {"low": lr / 10, "high": lr * 10, "log": True}}
+    for key, value in strategy_registry.get(strategy).Params.SEARCH.items():
+        space[key] = dict(value) if isinstance(value, dict) else list(value)
+    if "ramp" in space:
+        space["ramp"]["high"] = min(space["ramp"]["high"], int(setting.get("epochs", 10)))
+    return space
+
+
+def _expand_defaults(raw: dict[str, Any]) -> None:
+    strategies = raw.get("strategies")
+    if not isinstance(strategies, dict):
+        return
+    setting = raw.get("setting") if isinstance(raw.get("setting"), dict) else {}
+    for name, space in list(strategies.items()):
+        if space == "default" and name in strategy_registry.STRATEGIES:
+            strategies[name] = default_space(name, setting)
 
 
 def _check_params(spec: StudySpec) -> None:

@@ -168,3 +168,20 @@ def test_science_layer_never_imports_ray():
         "assert not any(m == 'ray' or m.startswith('ray.') for m in sys.modules), 'ray'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_every_strategy_runs_in_plasticity_run(tmp_path):
+    from plasticity.strategies import STRATEGIES
+
+    out = tmp_path / "all"
+    assert (
+        main(
+            ["run", *TINY, "--strategies", ",".join(STRATEGIES), "--diagnostics", "--out", str(out)]
+        )
+        == 0
+    )
+    records = pd.read_parquet(out / "records.parquet")
+    assert set(records.strategy) == set(STRATEGIES)
+    assert records.groupby("strategy").size().eq(4).all()
+    for col in ("diag_dormant", "diag_effective_rank", "diag_srank", "diag_grad_norm"):
+        assert records[col].notna().all(), col

@@ -269,3 +269,21 @@ def test_two_node_cluster_packs_four_quarter_gpu_trials_per_gpu_and_falls_back_t
         return peak
 
     assert max(most_at_once(v) for v in spans.values()) == 4
+
+
+def test_every_strategy_runs_in_a_study(tmp_path, local_ray):
+    from plasticity.strategies import STRATEGIES
+    from study.driver import launch
+    from study.spec import load_spec
+
+    spec = tiny_spec(
+        tmp_path,
+        budget={"trials_per_strategy": 1, "eval_seeds": 0},
+        strategies={s: "default" for s in STRATEGIES},
+    )
+    root = Path(launch(load_spec(spec)))
+    for s in STRATEGIES:
+        trials = trial_results(root / f"search-{s}")
+        assert len(trials) == 1, s
+        rows = next(iter(trials.values()))
+        assert rows[-1]["done"] and rows[-1]["strategy"] == s

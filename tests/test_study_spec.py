@@ -157,3 +157,15 @@ def test_study_cli_errors_are_one_line_before_ray_starts(tmp_path, capsys):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err, err
+
+
+def test_default_search_space_of_every_strategy():
+    from plasticity.strategies import STRATEGIES
+
+    spec = load_spec({**GOOD, "strategies": {s: "default" for s in STRATEGIES}})
+    assert set(spec.strategies) == set(STRATEGIES)
+    for space in spec.strategies.values():
+        assert space["lr"].log and space["lr"].low == pytest.approx(1e-4)
+    assert spec.strategies["expanded"]["ramp"].high == 2  # capped at the setting's epochs
+    assert spec.strategies["l2_init"]["strength"].log
+    assert spec.strategies["redo"]["tau"].high == 0.2

@@ -34,8 +34,9 @@ from plasticity.errors import UserError
 class Context:
     """What a strategy may use: fresh networks and optimizers, and the shape of the run."""
 
-    new_network: Callable[[int | str], nn.Module]
-    """``f(key)``: a freshly initialised network, the same for the same key in every strategy."""
+    new_network: Callable[..., nn.Module]
+    """``f(key, activation="relu")``: a freshly initialised network, the same for the same key
+    in every strategy."""
     new_optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer]
     epochs: int
     """Epochs per task."""
@@ -47,6 +48,9 @@ class Context:
 class NoParams:
     """This strategy has no hyperparameters."""
 
+    SEARCH: ClassVar[dict[str, Any]] = {}
+    """Default search ranges for studies (``study`` files may say ``STRATEGY: default``)."""
+
     def validate(self) -> None:
         """Raise :class:`UserError` on a value out of range."""
 
@@ -56,11 +60,12 @@ class Strategy:
 
     name: ClassVar[str] = "base"
     Params: ClassVar[type] = NoParams
+    activation: ClassVar[str] = "relu"
 
     def __init__(self, ctx: Context, params: Any = None) -> None:
         self.ctx = ctx
         self.params = params if params is not None else self.Params()
-        self.network: nn.Module = ctx.new_network(0)
+        self.network: nn.Module = ctx.new_network(0, self.activation)
         self.optimizer = ctx.new_optimizer(self.trainable_parameters())
 
     # -- hooks -------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from plasticity.strategies.base import Strategy
 
@@ -11,6 +12,8 @@ from plasticity.strategies.base import Strategy
 class Params:
     reset_optimizer: bool = False
     """Start a fresh optimizer (Adam moments cleared) at each task boundary."""
+
+    SEARCH: ClassVar[dict[str, Any]] = {"reset_optimizer": [False, True]}
 
     def validate(self) -> None:
         pass

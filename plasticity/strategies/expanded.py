@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -39,6 +39,12 @@ class Params:
     """Epochs until α reaches 1 (linear, cosine) or the epoch of the jump (step)."""
     per_step: bool = False
     """Update α before every optimizer step instead of once per epoch."""
+
+    SEARCH: ClassVar[dict[str, Any]] = {
+        "schedule": ["linear", "cosine", "step"],
+        "alpha0": {"low": 0.0, "high": 0.9},
+        "ramp": {"low": 1, "high": 10, "int": True},  # capped at the epochs per restart
+    }
 
     def validate(self) -> None:
         if self.schedule not in SCHEDULES:

@@ -1,0 +1,122 @@
+"""Hidden units of a ``nn.Sequential`` network: finding them, watching them, re-initialising them.
+
+A *hidden unit* is an output feature (Linear) or output channel (Conv2d) of a layer that is
+followed by an activation and then by another weighted layer. ReDo, continual backprop and the
+diagnostics act on them. Re-initialising a unit touches three places, and the optimizer:
+
+- its incoming weights (a row of the layer's weight; for a conv, one output filter) and bias,
+- its outgoing weights (the next layer's input columns that read it: one column, one input
+  channel, or, after a ``Flatten``, the block of H·W columns of its channel),
+- Adam's moments for exactly those entries (zeroed, so stale statistics do not push the
+  fresh weights).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+WEIGHTED = (nn.Linear, nn.Conv2d)
+
+
+@dataclass
+class Hidden:
+    """One hidden layer: ``layer`` makes the units, ``act`` activates them, ``out`` reads them."""
+
+    layer: nn.Linear | nn.Conv2d
+    act: nn.Module
+    out: nn.Linear | nn.Conv2d
+    group: int
+    """Input columns of ``out`` per unit: 1, or H·W when a conv feeds a Linear via Flatten."""
+
+    @property
+    def size(self) -> int:
+        return self.layer.weight.shape[0]
+
+    def outgoing_columns(self, idx: torch.Tensor) -> torch.Tensor:
+        """Indices into ``out``'s input dimension that read units ``idx``."""
+        if self.group == 1:
+            return idx
+        offsets = torch.arange(self.group, device=idx.device)
+        return (idx[:, None] * self.group + offsets).flatten()
+
+    def outgoing_magnitude(self) -> torch.Tensor:
+        """Mean |outgoing weight| per unit (``size``)."""
+        w = self.out.weight.detach().abs()
+        if isinstance(self.out, nn.Conv2d):
+            return w.mean(dim=(0, 2, 3))
+        return w.view(w.shape[0], self.size, self.group).mean(dim=(0, 2))
+
+
+def hidden_layers(net: nn.Sequential) -> list[Hidden]:
+    """Every hidden layer of ``net``, in order (the output layer has no units here)."""
+    mods = list(net)
+    weighted = [i for i, m in enumerate(mods) if isinstance(m, WEIGHTED)]
+    out = []
+    for i, j in zip(weighted, weighted[1:]):
+        act = next(m for m in mods[i + 1 : j] if not isinstance(m, (nn.MaxPool2d, nn.Flatten)))
+        layer, nxt = mods[i], mods[j]
+        group = 1
+        if isinstance(layer, nn.Conv2d) and isinstance(nxt, nn.Linear):
+            group = nxt.in_features // layer.out_channels
+        out.append(Hidden(layer, act, nxt, group))
+    return out
+
+
+def unit_activity(h: torch.Tensor) -> torch.Tensor:
+    """Mean |h| per unit over a batch (and over positions for conv maps): ``units``."""
+    h = h.detach().abs()
+    return h.mean(dim=(0, 2, 3)) if h.dim() == 4 else h.mean(dim=0)
+
+
+class ActivityProbe:
+    """Forward hooks that keep, for every hidden layer, the per-unit mean |activation| of the
+    latest forward pass (the training batch, when read right after an optimizer step)."""
+
+    def __init__(self, hidden: list[Hidden]) -> None:
+        self.hidden = hidden
+        self.latest: list[torch.Tensor | None] = [None] * len(hidden)
+        self._handles = [h.act.register_forward_hook(self._hook(i)) for i, h in enumerate(hidden)]
+
+    def _hook(self, i: int):
+        def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+            self.latest[i] = unit_activity(output)
+
+        return hook
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+@torch.no_grad()
+def reinit_units(
+    hidden: Hidden, idx: torch.Tensor, fresh: Hidden, optimizer: torch.optim.Optimizer | None
+) -> None:
+    """Give units ``idx`` the incoming weights of the same units of a freshly initialised
+    network (``fresh``), a zero bias and zero outgoing weights; zero their Adam moments."""
+    if len(idx) == 0:
+        return
+    cols = hidden.outgoing_columns(idx)
+    hidden.layer.weight[idx] = fresh.layer.weight[idx].to(hidden.layer.weight.device)
+    if hidden.layer.bias is not None:
+        hidden.layer.bias[idx] = 0.0
+    hidden.out.weight[:, cols] = 0.0
+    if optimizer is None:
+        return
+    for param, where in (
+        (hidden.layer.weight, "rows"),
+        (hidden.layer.bias, "rows"),
+        (hidden.out.weight, "cols"),
+    ):
+        state = optimizer.state.get(param) if param is not None else None
+        if not state:
+            continue
+        for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+            if key in state:
+                if where == "rows":
+                    state[key][idx] = 0.0
+                else:
+                    state[key][:, cols] = 0.0

@@ -1,0 +1,302 @@
+"""The strategies from the literature and the diagnostics, each against its definition."""
+
+import dataclasses
+import math
+
+import pytest
+import torch
+from conftest import optimizer_param_ids
+from torch import nn
+
+from plasticity import diagnostics
+from plasticity.loop import StrategyRun, load_state, save_state
+from plasticity.models import MODELS, CReLU, parameter_count
+from plasticity.strategies.redo import dormant_units
+from plasticity.units import hidden_layers, reinit_units
+
+
+def _run(config, strategy, data, **params):
+    cfg = config.replace(strategies=[strategy], strategy_params={strategy: params})
+    return StrategyRun(cfg, strategy, data)
+
+
+def _finish_task0(run):
+    while run.task == 0:
+        run.run_epoch()
+
+
+def _params(module):
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def test_shrink_perturb_formula_exact(tiny, tiny_config):
+    run = _run(tiny_config, "shrink_perturb", tiny, shrink=0.3, perturb=0.2)
+    _finish_task0(run)
+    before = _params(run.strategy.network)
+    run.strategy.begin_task(1)
+    fresh = run.strategy.ctx.new_network(1)
+    for p, old, q in zip(run.strategy.network.parameters(), before, fresh.parameters()):
+        assert torch.allclose(p, 0.3 * old + 0.2 * q, atol=1e-7)
+    assert run.strategy.optimizer.state == {}  # stale moments cleared
+
+
+def test_shrink_perturb_every_step(tiny, tiny_config):
+    run = _run(tiny_config, "shrink_perturb", tiny, shrink=0.9, perturb=0.01, every_step=True)
+    s = run.strategy
+    x = tiny.prepare(tiny.train.x[:8])
+    before = _params(s.network)
+    s.after_step(x)
+    fresh = s.ctx.new_network("sp-step-1")
+    for p, old, q in zip(s.network.parameters(), before, fresh.parameters()):
+        assert torch.allclose(p, 0.9 * old + 0.01 * q, atol=1e-7)
+
+
+def test_reset_head_reinitialises_only_the_output_layer(tiny, tiny_config):
+    run = _run(tiny_config, "reset_head", tiny)
+    _finish_task0(run)
+    s = run.strategy
+    before = _params(s.network)
+    head_w = s.network[-1].weight
+    assert head_w in s.optimizer.state
+    s.begin_task(1)
+    fresh = s.ctx.new_network(1)
+    after = list(s.network.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(after[:-2], before[:-2]))
+    assert torch.equal(after[-2], fresh[-1].weight) and torch.equal(after[-1], fresh[-1].bias)
+    assert head_w not in s.optimizer.state and s.network[-1].weight is head_w
+
+
+@pytest.mark.parametrize("injections", [1, 2])
+def test_injection_keeps_the_output_and_trains_only_g_a(tiny, tiny_config, injections):
+    run = _run(tiny_config, "injection", tiny, injections=injections)
+    _finish_task0(run)
+    s = run.strategy
+    x = tiny.prepare(tiny.test.x[:64])
+    for task in (1, 2):
+        with torch.no_grad():
+            before = s.forward(x)
+        s.begin_task(task)
+        with torch.no_grad():
+            after = s.forward(x)
+        if task <= injections:
+            assert torch.allclose(before, after, atol=1e-5), "output changed at injection"
+        frozen = [_params(m) for m in (s.composite.base, s.composite.b)]
+        g_a = _params(s.network)
+        while run.task <= task and not run.done:  # train the task
+            run.run_epoch()
+        for m, snap in zip((s.composite.base, s.composite.b), frozen):
+            assert all(torch.equal(p, q) for p, q in zip(m.parameters(), snap))
+        assert any(not torch.equal(p, q) for p, q in zip(s.network.parameters(), g_a))
+    assert s.injected == injections
+    assert s.parameter_count() == (1 + 2 * injections) * parameter_count("mlp-small", "mnist")
+
+
+def _dead_unit_mlp():
+    """784-6-5-10 with known dormant units: hidden unit 2 of layer 1 and unit 4 of layer 2
+    never fire (weights 0, bias -1)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Flatten(), nn.Linear(784, 6), nn.ReLU(), nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 10)
+    )
+    with torch.no_grad():
+        for layer, unit in ((net[1], 2), (net[3], 4)):
+            layer.weight[unit] = 0.0
+            layer.bias[unit] = -1.0
+        net[1].bias[[0, 1, 3, 4, 5]] = 1.0  # the others fire on every input
+        net[3].bias[[0, 1, 2, 3]] = 1.0
+    return net
+
+
+def test_redo_recycles_exactly_the_dormant_units(tiny):
+    net = _dead_unit_mlp()
+    hidden = hidden_layers(net)
+    assert [h.size for h in hidden] == [6, 5]
+    opt = torch.optim.Adam(net.parameters())
+    x = tiny.prepare(tiny.train.x[:64])
+    nn.functional.cross_entropy(net(x), tiny.train.y[:64]).backward()
+    opt.step()
+    acts = []
+    hooks = [
+        h.act.register_forward_hook(lambda m, a, o: acts.append(o.abs().mean(0))) for h in hidden
+    ]
+    net(x)
+    for hook in hooks:
+        hook.remove()
+    dormant = [dormant_units(a, 0.1).tolist() for a in acts]
+    assert dormant == [[2], [4]]
+    fresh = hidden_layers(_dead_unit_mlp().apply(lambda m: None))
+    with torch.no_grad():
+        for h in fresh:
+            h.layer.weight.normal_()
+    keep_w = net[1].weight.detach().clone()
+    for h, f, idx in zip(hidden, fresh, dormant):
+        reinit_units(h, torch.tensor(idx), f, opt)
+    assert torch.equal(net[1].weight[2], fresh[0].layer.weight[2])
+    assert torch.equal(net[1].weight[[0, 1, 3, 4, 5]], keep_w[[0, 1, 3, 4, 5]])
+    assert net[1].bias[2] == 0 and net[3].bias[4] == 0
+    # outgoing weights zero (row 4 of layer 2 is itself recycled and got fresh incoming weights)
+    assert torch.all(net[3].weight[:4, 2] == 0) and torch.all(net[5].weight[:, 4] == 0)
+    for p, col in ((net[3].weight, 2), (net[5].weight, 4)):
+        assert torch.all(opt.state[p]["exp_avg"][:, col] == 0)
+        assert torch.all(opt.state[p]["exp_avg_sq"][:, col] == 0)
+    assert torch.all(opt.state[net[3].weight]["exp_avg"][4] == 0)
+    assert torch.all(opt.state[net[1].weight]["exp_avg"][2] == 0)
+    assert torch.any(opt.state[net[1].weight]["exp_avg"][0] != 0)
+
+
+def test_redo_strategy_recycles_during_training(tiny, tiny_config):
+    run = _run(tiny_config, "redo", tiny, tau=0.1, every=1)
+    records = [run.run_epoch() for _ in range(run.total_epochs)]
+    assert records[-1].diagnostics["recycled"] > 0
+
+
+def test_conv_units_map_to_flattened_columns():
+    net = nn.Sequential(
+        nn.Conv2d(1, 3, 3, padding="same"),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(3 * 14 * 14, 10),
+        nn.ReLU(),
+        nn.Linear(10, 10),
+    )
+    conv = hidden_layers(net)[0]
+    assert conv.group == 196
+    cols = conv.outgoing_columns(torch.tensor([1]))
+    assert cols.tolist() == list(range(196, 392))
+
+
+def test_l2_init_gradient_is_strength_times_distance_plus_task_gradient(tiny, tiny_config):
+    lam = 0.05
+    run = _run(tiny_config, "l2_init", tiny, strength=lam)
+    run.run_epoch()  # move away from the initial weights
+    s = run.strategy
+    x, y = tiny.prepare(tiny.train.x[:32]), tiny.train.y[:32]
+    s.optimizer.zero_grad()
+    nn.functional.cross_entropy(s.forward(x), y).backward()
+    task_grads = [p.grad.clone() for p in s.network.parameters()]
+    s.optimizer.zero_grad()
+    (nn.functional.cross_entropy(s.forward(x), y) + s.penalty()).backward()
+    for p, p0, g in zip(s.network.parameters(), s.initial, task_grads):
+        assert torch.allclose(p.grad, lam * (p.detach() - p0) + g, atol=1e-6)
+    assert any(not torch.equal(p, p0) for p, p0 in zip(s.network.parameters(), s.initial))
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
+def test_crelu_keeps_the_parameter_count_within_one_percent(model, dataset):
+    base, crelu = parameter_count(model, dataset), parameter_count(model, dataset, "crelu")
+    assert abs(crelu - base) / base < 0.01
+
+
+def test_crelu_definition_and_strategy_network(tiny, tiny_config):
+    x = torch.tensor([[1.0, -2.0, 0.0]])
+    assert CReLU()(x).tolist() == [[1.0, 0.0, 0.0, 0.0, 2.0, 0.0]]
+    run = _run(tiny_config, "crelu", tiny)
+    assert any(isinstance(m, CReLU) for m in run.strategy.network)
+    assert run.run_epoch().params == parameter_count("mlp-small", "mnist", "crelu")
+
+
+def test_cbp_replaces_the_expected_number_and_never_young_units(tiny, tiny_config):
+    rate, maturity = 0.02, 5
+    run = _run(tiny_config, "cbp", tiny, rate=rate, maturity=maturity)
+    s = run.strategy
+    x = tiny.prepare(tiny.train.x[:128])
+    sizes = [h.size for h in s.hidden]
+    expected_total, pending = 0, [0.0] * len(sizes)
+    for _ in range(40):
+        before = [a.clone() for a in s.age]
+        s.forward(x)  # the probe sees this batch, as after a training step
+        s.after_step(x)
+        for i in range(len(sizes)):  # replay the rule by hand
+            replaced = s.age[i] == 0
+            assert torch.all(before[i][replaced] + 1 > maturity), "a young unit was replaced"
+            pending[i] += rate * int((before[i] + 1 > maturity).sum())
+            k = int(pending[i])
+            pending[i] -= k
+            assert int(replaced.sum()) == k
+            expected_total += k
+    assert s.replaced == expected_total > 0
+
+
+def test_cbp_young_units_are_never_replaced(tiny, tiny_config):
+    run = _run(tiny_config, "cbp", tiny, rate=1.0, maturity=1000)
+    s = run.strategy
+    x = tiny.prepare(tiny.train.x[:64])
+    for _ in range(50):
+        s.forward(x)
+        s.after_step(x)
+    assert s.replaced == 0
+
+
+@pytest.mark.parametrize(
+    "strategy,params",
+    [
+        ("shrink_perturb", {}),
+        ("reset_head", {}),
+        ("injection", {"injections": 2}),
+        ("redo", {"every": 1}),
+        ("l2_init", {}),
+        ("crelu", {}),
+        ("cbp", {"rate": 0.05, "maturity": 2}),
+    ],
+)
+def test_stop_restore_continue_is_identical(tiny, tiny_config, tmp_path, strategy, params):
+    cfg = tiny_config.replace(
+        strategies=[strategy], strategy_params={strategy: params}, diagnostics=True
+    )
+    straight = StrategyRun(cfg, strategy, tiny)
+    expected = [dataclasses.asdict(straight.run_epoch()) for _ in range(straight.total_epochs)]
+    for stop in (2, 4, 6):  # mid-task, after a boundary, at a boundary
+        first = StrategyRun(cfg, strategy, tiny)
+        head = [dataclasses.asdict(first.run_epoch()) for _ in range(stop)]
+        save_state(tmp_path / "s.pt", first.state_dict())
+        resumed = StrategyRun(cfg, strategy, tiny)
+        resumed.load_state_dict(load_state(tmp_path / "s.pt"))
+        tail = [dataclasses.asdict(resumed.run_epoch()) for _ in range(resumed.total_epochs - stop)]
+        for a, b in zip(head + tail, expected, strict=True):
+            assert {**a, "seconds": 0} == {**b, "seconds": 0}, f"{strategy} diverged at {stop}"
+        assert optimizer_param_ids(resumed.strategy.optimizer) == {
+            id(p) for p in resumed.strategy.trainable_parameters()
+        }
+
+
+# -- diagnostics on hand-made matrices ---------------------------------------------------------
+def test_identity_features_have_full_rank():
+    eye = torch.eye(6)
+    assert diagnostics.effective_rank(eye) == pytest.approx(6)
+    assert diagnostics.srank(eye) == 6
+
+
+def test_rank_one_features_have_rank_one():
+    f = torch.outer(torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([1.0, -1.0, 0.5]))
+    assert diagnostics.effective_rank(f) == pytest.approx(1.0, abs=1e-6)
+    assert diagnostics.srank(f) == 1
+
+
+def test_effective_rank_and_srank_of_known_spectrum():
+    f = torch.diag(torch.tensor([3.0, 1.0]))  # p = (0.75, 0.25)
+    expected = math.exp(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25)))
+    assert diagnostics.effective_rank(f) == pytest.approx(expected)
+    assert diagnostics.srank(f, delta=0.3) == 1  # 3/4 >= 0.7
+    assert diagnostics.srank(f, delta=0.01) == 2
+
+
+def test_dormant_ratio_and_zero_fraction_of_known_activity():
+    activity = [torch.tensor([1.0, 1.0, 0.0, 2.0]), torch.tensor([0.5, 0.01, 0.5, 0.5])]
+    # layer 1: mean 1 -> scores 1,1,0,2 -> one dormant; layer 2: mean 0.3775 -> 0.01/0.3775 <= .1
+    assert diagnostics.dormant_ratio(activity, tau=0.1) == pytest.approx(2 / 8)
+    assert diagnostics.dormant_ratio(activity, tau=0.0) == pytest.approx(1 / 8)
+    assert diagnostics.zero_fraction(activity) == pytest.approx(1 / 8)
+
+
+def test_probe_of_a_network_with_known_dead_units(tiny):
+    net = _dead_unit_mlp()
+    out = diagnostics.probe(net, tiny.prepare(tiny.train.x[:64]))
+    assert out["zero"] == pytest.approx(2 / 11)
+    assert out["dormant"] == pytest.approx(2 / 11)
+    assert 1 <= out["srank"] <= 4  # 5 units, one dead
+
+
+def test_weight_norm_and_distance():
+    assert diagnostics.norm([torch.tensor([3.0]), torch.tensor([[4.0]])]) == pytest.approx(5.0)
