@@ -230,7 +230,7 @@ def trial_dirname(trial: Any) -> str:
     return f"{config.get('strategy', 'trial')}_{trial.trial_id}"
 
 
-def _fit(folder: StudyFolder, phase: str, trainable, make_tuner):
+def _fit(folder: StudyFolder, phase: str, trainable, make_tuner, planned: int):
     from ray import tune
 
     path = folder.experiment(phase)
@@ -240,6 +240,12 @@ def _fit(folder: StudyFolder, phase: str, trainable, make_tuner):
     else:
         tuner = make_tuner()
     results = tuner.fit()
+    if results.num_terminated + results.num_errors < planned:
+        # Ctrl-C (Tune stops gracefully and returns): the phase is not done
+        raise UserError(
+            f"study interrupted during {phase}; continue it with: "
+            f"plasticity study resume {folder.root}"
+        )
     if results.errors:
         log.warning("%s: %d trial(s) failed after retries", phase, len(results.errors))
     return results
@@ -289,7 +295,9 @@ def _run_search(folder: StudyFolder, spec: StudySpec, strategy: str, trainable) 
             run_config=_run_config(folder, spec, f"search-{strategy}"),
         )
 
-    results = _fit(folder, f"search-{strategy}", trainable, make_tuner)
+    results = _fit(
+        folder, f"search-{strategy}", trainable, make_tuner, spec.budget.trials_per_strategy
+    )
     finished = [r for r in results if r.metrics and r.metrics.get("done")]
     if not finished:
         raise UserError(
@@ -324,7 +332,7 @@ def _run_eval(folder: StudyFolder, spec: StudySpec, state: dict[str, Any], train
             run_config=_run_config(folder, spec, "eval"),
         )
 
-    results = _fit(folder, "eval", trainable, make_tuner)
+    results = _fit(folder, "eval", trainable, make_tuner, len(eval_configs(spec, state["best"])))
     rows = []
     for r in results:
         if r.metrics and r.metrics.get("done"):

@@ -12,6 +12,20 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 from plasticity.config import RunConfig  # noqa: E402
 from plasticity.data import Dataset, Split, load_dataset  # noqa: E402
 
+# `plasticity run` flags for a run that finishes in about a second.
+TINY_RUN_ARGS = [
+    "--model",
+    "mlp-small",
+    "--restarts",
+    "1",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "1000",
+    "--device",
+    "cpu",
+]
+
 
 @pytest.fixture(scope="session")
 def mnist5k() -> Dataset:

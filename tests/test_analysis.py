@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import TINY_RUN_ARGS
 
 from analysis.load import load
 from analysis.report import write_report
@@ -146,26 +147,7 @@ def test_corrupt_result_file_is_skipped_and_named(tmp_path):
 
 def test_figures_written_for_a_small_real_run(tmp_path, capsys):
     run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "run",
-                "--model",
-                "mlp-small",
-                "--restarts",
-                "2",
-                "--epochs",
-                "2",
-                "--batch-size",
-                "1000",
-                "--device",
-                "cpu",
-                "--out",
-                str(run),
-            ]
-        )
-        == 0
-    )
+    assert main(["run", *TINY_RUN_ARGS, "--restarts", "2", "--out", str(run)]) == 0
     assert main(["analyze", str(run), "--pdf", "--bootstrap", "200"]) == 0
     out = run / "analysis"
     pngs = sorted(p.name for p in out.glob("*.png"))

@@ -6,21 +6,11 @@ import sys
 
 import pandas as pd
 import pytest
+from conftest import TINY_RUN_ARGS
 
 from plasticity.cli import main
 
-TINY = [
-    "--model",
-    "mlp-small",
-    "--restarts",
-    "1",
-    "--epochs",
-    "2",
-    "--batch-size",
-    "1000",
-    "--device",
-    "cpu",
-]
+TINY = TINY_RUN_ARGS
 
 
 def test_run_writes_config_and_one_record_per_strategy_task_epoch(tmp_path, capsys):

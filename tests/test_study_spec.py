@@ -169,3 +169,24 @@ def test_default_search_space_of_every_strategy():
     assert spec.strategies["expanded"]["ramp"].high == 2  # capped at the setting's epochs
     assert spec.strategies["l2_init"]["strength"].log
     assert spec.strategies["redo"]["tau"].high == 0.2
+
+
+def test_a_phase_cut_short_is_not_marked_done(tmp_path):
+    """Ctrl-C makes Tune stop gracefully and return from fit(): fewer trials than planned have
+    ended, so the driver must not treat the phase as finished."""
+    from types import SimpleNamespace
+
+    from study.driver import StudyFolder, _fit
+
+    class CutShort:
+        def fit(self):
+            return SimpleNamespace(num_terminated=1, num_errors=0, errors=[])
+
+    folder = StudyFolder(str(tmp_path / "st"))
+    with pytest.raises(UserError, match="interrupted during search-reset.*study resume"):
+        _fit(folder, "search-reset", None, CutShort, planned=2)
+    done = SimpleNamespace(num_terminated=1, num_errors=1, errors=["x"])
+    assert (
+        _fit(folder, "search-reset", None, lambda: SimpleNamespace(fit=lambda: done), planned=2)
+        is done
+    )
