@@ -89,7 +89,10 @@ def _flat_params(config: dict[str, Any]) -> dict[str, Any]:
 
 def _load_run(path: Path, out: Loaded) -> pd.DataFrame | None:
     meta = json.loads((path / "config.json").read_text())
-    config = meta["config"]
+    config = meta.get("config")
+    needed = ("dataset", "model", "objective", "epochs", "lr", "restarts", "strategies")
+    if not isinstance(config, dict) or any(k not in config for k in needed):
+        raise UserError(f"{path / 'config.json'} is corrupt (no complete run configuration)")
     records = path / "records.parquet"
     if not records.is_file():
         out.warnings.append(f"{path}: no records.parquet yet (run not started or interrupted)")

@@ -200,6 +200,15 @@ def test_running_study_is_analysed_and_said_so(tmp_path, capsys):
         (
             lambda p: (
                 p.mkdir(),
+                (p / "config.json").write_text(
+                    json.dumps({"kind": "plasticity-run", "config": {"model": "mlp"}})
+                ),
+            ),
+            "is corrupt",
+        ),
+        (
+            lambda p: (
+                p.mkdir(),
                 (p / "study.json").write_text(
                     json.dumps({"kind": "plasticity-study", "phases": {}})
                 ),
