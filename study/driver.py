@@ -298,6 +298,7 @@ def _run_search(folder: StudyFolder, spec: StudySpec, strategy: str, trainable) 
     results = _fit(
         folder, f"search-{strategy}", trainable, make_tuner, spec.budget.trials_per_strategy
     )
+    close_stale_trials(folder.optuna_url, f"{spec.name}.{strategy}")
     finished = [r for r in results if r.metrics and r.metrics.get("done")]
     if not finished:
         raise UserError(
@@ -305,6 +306,26 @@ def _run_search(folder: StudyFolder, spec: StudySpec, strategy: str, trainable) 
         )
     best = max(finished, key=lambda r: r.metrics[spec.metric])
     return {"config": best.config, "objective": best.metrics[spec.metric]}
+
+
+def close_stale_trials(storage_url: str, study_name: str) -> int:
+    """Mark FAIL the Optuna trials left RUNNING once the search has ended: trials that were
+    running when a driver died and that the restore rolled back (Ray suggested their configs
+    again as new trials). Returns how many."""
+    import optuna
+
+    storage = optuna.storages.RDBStorage(storage_url)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    stale = [
+        t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING
+    ]
+    for t in stale:
+        storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+    if stale:
+        log.warning(
+            "%s: marked %d trial(s) rolled back by a restore as FAIL", study_name, len(stale)
+        )
+    return len(stale)
 
 
 def eval_configs(spec: StudySpec, best: dict[str, Any]) -> list[dict[str, Any]]:

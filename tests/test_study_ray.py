@@ -222,6 +222,8 @@ def test_interrupted_study_resumes_to_exactly_the_planned_trials(tmp_path):
     )
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 3
+    # trials rolled back by the restore are closed, not left RUNNING forever
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
 
 
 def test_two_node_cluster_packs_four_quarter_gpu_trials_per_gpu_and_falls_back_to_cpu(tmp_path):
