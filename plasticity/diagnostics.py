@@ -22,18 +22,14 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from plasticity.units import hidden_layers
+from plasticity.units import dormant_units, hidden_layers, unit_activity
 
 
 def dormant_ratio(activity: list[torch.Tensor], tau: float = 0.025) -> float:
     """Share of units with ``E|h_i| / mean_j E|h_j| <= tau``; ``activity``: one ``units``
     vector of mean |h| per layer."""
-    dormant = total = 0
-    for a in activity:
-        score = a / a.mean().clamp_min(1e-12)
-        dormant += int((score <= tau).sum())
-        total += a.numel()
-    return dormant / max(total, 1)
+    dormant = sum(len(dormant_units(a, tau)) for a in activity)
+    return dormant / max(sum(a.numel() for a in activity), 1)
 
 
 def zero_fraction(peak: list[torch.Tensor]) -> float:
@@ -82,7 +78,7 @@ def probe(network: nn.Module, x: torch.Tensor, tau: float = 0.025) -> dict[str, 
     finally:
         for h in handles:
             h.remove()
-    mean_abs = [a.abs().mean(dim=(0, 2, 3)) if a.dim() == 4 else a.abs().mean(0) for a in acts]
+    mean_abs = [unit_activity(a) for a in acts]
     peak = [a.abs().amax(dim=(0, 2, 3)) if a.dim() == 4 else a.abs().amax(0) for a in acts]
     features = acts[-1].flatten(1)
     return {

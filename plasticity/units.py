@@ -71,6 +71,13 @@ def unit_activity(h: torch.Tensor) -> torch.Tensor:
     return h.mean(dim=(0, 2, 3)) if h.dim() == 4 else h.mean(dim=0)
 
 
+def dormant_units(activity: torch.Tensor, tau: float) -> torch.Tensor:
+    """Indices of units whose score ``activity / mean(activity)`` is at most ``tau`` (the ReDo
+    score of Sokar et al. 2023; ``activity`` from :func:`unit_activity`)."""
+    score = activity / activity.mean().clamp_min(1e-12)
+    return torch.nonzero(score <= tau).flatten()
+
+
 class ActivityProbe:
     """Forward hooks that keep, for every hidden layer, the per-unit mean |activation| of the
     latest forward pass (the training batch, when read right after an optimizer step)."""

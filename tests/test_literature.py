@@ -11,8 +11,7 @@ from torch import nn
 from plasticity import diagnostics
 from plasticity.loop import StrategyRun, load_state, save_state
 from plasticity.models import MODELS, CReLU, parameter_count
-from plasticity.strategies.redo import dormant_units
-from plasticity.units import hidden_layers, reinit_units
+from plasticity.units import dormant_units, hidden_layers, reinit_units
 
 
 def _run(config, strategy, data, **params):

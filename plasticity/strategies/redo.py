@@ -20,7 +20,7 @@ import torch
 
 from plasticity.errors import UserError
 from plasticity.strategies.base import Strategy
-from plasticity.units import ActivityProbe, hidden_layers, reinit_units
+from plasticity.units import ActivityProbe, dormant_units, hidden_layers, reinit_units
 
 
 @dataclass(frozen=True)
@@ -37,12 +37,6 @@ class Params:
             raise UserError(f"redo.tau must be >= 0, got {self.tau}")
         if self.every < 1:
             raise UserError(f"redo.every must be >= 1, got {self.every}")
-
-
-def dormant_units(activity: torch.Tensor, tau: float) -> torch.Tensor:
-    """Indices of units whose score ``activity / mean(activity)`` is at most ``tau``."""
-    score = activity / activity.mean().clamp_min(1e-12)
-    return torch.nonzero(score <= tau).flatten()
 
 
 class ReDo(Strategy):
