@@ -31,9 +31,6 @@ from plasticity.metrics import objectives
 
 log = logging.getLogger(__name__)
 
-# Trial-config keys that are not RunConfig fields or strategy parameters.
-META_KEYS = ("strategy", "setting", "seed", "checkpoint_every", "fail_once_at", "step_epoch")
-
 
 def to_run_config(config: dict[str, Any], device: str = "cpu") -> RunConfig:
     """The typed run of one trial: the setting, the strategy, its searched parameters."""
