@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 RUN_KIND = "plasticity-run"
 STUDY_KIND = "plasticity-study"
-HYPER_SKIP = ("setting", "checkpoint_every", "fail_once_at", "phase", "seed", "strategy")
+# Run fields that are not hyperparameter columns (seed and strategy are columns of the record).
+RUN_SKIP = ("strategies", "seed", "device", "data_dir", "strategy_params")
 
 
 @dataclass
@@ -79,12 +80,12 @@ def folder_kind(path: Path) -> str:
     )
 
 
-def _flat_params(config: dict[str, Any]) -> dict[str, Any]:
-    """Hyperparameter columns from a run config or a trial config."""
-    out = {k: v for k, v in config.items() if k not in HYPER_SKIP and not isinstance(v, dict)}
-    if "step_epoch" in out:
-        out["ramp"] = out.pop("step_epoch")
-    return out
+def run_columns(run: dict[str, Any], strategy: str) -> dict[str, Any]:
+    """Hyperparameter columns of one strategy's rows: the run's setting and optimizer fields
+    and ``strategy``'s own parameters (from a run's ``config.json`` or a trial's ``run``)."""
+    cols = {k: v for k, v in run.items() if k not in RUN_SKIP}
+    cols.update(run.get("strategy_params", {}).get(strategy, {}))
+    return cols
 
 
 def _load_run(path: Path, out: Loaded) -> pd.DataFrame | None:
@@ -106,15 +107,11 @@ def _load_run(path: Path, out: Loaded) -> pd.DataFrame | None:
     expected = (config["restarts"] + 1) * config["epochs"] * len(config["strategies"])
     if len(frame) < expected:
         out.running.append(str(path))
-    for key in ("dataset", "model", "objective", "epochs", "lr"):
-        frame[key] = config[key]
-    params = config.get("strategy_params", {})
-    for strategy, values in params.items():
-        for key, value in values.items():
-            col = "ramp" if key == "step_epoch" else key
-            if col not in frame:
-                frame[col] = None
-            frame.loc[frame.strategy == strategy, col] = value
+    for strategy in config["strategies"]:
+        for key, value in run_columns(config, strategy).items():
+            if key not in frame:
+                frame[key] = None
+            frame.loc[frame.strategy == strategy, key] = value
     frame["source"], frame["kind"], frame["phase"] = str(path), "run", "run"
     frame["trial"] = frame["strategy"] + "-s" + frame["seed"].astype(str)
     frame["status"] = "TERMINATED" if len(frame) >= expected else "RUNNING"
@@ -147,9 +144,15 @@ def _load_study(path: Path, out: Loaded) -> pd.DataFrame | None:
                 orphans += 1
                 continue
             config = rows[-1].get("config") or _params(result.parent)
-            config = config.get("trial", config)
+            run = config.get("trial", config).get("run")
+            if not isinstance(run, dict):
+                out.warnings.append(
+                    f"skipped {result.parent}: its config has no run (a trial from an older "
+                    "plasticity; analyse it with that version)"
+                )
+                continue
             frame = pd.DataFrame(rows).drop(columns=["config"], errors="ignore")
-            for key, value in {**config.get("setting", {}), **_flat_params(config)}.items():
+            for key, value in run_columns(run, run["strategies"][0]).items():
                 frame[key] = value
             frame["source"], frame["kind"], frame["phase"] = str(path), "study", phase
             frame["trial"] = f"{experiment.name}/{trial_id}"

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from plasticity.metrics import objectives
+from plasticity.metrics import OBJECTIVES, per_run, per_task
 
-METRICS = ("auc_test_acc", "final_test_acc", "auc_train_acc", "final_train_acc")
+METRICS = OBJECTIVES
 
 
 def bootstrap_ci(
@@ -53,31 +53,18 @@ def paired_difference_ci(
     return bootstrap_ci(np.asarray(a, float) - np.asarray(b, float), rng, reps)
 
 
+RUN_KEYS = ["dataset", "model", "objective", "strategy", "seed", "trial", "phase", "source"]
+"""What identifies one run of one strategy in the tidy table."""
+
+
 def per_seed_objectives(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per (setting, strategy, seed, trial) with :func:`plasticity.metrics.objectives`
-    of its epochs: ``auc_*`` and ``final_*`` over restarts 1..R."""
-    keys = ["dataset", "model", "objective", "strategy", "seed", "trial", "phase", "source"]
-    rows = []
-    for key, group in table.groupby(keys, sort=False):
-        rows.append(
-            {
-                **dict(zip(keys, key)),
-                **objectives(group.to_dict("records")),
-                "restarts_seen": int(group.task.max()),
-            }
-        )
-    return pd.DataFrame(rows)
+    """One row per run (:data:`RUN_KEYS`) with its objectives
+    (:func:`plasticity.metrics.per_run`: ``auc_*`` and ``final_*`` over restarts 1..R) and
+    ``restarts_seen``."""
+    return per_run(table, RUN_KEYS)
 
 
 def per_restart(table: pd.DataFrame) -> pd.DataFrame:
-    """Per (setting, strategy, seed, trial, task): final accuracy and area under the learning
-    curve of that task (mean accuracy over its epochs)."""
-    keys = ["dataset", "model", "objective", "strategy", "seed", "trial", "task"]
-    g = table.sort_values("epoch").groupby(keys, sort=False)
-    out = g.agg(
-        auc_test_acc=("test_acc", "mean"),
-        auc_train_acc=("train_acc", "mean"),
-        final_test_acc=("test_acc", "last"),
-        final_train_acc=("train_acc", "last"),
-    )
-    return out.reset_index()
+    """One row per run and task (:func:`plasticity.metrics.per_task`): final accuracy and area
+    under the learning curve of that task, and ``epochs_seen``."""
+    return per_task(table, RUN_KEYS)

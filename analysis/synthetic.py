@@ -25,6 +25,12 @@ SETTING = {
 }
 
 
+def trial_config(strategy: str, phase: str, run: dict[str, Any], seed: int) -> dict[str, Any]:
+    """A trial config as the driver makes it (``run`` is the trial's run; see study.space)."""
+    run = {**run, "strategies": [strategy], "seed": seed, "strategy_params": {strategy: {}}}
+    return {"strategy": strategy, "phase": phase, "checkpoint_every": 0, "run": run}
+
+
 def accuracy(strategy: str, seed: int, task: int, epoch: int) -> float:
     """A made-up learning curve: reset learns fastest, continuous slowest after task 0."""
     speed = {"reset": 0.3, "expanded": 0.2, "continuous": 0.1}.get(strategy, 0.15)
@@ -45,16 +51,17 @@ def write_trial(
     """One trial folder; ``repeat_from`` re-reports iterations from there on (a restore)."""
     folder.mkdir(parents=True)
     (folder / "params.json").write_text(json.dumps(config))
-    trial = config.get("trial", config)
+    run = config.get("trial", config)["run"]
+    strategy, seed = run["strategies"][0], run["seed"]
     rows = []
     for task in range(tasks):
         for epoch in range(epochs):
             it = task * epochs + epoch + 1
-            a = acc(trial["strategy"], trial["seed"], task, epoch)
+            a = acc(strategy, seed, task, epoch)
             rows.append(
                 {
-                    "strategy": trial["strategy"],
-                    "seed": trial["seed"],
+                    "strategy": strategy,
+                    "seed": seed,
                     "task": task,
                     "epoch": epoch,
                     "step": it,
@@ -65,7 +72,7 @@ def write_trial(
                     "alpha": float("nan"),
                     "training_iteration": it,
                     "trial_id": trial_id,
-                    "done": it == tasks * epochs,
+                    "run_complete": it == tasks * epochs,
                     "config": config,
                 }
             )
@@ -134,7 +141,7 @@ def make_study(
             trials.append(
                 (
                     f"{n:08x}",
-                    {"strategy": s, "seed": 0, "lr": 10 ** -(2 + i % 3), "setting": setting},
+                    trial_config(s, "search", {**setting, "lr": 10 ** -(2 + i % 3)}, seed=0),
                 )
             )
         repeat_map = {trials[0][0]: epochs + 1} if repeat else None
@@ -151,7 +158,7 @@ def make_study(
                 trials.append(
                     (
                         f"{n:08x}",
-                        {"trial": {**best[s]["config"], "seed": 1000 + k, "phase": "eval"}},
+                        {"trial": trial_config(s, "eval", best[s]["config"]["run"], 1000 + k)},
                     )
                 )
         write_experiment(root, "eval", trials, epochs, tasks)

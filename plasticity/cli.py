@@ -13,7 +13,6 @@ import errno
 import importlib
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -82,40 +81,39 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # -- run ---------------------------------------------------------------------------------------
+# `plasticity run` flags are RunConfig's fields (help from their docstrings); these names differ.
+FLAG_NAMES = {"objective": "task"}
+# Strategy parameters common enough for a flag of their own: flag -> (strategy, parameter).
+SHORTCUTS = {
+    "schedule": ("expanded", "schedule"),
+    "alpha0": ("expanded", "alpha0"),
+    "ramp": ("expanded", "ramp"),
+    "alpha_per_step": ("expanded", "per_step"),
+    "reset_optimizer": ("continuous", "reset_optimizer"),
+}
+
+
 def add_run_parser(p: argparse.ArgumentParser) -> None:
+    from plasticity import strategies
+    from plasticity.config import FIELDS, RunConfig
+    from plasticity.fields import add_flags, field_docs, field_types, parse_float
+
     p.add_argument("--preset", help="start from named settings (see `plasticity presets`)")
-    p.add_argument("--dataset", help="mnist-5k (default, offline), mnist, cifar10")
-    p.add_argument("--data-dir", help="where torchvision datasets live")
-    p.add_argument("--download", action="store_true", default=None, help="allow downloading")
-    p.add_argument("--model", help="mlp (default), cnn, mlp-small")
+    add_flags(p, RunConfig, [f for f in FIELDS if f != "strategy_params"], FLAG_NAMES)
     p.add_argument(
-        "--task",
-        dest="objective",
-        help="objective: class_shuffle (default), "
-        "full_shuffle, random_labels, permute_inputs, none",
+        "--betas",
+        type=lambda text: tuple(parse_float(b) for b in text.split(",")),
+        metavar="B1,B2",
+        help="Adam/AdamW β1 and β2 at once (the same as --beta1 B1 --beta2 B2)",
     )
-    p.add_argument("--strategies", help="comma-separated, default reset,continuous,expanded")
-    p.add_argument("--restarts", type=_int, help="objective changes after task 0 (default 2)")
-    p.add_argument("--epochs", type=_int, help="epochs per task (default 10)")
-    p.add_argument("--lr", type=_float, help="Adam learning rate (default: the paper's)")
-    p.add_argument("--batch-size", type=_int, help="minibatch size (default 8192)")
-    p.add_argument("--weight-decay", type=_float, help="Adam weight decay (default 1e-3)")
-    p.add_argument("--shuffle", action="store_true", default=None, help="shuffle every epoch")
-    p.add_argument("--schedule", help="expanded α schedule: paper (default), linear, cosine, step")
-    p.add_argument("--alpha0", type=_float, help="expanded: α at the start of a task")
-    p.add_argument("--ramp", type=_float, help="expanded: epochs until α = 1 (or step epoch)")
-    p.add_argument(
-        "--alpha-per-step",
-        action="store_true",
-        default=None,
-        help="expanded: update α every optimizer step",
-    )
-    p.add_argument(
-        "--reset-optimizer",
-        action="store_true",
-        default=None,
-        help="continuous: fresh optimizer state at each boundary",
-    )
+    for flag, (strategy, key) in SHORTCUTS.items():
+        params = strategies.get(strategy).Params
+        kind, doc = field_types(params)[key], field_docs(params).get(key, "")
+        name, help_text = "--" + flag.replace("_", "-"), f"{strategy}: {doc}"
+        if kind is bool:
+            p.add_argument(name, action="store_true", default=None, help=help_text)
+        else:
+            p.add_argument(name, type=kind if kind is str else parse_float, help=help_text)
     p.add_argument(
         "--param",
         action="append",
@@ -123,85 +121,31 @@ def add_run_parser(p: argparse.ArgumentParser) -> None:
         metavar="STRATEGY.KEY=VALUE",
         help="any strategy hyperparameter, e.g. expanded.schedule=cosine (repeatable)",
     )
-    p.add_argument(
-        "--diagnostics",
-        action="store_true",
-        default=None,
-        help="record dormant units, feature ranks, weight and gradient norms",
-    )
-    p.add_argument("--seed", type=_int_any, help="seed (default 0)")
-    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--out", help="output folder (default runs/<name from config and seed>)")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     p.set_defaults(func=cmd_run)
 
 
-def _int(text: str) -> int:
-    value = _int_any(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
-
-
-def _int_any(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-
-
-def _float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
-    return value
-
-
 def config_from_args(args: argparse.Namespace) -> Any:
     """Preset, then flags, then ``--param``: the validated :class:`RunConfig`."""
-    from plasticity.config import RunConfig
+    from plasticity.config import FIELDS, RunConfig
+    from plasticity.fields import given
     from plasticity.presets import preset
 
     d: dict[str, Any] = preset(args.preset) if args.preset else {}
-    for key in (
-        "dataset",
-        "data_dir",
-        "download",
-        "model",
-        "objective",
-        "restarts",
-        "epochs",
-        "lr",
-        "batch_size",
-        "weight_decay",
-        "shuffle",
-        "seed",
-        "device",
-        "diagnostics",
-    ):
-        value = getattr(args, key)
-        if value is not None:
-            d[key] = value
-    if args.strategies is not None:
-        d["strategies"] = args.strategies
+    d.update(given(args, [f for f in FIELDS if f != "strategy_params"]))
+    if args.betas is not None:
+        if len(args.betas) != 2:
+            raise UserError(f"--betas wants B1,B2, got {len(args.betas)} value(s)")
+        d["beta1"], d["beta2"] = args.betas
     params: dict[str, dict[str, Any]] = {}
-    for flag, key in (
-        ("schedule", "schedule"),
-        ("alpha0", "alpha0"),
-        ("ramp", "ramp"),
-        ("alpha_per_step", "per_step"),
-    ):
+    for flag, (strategy, key) in SHORTCUTS.items():
         if getattr(args, flag) is not None:
-            params.setdefault("expanded", {})[key] = getattr(args, flag)
-    if args.reset_optimizer:
-        params.setdefault("continuous", {})["reset_optimizer"] = True
+            params.setdefault(strategy, {})[key] = getattr(args, flag)
     for item in args.param:
-        name, _, value = item.partition("=")
+        name, eq, value = item.partition("=")
         strategy, _, key = name.partition(".")
-        if not (strategy and key and _):
+        if not (strategy.strip() and key.strip() and eq):
             raise UserError(f"--param wants STRATEGY.KEY=VALUE, got {item!r}")
         params.setdefault(strategy.strip(), {})[key.strip()] = value.strip()
     if params:
@@ -289,26 +233,15 @@ def write_parquet(path: Path, frame: Any) -> None:
 
 
 def summary_table(frame: Any) -> str:
-    """Per strategy, over restarts 1..R: mean test accuracy over the task's epochs (area under
-    the learning curve) and at its last epoch; task 0 alone when there are no restarts yet."""
+    """Per strategy, the objectives of :mod:`plasticity.metrics` over restarts 1..R (task 0
+    alone when no restart has been recorded yet), and the tasks seen."""
+    from plasticity.metrics import OBJECTIVES, per_run
+
     if frame.empty:
         return "no records"
-    later = frame[frame.task > 0] if (frame.task > 0).any() else frame
-    last = later[later.epoch == later.epoch.max()]
-    table = (
-        later.groupby("strategy", sort=False)
-        .agg(
-            tasks=("task", "nunique"),
-            auc_test_acc=("test_acc", "mean"),
-            auc_train_acc=("train_acc", "mean"),
-        )
-        .join(
-            last.groupby("strategy", sort=False).agg(
-                final_test_acc=("test_acc", "mean"), final_train_acc=("train_acc", "mean")
-            )
-        )
-    )
-    return table.round(4).to_string()
+    table = per_run(frame, ["strategy"]).set_index("strategy")
+    table.insert(0, "tasks", table.pop("restarts_seen") + 1)
+    return table[["tasks", *OBJECTIVES]].round(4).to_string()
 
 
 # -- models, presets ---------------------------------------------------------------------------
@@ -339,7 +272,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_presets(args: argparse.Namespace) -> int:
     from plasticity.presets import PRESETS
 
-    rows = [("preset", "dataset", "model", "objective", "epochs", "restarts", "lr")]
+    rows = [("preset", "dataset", "model", "objective", "epochs", "restarts", "lr", "optimizer")]
     for name, p in PRESETS.items():
         rows.append(
             (
@@ -350,6 +283,8 @@ def cmd_presets(args: argparse.Namespace) -> int:
                 str(p["epochs"]),
                 str(p["restarts"]),
                 str(p.get("lr", "paper")),
+                f"{p['optimizer']} β=({p['beta1']}, {p['beta2']}) ε={p['eps']} "
+                f"wd={p['weight_decay']}",
             )
         )
     print(_format(rows))

@@ -1,12 +1,19 @@
-"""The typed run configuration, validated once where input enters (CLI, study file, trainable).
+"""The typed run configuration: the one description of a run, validated once where input
+enters (CLI, study file, trainable).
 
-Below this boundary code trusts its arguments. ``RunConfig.to_dict()`` is what ``config.json``
-holds; ``RunConfig.from_dict()`` reads it back (unknown keys are an error, not ignored).
+Everything else is derived from :class:`RunConfig`'s fields: the ``plasticity run`` flags
+(:func:`plasticity.fields.add_flags`, help from the docstrings below), a study file's
+``setting`` keys and defaults (:data:`SETTING_FIELDS`), the keys a strategy's search space may
+set (:data:`TRIAL_FIELDS`), the Ray trial config (a whole ``to_dict()``), the checkpoint
+metadata and ``config.json``. Below this boundary code trusts its arguments.
+``RunConfig.to_dict()`` is what ``config.json`` holds; ``RunConfig.from_dict()`` reads it back
+(unknown keys are an error, not ignored).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +25,7 @@ from plasticity.data import DATASETS
 from plasticity.errors import UserError
 from plasticity.models import MODELS, PAPER_LR
 from plasticity.objectives import OBJECTIVES
+from plasticity.optim import OPTIMIZERS
 
 
 @dataclass(frozen=True)
@@ -33,24 +41,30 @@ class RunConfig:
     model: str = "mlp"
     """mlp or cnn (the paper's, sized for the dataset) or mlp-small."""
     objective: str = "class_shuffle"
-    """How each restart changes the labels: none, class_shuffle, full_shuffle, random_labels,
+    """How each restart changes the task: none, class_shuffle, full_shuffle, random_labels,
     permute_inputs."""
     strategies: tuple[str, ...] = ("reset", "continuous", "expanded")
-    """Strategies to compare; all see the same task sequence."""
+    """Strategies to compare, comma-separated; all see the same task sequence."""
     restarts: int = 2
-    """Objective changes after task 0 (tasks are 0..restarts)."""
+    """Objective changes after task 0 (tasks are 0..restarts; 0 trains task 0 only)."""
     epochs: int = 10
     """Epochs per task."""
     batch_size: int = 8192
     """Minibatch size (the paper's 8192)."""
+    optimizer: str = "adam"
+    """adam (L2 weight decay, the paper's), adamw (decoupled weight decay) or sgd."""
     lr: float | None = None
-    """Adam learning rate; None takes the paper's for the model and dataset."""
-    betas: tuple[float, float] = (0.9, 0.9)
-    """Adam betas (the paper's code: 0.9, 0.9)."""
+    """Learning rate (default: the paper's for the model and dataset)."""
+    beta1: float = 0.9
+    """Adam/AdamW β1 (the paper's code: 0.9)."""
+    beta2: float = 0.9
+    """Adam/AdamW β2 (the paper's code: 0.9; PyTorch's default 0.999)."""
     eps: float = 1e-9
-    """Adam epsilon (the paper's code)."""
+    """Adam/AdamW ε (the paper's code: 1e-9; PyTorch's default 1e-8)."""
+    momentum: float = 0.0
+    """SGD momentum (sgd only)."""
     weight_decay: float = 1e-3
-    """Adam (L2) weight decay; the paper's text says 0.9, its code uses 1e-3."""
+    """Weight decay: L2 for adam and sgd, decoupled for adamw (the paper's code: 1e-3)."""
     shuffle: bool = False
     """Shuffle the training set every epoch (the paper does not)."""
     seed: int = 0
@@ -66,32 +80,28 @@ class RunConfig:
     """Per-strategy hyperparameters, e.g. {"expanded": {"schedule": "cosine"}}."""
 
     def __post_init__(self) -> None:
-        for name, allowed in (
-            ("dataset", DATASETS),
-            ("model", MODELS),
-            ("objective", OBJECTIVES),
-        ):
-            value = getattr(self, name)
-            if value not in allowed:
-                raise UserError(f"unknown {name} {value!r}; choose from {', '.join(allowed)}")
-        strats = tuple(self.strategies)
-        if not strats:
-            raise UserError("no strategies given; choose from " + ", ".join(strategies.STRATEGIES))
-        if len(set(strats)) != len(strats):
-            raise UserError(f"a strategy is listed twice: {','.join(strats)}")
-        for name in ("restarts", "epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        for name, allowed in _CHOICES.items():
+            if getattr(self, name) not in allowed:
                 raise UserError(
-                    f"{name.replace('_', '-')} must be a positive integer, got {value!r}"
+                    f"unknown {name} {getattr(self, name)!r}; choose from {', '.join(allowed)}"
                 )
+        strats = _check_strategies(tuple(self.strategies))
+        for name, low in _MIN_INTS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                what = "a positive integer" if low == 1 else f"an integer >= {low}"
+                raise UserError(f"{_flag(name)} must be {what}, got {value!r}")
         lr = PAPER_LR[(self.model, DATASETS[self.dataset].family)] if self.lr is None else self.lr
-        if not (isinstance(lr, (int, float)) and lr > 0):
-            raise UserError(f"lr must be > 0, got {lr!r}")
-        if not all(0 <= b < 1 for b in self.betas) or len(self.betas) != 2:
-            raise UserError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
-        if self.eps <= 0 or self.weight_decay < 0:
-            raise UserError("eps must be > 0 and weight-decay >= 0")
+        for name, value, ok, rule in (
+            ("lr", lr, lambda v: v > 0, "> 0"),
+            ("eps", self.eps, lambda v: v > 0, "> 0"),
+            ("weight_decay", self.weight_decay, lambda v: v >= 0, ">= 0"),
+            ("beta1", self.beta1, lambda v: 0 <= v < 1, "in [0, 1)"),
+            ("beta2", self.beta2, lambda v: 0 <= v < 1, "in [0, 1)"),
+            ("momentum", self.momentum, lambda v: 0 <= v < 1, "in [0, 1)"),
+        ):
+            if not _finite(value) or not ok(value):
+                raise UserError(f"{_flag(name)} must be {rule}, got {value!r}")
         unknown = sorted(set(self.strategy_params) - set(strats))
         if unknown:
             raise UserError(
@@ -107,32 +117,29 @@ class RunConfig:
         }
         resolve_device(self.device)
         object.__setattr__(self, "strategies", strats)
-        object.__setattr__(self, "lr", float(lr))
-        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        for name in _FLOATS:
+            object.__setattr__(self, name, float(lr if name == "lr" else getattr(self, name)))
         object.__setattr__(self, "strategy_params", params)
 
     # -- conversions -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["strategies"] = list(self.strategies)
-        d["betas"] = list(self.betas)
         d["strategy_params"] = {k: dict(v) for k, v in self.strategy_params.items()}
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RunConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
+        unknown = sorted(set(d) - set(FIELDS))
         if unknown:
             raise UserError(
-                f"unknown run setting {unknown[0]!r}; allowed: {', '.join(sorted(names))}"
+                f"unknown run setting {unknown[0]!r}; allowed: {', '.join(sorted(FIELDS))}"
             )
         d = dict(d)
-        for key in ("strategies", "betas"):
-            if key in d and not isinstance(d[key], str):
-                d[key] = tuple(d[key])
-            elif key in d:
-                d[key] = tuple(x.strip() for x in d[key].split(",") if x.strip())
+        if isinstance(d.get("strategies"), str):
+            d["strategies"] = tuple(x.strip() for x in d["strategies"].split(",") if x.strip())
+        elif "strategies" in d:
+            d["strategies"] = tuple(d["strategies"])
         return cls(**d)
 
     def replace(self, **changes: Any) -> RunConfig:
@@ -146,6 +153,49 @@ class RunConfig:
     def params(self, strategy: str) -> Any:
         """The typed parameters of ``strategy``."""
         return strategies.parse_params(strategies.get(strategy), self.strategy_params[strategy])
+
+
+FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig))
+"""Every field of a run, in declaration order."""
+PER_RUN_FIELDS = ("strategies", "seed", "device", "strategy_params")
+"""Fields that a study sets per trial, never in its ``setting``."""
+SETTING_FIELDS = tuple(f for f in FIELDS if f not in PER_RUN_FIELDS)
+"""The keys of a study file's ``setting`` (the same for every strategy unless searched)."""
+TRIAL_FIELDS = (
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "lr",
+    "beta1",
+    "beta2",
+    "eps",
+    "momentum",
+    "weight_decay",
+    "shuffle",
+)
+"""Run fields a strategy's search space may set, besides the strategy's own parameters."""
+
+_CHOICES = {"dataset": DATASETS, "model": MODELS, "objective": OBJECTIVES, "optimizer": OPTIMIZERS}
+_MIN_INTS = {"restarts": 0, "epochs": 1, "batch_size": 1}
+_FLOATS = ("lr", "beta1", "beta2", "eps", "momentum", "weight_decay")
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_strategies(strats: tuple[str, ...]) -> tuple[str, ...]:
+    if not strats:
+        raise UserError("no strategies given; choose from " + ", ".join(strategies.STRATEGIES))
+    if len(set(strats)) != len(strats):
+        raise UserError(f"a strategy is listed twice: {','.join(strats)}")
+    for s in strats:
+        strategies.get(s)  # an unknown name is a UserError listing the known ones
+    return strats
 
 
 def resolve_device(device: str) -> torch.device:

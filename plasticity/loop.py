@@ -35,13 +35,14 @@ from plasticity.data import Dataset, load_dataset
 from plasticity.errors import UserError
 from plasticity.models import network_factory
 from plasticity.objectives import Task, make_task
+from plasticity.optim import make_optimizer
 from plasticity.seeding import generator, set_deterministic
 
 log = logging.getLogger(__name__)
 
 EVAL_BATCH = 8192
 PROBE_SIZE = 512  # training images the diagnostics look at
-STATE_FORMAT = 1
+STATE_FORMAT = 2  # 2: the run config names beta1 and beta2 (was betas)
 
 
 @dataclass(frozen=True)
@@ -96,17 +97,6 @@ class TaskSequence:
                 self._cache.pop(min(self._cache))
             self._cache[index] = make_task(self.objective, self.data, self.seed, index)
         return self._cache[index]
-
-
-def make_optimizer(config: RunConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    """Adam as in the paper's code (β1 = β2 = 0.9, ε = 1e-9, weight decay 1e-3 by default)."""
-    return torch.optim.Adam(
-        params,
-        lr=config.lr,
-        betas=config.betas,
-        eps=config.eps,
-        weight_decay=config.weight_decay,
-    )
 
 
 class StrategyRun:

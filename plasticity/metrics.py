@@ -1,6 +1,8 @@
 """How fast and how well new tasks are learned: the study objectives, from epoch records.
 
-Pure functions of record dicts (no torch), shared by the study trainable and the analysis.
+Defined once here and used by every consumer (the study trainable's running objective, the
+``plasticity run`` summary, the analysis tables): pure functions of an epoch table (one row per
+epoch record, :class:`plasticity.loop.Record` fields; no torch).
 
 For restart tasks ``r = 1..R`` (task 0 is the original objective, the same for every
 strategy), with ``acc[r, e]`` the accuracy after epoch ``e`` of task ``r``:
@@ -10,29 +12,51 @@ strategy), with ``acc[r, e]`` the accuracy after epoch ``e`` of task ``r``:
   *and* well.
 - ``final_*_acc`` = mean_r acc[r, E-1]: accuracy at the end of each task.
 
-``*`` is ``test`` or ``train``; under ``random_labels`` only ``train`` means anything. While a
-run is in progress the values cover the tasks seen so far (the current one up to its latest
-epoch); before the first restart they are computed on task 0.
+``*`` is ``test`` or ``train``; under ``random_labels`` only ``train`` means anything.
+Interrupted or running runs: each task counts with the epochs it has recorded (``mean_e`` over
+those, ``final`` at the latest of them); before the first restart the values are task 0's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+import pandas as pd
+
+SPLITS = ("test", "train")
+OBJECTIVES = tuple(f"{kind}_{split}_acc" for split in SPLITS for kind in ("auc", "final"))
+"""``auc_test_acc``, ``final_test_acc``, ``auc_train_acc``, ``final_train_acc``."""
+
+
+def per_task(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """One row per ``keys`` + ``task``: ``auc_*`` (mean accuracy over the task's recorded
+    epochs), ``final_*`` (accuracy at its latest recorded epoch) and ``epochs_seen``."""
+    g = frame.sort_values("epoch", kind="stable").groupby([*keys, "task"], sort=False)
+    aggs: dict[str, Any] = {}
+    for split in SPLITS:
+        aggs[f"auc_{split}_acc"] = (f"{split}_acc", "mean")
+        aggs[f"final_{split}_acc"] = (f"{split}_acc", "last")
+    return g.agg(**aggs, epochs_seen=("epoch", "size")).reset_index()
+
+
+def per_run(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """One row per ``keys``: the :data:`OBJECTIVES` averaged over restart tasks 1..R of
+    :func:`per_task` (task 0 alone for a run that has not reached a restart), and
+    ``restarts_seen`` (the highest task recorded)."""
+    tasks = per_task(frame, keys)
+    restarted = tasks.groupby(list(keys), sort=False)["task"].transform("max") > 0
+    used = tasks[(tasks.task > 0) | ~restarted]
+    out = used.groupby(list(keys), sort=False)[list(OBJECTIVES)].mean()
+    out["restarts_seen"] = tasks.groupby(list(keys), sort=False)["task"].max()
+    return out.reset_index()
 
 
 def objectives(records: Iterable[Mapping[str, Any]]) -> dict[str, float]:
-    """``auc_test_acc``, ``final_test_acc``, ``auc_train_acc``, ``final_train_acc``."""
-    by_task: dict[int, list[Mapping[str, Any]]] = {}
-    for r in records:
-        by_task.setdefault(int(r["task"]), []).append(r)
-    if not by_task:
+    """The :data:`OBJECTIVES` of one run's records (empty for no records)."""
+    frame = pd.DataFrame(list(records))
+    if frame.empty:
         return {}
-    tasks = [t for t in by_task if t > 0] or [0]
-    out = {}
-    for split in ("test", "train"):
-        key = f"{split}_acc"
-        curves = [sorted(by_task[t], key=lambda r: r["epoch"]) for t in tasks]
-        out[f"auc_{key}"] = sum(sum(r[key] for r in c) / len(c) for c in curves) / len(curves)
-        out[f"final_{key}"] = sum(c[-1][key] for c in curves) / len(curves)
-    return out
+    frame["_run"] = 0
+    row = per_run(frame, ["_run"]).iloc[0]
+    return {k: float(row[k]) for k in OBJECTIVES}

@@ -13,6 +13,8 @@ from typing import Any
 from plasticity.errors import UserError
 from plasticity.models import PAPER_LR
 
+# The paper's code's optimizer: Adam with L2 weight decay (standard Adam: β2 0.999, ε 1e-8).
+PAPER_ADAM = {"optimizer": "adam", "beta1": 0.9, "beta2": 0.9, "eps": 1e-9, "weight_decay": 1e-3}
 PAPER_SHUFFLES = {"class": ("class_shuffle", 10, 30), "full": ("full_shuffle", 20, 15)}
 
 
@@ -29,6 +31,7 @@ def _paper() -> dict[str, dict[str, Any]]:
                     "restarts": restarts,
                     "batch_size": 8192,
                     "lr": PAPER_LR[(model, dataset)],
+                    **PAPER_ADAM,
                 }
     return out
 
@@ -42,6 +45,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "epochs": 10,
         "restarts": 2,
         "batch_size": 8192,
+        **PAPER_ADAM,
     },
 }
 

@@ -94,6 +94,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
         s = spec.setting
         print(
             f"{name:26s} {s.model}/{s.dataset} {s.objective}, {s.restarts} restarts, "
+            f"{s.optimizer} β2={s.beta2} wd={s.weight_decay}, "
             f"{len(spec.strategies)} strategies x {spec.budget.trials_per_strategy} trials, "
             f"{spec.budget.eval_seeds} eval seeds"
         )

@@ -32,10 +32,13 @@ import yaml
 from pyarrow import fs as pafs
 
 from plasticity import __version__
+from plasticity.config import TRIAL_FIELDS
 from plasticity.errors import UserError
+from plasticity.metrics import OBJECTIVES
 from plasticity.seeding import derive_seed
 from study.space import define_space
 from study.spec import StudySpec, load_spec
+from study.trainable import RUN_COMPLETE
 
 log = logging.getLogger(__name__)
 
@@ -203,13 +206,17 @@ def check_resources(spec: StudySpec) -> None:
     )
 
 
-def _constants(spec: StudySpec, strategy: str, seed: int) -> dict[str, Any]:
-    return {
-        "strategy": strategy,
-        "seed": seed,
-        "setting": spec.setting.model_dump(),
-        "checkpoint_every": spec.checkpoint_every,
-    }
+def base_run(spec: StudySpec, strategy: str, seed: int) -> dict[str, Any]:
+    """The whole run of one strategy's trial before its searched values go in (see
+    :func:`study.space.resolve_run`)."""
+    from plasticity.config import RunConfig
+
+    run = RunConfig(**spec.setting.model_dump(), strategies=(strategy,), seed=seed, device="cpu")
+    return {**run.to_dict(), "device": "auto"}  # the trial picks its device where it runs
+
+
+def _constants(spec: StudySpec, strategy: str, phase: str) -> dict[str, Any]:
+    return {"strategy": strategy, "phase": phase, "checkpoint_every": spec.checkpoint_every}
 
 
 def _run_config(folder: StudyFolder, spec: StudySpec, name: str):
@@ -266,8 +273,9 @@ def _run_search(folder: StudyFolder, spec: StudySpec, strategy: str, trainable) 
             partial(
                 define_space,
                 space=space,
-                constants=_constants(spec, strategy, spec.budget.search_seed),
-                default_epochs=spec.setting.epochs,
+                base=base_run(spec, strategy, spec.budget.search_seed),
+                strategy=strategy,
+                constants=_constants(spec, strategy, "search"),
             ),
             metric=spec.metric,
             mode="max",
@@ -299,7 +307,7 @@ def _run_search(folder: StudyFolder, spec: StudySpec, strategy: str, trainable) 
         folder, f"search-{strategy}", trainable, make_tuner, spec.budget.trials_per_strategy
     )
     close_stale_trials(folder.optuna_url, f"{spec.name}.{strategy}")
-    finished = [r for r in results if r.metrics and r.metrics.get("done")]
+    finished = [r for r in results if r.metrics and r.metrics.get(RUN_COMPLETE)]
     if not finished:
         raise UserError(
             f"no trial of {strategy!r} finished; see {folder.experiment('search-' + strategy)}"
@@ -331,7 +339,10 @@ def close_stale_trials(storage_url: str, study_name: str) -> int:
 def eval_configs(spec: StudySpec, best: dict[str, Any]) -> list[dict[str, Any]]:
     """Every best configuration on every fresh seed."""
     return [
-        {**best[s]["config"], "seed": EVAL_SEED_BASE + i, "phase": "eval"}
+        {
+            **_constants(spec, s, "eval"),
+            "run": {**best[s]["config"]["run"], "seed": EVAL_SEED_BASE + i},
+        }
         for s in spec.strategies
         for i in range(spec.budget.eval_seeds)
     ]
@@ -356,20 +367,13 @@ def _run_eval(folder: StudyFolder, spec: StudySpec, state: dict[str, Any], train
     results = _fit(folder, "eval", trainable, make_tuner, len(eval_configs(spec, state["best"])))
     rows = []
     for r in results:
-        if r.metrics and r.metrics.get("done"):
+        if r.metrics and r.metrics.get(RUN_COMPLETE):
+            run = r.config["trial"]["run"]
             rows.append(
                 {
-                    "strategy": r.config["trial"]["strategy"],
-                    "seed": r.config["trial"]["seed"],
-                    **{
-                        m: r.metrics[m]
-                        for m in (
-                            "auc_test_acc",
-                            "final_test_acc",
-                            "auc_train_acc",
-                            "final_train_acc",
-                        )
-                    },
+                    "strategy": run["strategies"][0],
+                    "seed": run["seed"],
+                    **{m: r.metrics[m] for m in OBJECTIVES},
                 }
             )
     state["eval"] = rows
@@ -382,11 +386,7 @@ def summary_rows(spec: StudySpec, state: dict[str, Any]) -> list[dict[str, Any]]
     for s in spec.strategies:
         best = state["best"].get(s, {})
         evals = [r[spec.metric] for r in state.get("eval", []) if r["strategy"] == s]
-        params = {
-            k: v
-            for k, v in best.get("config", {}).items()
-            if k not in ("strategy", "seed", "setting", "checkpoint_every", "phase")
-        }
+        params = searched_values(spec, s, best.get("config", {}).get("run", {}))
         out.append(
             {
                 "strategy": s,
@@ -398,3 +398,9 @@ def summary_rows(spec: StudySpec, state: dict[str, Any]) -> list[dict[str, Any]]
             }
         )
     return out
+
+
+def searched_values(spec: StudySpec, strategy: str, run: dict[str, Any]) -> dict[str, Any]:
+    """The values of ``run`` that ``strategy``'s search space sets (searched or fixed)."""
+    own = run.get("strategy_params", {}).get(strategy, {})
+    return {k: run.get(k) if k in TRIAL_FIELDS else own.get(k) for k in spec.strategies[strategy]}

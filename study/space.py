@@ -1,53 +1,78 @@
-"""The define-by-run search space of one strategy (Optuna, through Ray Tune's OptunaSearch).
+"""The define-by-run search space of one strategy (Optuna, through Ray Tune's OptunaSearch), and
+the one function that turns chosen values into a run.
 
 It lives in an importable module (never ``__main__``): the searcher state is pickled by
 reference, and a restored study must find this function again.
 
+A trial's config carries ``run``: the complete :meth:`plasticity.config.RunConfig.to_dict` of
+that trial (setting, strategy, seed and every searched value in place), resolved here by
+:func:`resolve_run`. The trainable, the evaluation phase and the analysis read ``run`` and
+nothing else, so no layer maps search names back to run fields. (Optuna's own parameter names
+stay at the top level of the config, as OptunaSearch puts them.)
+
 Conditional parameters: for ``expanded``, the schedule kind is drawn first; ``alpha0`` and
-``ramp`` only exist for kinds that use them (not ``paper``), and the ramp is named
-``step_epoch`` for the ``step`` kind (a different quantity, so TPE models it apart) and is
-capped at the trial's epochs per restart, which are drawn before it.
+``ramp`` only exist for kinds that use them (not ``paper``). For the ``step`` kind Optuna calls
+the ramp ``step_epoch`` (a different quantity, the epoch of the jump, so TPE models it apart);
+in ``run`` it is the strategy's ``ramp``. The ramp is capped at the trial's epochs per restart,
+which are drawn before it.
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
 from typing import Any
+
+from plasticity.config import TRIAL_FIELDS
 
 ORDER = ("epochs", "lr", "weight_decay", "schedule")
 
 
+def resolve_run(base: Mapping[str, Any], strategy: str, values: Mapping[str, Any]) -> dict:
+    """``base`` (a run dict for ``strategy``) with ``values`` in place: keys of
+    :data:`~plasticity.config.TRIAL_FIELDS` are run fields, the others the strategy's own."""
+    run = copy.deepcopy(dict(base))
+    own = dict(run.get("strategy_params", {}).get(strategy, {}))
+    for key, value in values.items():
+        if key in TRIAL_FIELDS:
+            run[key] = value
+        else:
+            own[key] = value
+    run["strategy_params"] = {strategy: own}
+    return run
+
+
 def define_space(
-    trial: Any, space: dict[str, Any], constants: dict[str, Any], default_epochs: int
+    trial: Any, space: dict[str, Any], base: dict[str, Any], strategy: str, constants: dict
 ) -> dict[str, Any]:
-    """Suggest every searchable parameter on ``trial``; return the fixed ones and ``constants``
-    (OptunaSearch merges them with the suggested values into the trial's config).
+    """Suggest every searchable parameter on ``trial``; return ``constants`` and ``run`` (the
+    trial's whole run, :func:`resolve_run` of ``base``), which OptunaSearch merges with the
+    suggested values into the trial's config.
 
     ``space`` maps a parameter to ``{"low", "high", "log", "int"}`` (a range), a list
     (categorical) or a plain value (fixed).
     """
-    fixed: dict[str, Any] = {}
-    chosen: dict[str, Any] = {}
+    values: dict[str, Any] = {}
     keys = sorted(space, key=lambda k: (ORDER.index(k) if k in ORDER else len(ORDER), k))
     for key in keys:
-        value = space[key]
-        name = key
-        kind = chosen.get("schedule", fixed.get("schedule"))
+        value, name = space[key], key
+        kind = values.get("schedule")
         if key in ("alpha0", "ramp") and kind == "paper":
             continue  # the paper's staircase has neither
         if key == "ramp":
-            epochs = chosen.get("epochs", fixed.get("epochs", default_epochs))
+            epochs = values.get("epochs", base["epochs"])
             if isinstance(value, dict):
                 value = {**value, "high": min(value["high"], epochs)}
                 value["low"] = min(value["low"], value["high"] / 2)
             if kind == "step":
                 name = "step_epoch"
         if isinstance(value, dict):
-            chosen[key] = _suggest_range(trial, name, value)
+            values[key] = _suggest_range(trial, name, value)
         elif isinstance(value, list):
-            chosen[key] = trial.suggest_categorical(name, value)
+            values[key] = trial.suggest_categorical(name, value)
         else:
-            fixed[key] = value
-    return {**fixed, **constants}
+            values[key] = value
+    return {**constants, "run": resolve_run(base, strategy, values)}
 
 
 def _suggest_range(trial: Any, name: str, r: dict[str, Any]) -> float | int:

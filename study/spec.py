@@ -14,8 +14,9 @@ then re-run on fresh seeds (the evaluation phase). Example (the embedded demo)::
     budget: {trials_per_strategy: 4, eval_seeds: 2}
 
 A parameter is a range ``{low, high}`` (floats; ``log: true`` for a log scale, ``int: true`` for
-integers), a list (categorical) or a single value (fixed). Searchable parameters: ``lr``,
-``epochs``, ``weight_decay`` for every strategy, plus the strategy's own
+integers), a list (categorical) or a single value (fixed). Searchable parameters: the run
+fields of ``plasticity.config.TRIAL_FIELDS`` (``lr``, ``epochs``, ``optimizer``, ``beta2``,
+``weight_decay``, …) for every strategy, plus the strategy's own
 (``plasticity.strategies``); ``STRATEGY: default`` searches the learning rate and the
 strategy's default ranges (:func:`default_space`). For ``expanded``, ``ramp`` is the ramp
 length of linear/cosine and the jump epoch of step, capped at the trial's epochs.
@@ -28,14 +29,26 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from plasticity import strategies as strategy_registry
-from plasticity.config import RunConfig
+from plasticity.config import SETTING_FIELDS, TRIAL_FIELDS, RunConfig
 from plasticity.errors import UserError
+from plasticity.fields import field_docs, field_types
+from study.space import resolve_run
 
 OBJECTIVE_METRICS = ("auc_test_acc", "final_test_acc", "auc_train_acc", "final_train_acc")
-COMMON_PARAMS = ("lr", "epochs", "weight_decay")
 PRESET_DIR = Path(__file__).parent / "presets"
 
 
@@ -63,28 +76,32 @@ class Range(_Strict):
 Param = Range | list[Any] | float | int | str | bool
 
 
-class Setting(_Strict):
-    """What every trial trains on (a subset of plasticity's RunConfig)."""
+def _setting_model() -> type[BaseModel]:
+    """The study file's ``setting``: :class:`RunConfig`'s setting fields, with their types,
+    defaults and docstrings (nothing copied by hand), validated by RunConfig itself."""
+    kinds, docs = field_types(RunConfig), field_docs(RunConfig)
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+    strict = {int: StrictInt, bool: StrictBool, str: StrictStr}
+    fields: dict[str, Any] = {}
+    for name in SETTING_FIELDS:
+        kind = strict.get(kinds[name], kinds[name])
+        if defaults[name] is None:
+            kind = kind | None
+        fields[name] = (kind, Field(defaults[name], description=docs.get(name)))
+    return create_model("Setting", __base__=_Strict, __validators__=_SETTING_CHECK, **fields)
 
-    dataset: str = "mnist-5k"
-    data_dir: str | None = None
-    download: bool = False
-    model: str = "mlp"
-    objective: str = "class_shuffle"
-    restarts: int = 2
-    epochs: int = 10
-    batch_size: int = 8192
-    shuffle: bool = False
-    deterministic: bool = True
-    diagnostics: bool = False
 
-    @model_validator(mode="after")
-    def _valid_run(self) -> Setting:
-        try:
-            RunConfig(**self.model_dump(), strategies=("reset",), device="cpu")
-        except UserError as e:
-            raise ValueError(str(e)) from None
-        return self
+@model_validator(mode="after")
+def _valid_run(self: BaseModel) -> BaseModel:
+    try:
+        RunConfig(**self.model_dump(), strategies=("reset",), device="cpu")
+    except UserError as e:
+        raise ValueError(str(e)) from None
+    return self
+
+
+_SETTING_CHECK = {"valid_run": _valid_run}
+Setting = _setting_model()
 
 
 class Budget(_Strict):
@@ -136,8 +153,8 @@ class StudySpec(_Strict):
                 raise ValueError(f"unknown strategy {name!r}; choose from {known}")
             own = {f.name for f in dataclasses.fields(strategy_registry.get(name).Params)}
             for key in space:
-                if key not in own and key not in COMMON_PARAMS:
-                    allowed = ", ".join([*COMMON_PARAMS, *sorted(own)])
+                if key not in own and key not in TRIAL_FIELDS:
+                    allowed = ", ".join([*TRIAL_FIELDS, *sorted(own)])
                     raise ValueError(f"{name}: unknown parameter {key!r}; allowed: {allowed}")
             if not any(isinstance(v, (Range, list)) for v in space.values()):
                 raise ValueError(f"{name}: empty search space (give at least one range or list)")
@@ -204,22 +221,34 @@ def _expand_defaults(raw: dict[str, Any]) -> None:
 
 
 def _check_params(spec: StudySpec) -> None:
-    """Fixed values and the ends of ranges/lists must be valid for the strategy."""
+    """Fixed values, the ends of ranges and every choice must make a valid run (RunConfig
+    validates, as it does for a trial); a range must fit its parameter's type."""
     for name, space in spec.strategies.items():
-        own = {f.name for f in dataclasses.fields(strategy_registry.get(name).Params)}
+        base = {**spec.setting.model_dump(), "strategies": [name], "device": "cpu"}
+        kinds = {**field_types(strategy_registry.get(name).Params), **field_types(RunConfig)}
         for key, value in space.items():
-            options = (
-                value
-                if isinstance(value, list)
-                else ([value.low, value.high] if isinstance(value, Range) else [value])
-            )
-            for option in options:
-                if key in own:
-                    strategy_registry.parse_params(strategy_registry.get(name), {key: option})
-                elif key in ("lr", "epochs") and not (
-                    isinstance(option, (int, float)) and option > 0
-                ):
-                    raise UserError(f"{name}.{key} must be > 0, got {option!r}")
+            if isinstance(value, Range):
+                _check_range(f"{name}.{key}", value, kinds[key])
+            for option in _options(value):
+                try:
+                    RunConfig.from_dict(resolve_run(base, name, {key: option}))
+                except UserError as e:
+                    raise UserError(f"{name}.{key} = {option!r}: {e}") from None
+
+
+def _options(value: Any) -> list[Any]:
+    if isinstance(value, list):
+        return value
+    return [value.low, value.high] if isinstance(value, Range) else [value]
+
+
+def _check_range(where: str, r: Range, kind: type) -> None:
+    if kind is int and not r.int:
+        raise UserError(f"{where} is an integer: give its range int: true (or a list)")
+    if r.int and not (float(r.low).is_integer() and float(r.high).is_integer()):
+        raise UserError(f"{where}: int: true needs whole-number ends, got {r.low} and {r.high}")
+    if kind not in (int, float):
+        raise UserError(f"{where} takes a list of choices, not a range")
 
 
 def preset_names() -> list[str]:

@@ -11,7 +11,6 @@ checkpoint; the loop is deterministic, so the records equal those of an uninterr
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -24,7 +23,6 @@ import ray
 import torch
 from ray import tune
 
-from plasticity import strategies
 from plasticity.config import RunConfig
 from plasticity.loop import StrategyRun, load_state, prepare, save_state
 from plasticity.metrics import objectives
@@ -32,22 +30,29 @@ from plasticity.metrics import objectives
 log = logging.getLogger(__name__)
 
 
+# Keys this trainable reports besides the epoch record and the objectives. Ray fills keys of its
+# own (done, training_iteration, trial_id, ...): ours never take one of those names.
+RUN_COMPLETE = "run_complete"
+"""True in the report of a trial's last epoch only: the trial ran every epoch of every task."""
+EXTRA_KEYS = (
+    RUN_COMPLETE,
+    "epochs_done",
+    "epochs_total",
+    "device",
+    "node",
+    "started_at",
+    "reported_at",
+)
+
+
+def trial_run(config: dict[str, Any]) -> dict[str, Any]:
+    """The run dict of a trial config (evaluation trials nest their config under "trial")."""
+    return config.get("trial", config)["run"]
+
+
 def to_run_config(config: dict[str, Any], device: str = "cpu") -> RunConfig:
-    """The typed run of one trial: the setting, the strategy, its searched parameters."""
-    config = config.get("trial", config)  # evaluation trials nest their config under "trial"
-    strategy = config["strategy"]
-    own = {f.name for f in dataclasses.fields(strategies.get(strategy).Params)}
-    params = {k: v for k, v in config.items() if k in own}
-    if "step_epoch" in config:
-        params["ramp"] = config["step_epoch"]
-    run = {k: config[k] for k in ("lr", "epochs", "weight_decay") if k in config}
-    return RunConfig(
-        **{**config["setting"], **run},
-        strategies=(strategy,),
-        seed=config["seed"],
-        device=device,
-        strategy_params={strategy: params},
-    )
+    """The typed run of one trial: its ``run`` (see :mod:`study.space`) on ``device``."""
+    return RunConfig.from_dict({**trial_run(config), "device": device})
 
 
 def trial_device(gpus: float) -> str:
@@ -71,7 +76,7 @@ def train_strategy(config: dict[str, Any]) -> None:
     torch.set_num_threads(max(1, int(resources.get("CPU", 1))))
     run_config = to_run_config(config, trial_device(resources.get("GPU", 0)))
     data = prepare(run_config)
-    run = StrategyRun(run_config, config["strategy"], data)
+    run = StrategyRun(run_config, run_config.strategies[0], data)
 
     records: list[dict[str, Any]] = []
     checkpoint = tune.get_checkpoint()
@@ -90,7 +95,8 @@ def train_strategy(config: dict[str, Any]) -> None:
             **record,
             **objectives(records),
             "epochs_done": run.epochs_done,
-            "done": run.done,
+            "epochs_total": run.total_epochs,
+            RUN_COMPLETE: run.done,
             "device": str(data.device),
             "node": node,
             "started_at": started_at,

@@ -91,7 +91,7 @@ def test_four_trial_study_end_to_end(tmp_path, local_ray, capsys):
         trials = trial_results(root / f"search-{strategy}")
         assert len(trials) == 2
         for rows in trials.values():
-            assert len(rows) == 4 and rows[-1]["done"] and rows[-1]["strategy"] == strategy
+            assert len(rows) == 4 and rows[-1]["run_complete"] and rows[-1]["strategy"] == strategy
         study = optuna.load_study(study_name=f"t.{strategy}", storage=storage)
         done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         assert len(study.trials) == len(done) == 2
@@ -131,15 +131,14 @@ def test_crashed_trial_is_retried_from_its_checkpoint_with_identical_records(tmp
     from study.trainable import to_run_config
 
     spec = load_spec(tiny_spec(tmp_path))
+    from study.driver import base_run
+    from study.space import resolve_run
+
+    values = {"lr": 1e-3, "schedule": "linear", "alpha0": 0.2, "ramp": 2}
     config = {
         "strategy": "expanded",
-        "seed": 0,
-        "lr": 1e-3,
-        "schedule": "linear",
-        "alpha0": 0.2,
-        "ramp": 2,
         "checkpoint_every": 0,
-        "setting": spec.setting.model_dump(),
+        "run": resolve_run(base_run(spec, "expanded", 0), "expanded", values),
         "fail_once_at": {"task": 1, "epoch": 0, "marker": str(tmp_path / "crashed")},
     }
     tuner = tune.Tuner(
@@ -154,7 +153,7 @@ def test_crashed_trial_is_retried_from_its_checkpoint_with_identical_records(tmp
     )
     result = tuner.fit()[0]
     assert (tmp_path / "crashed").exists(), "the fault was not injected"
-    assert result.error is None and result.metrics["done"]
+    assert result.error is None and result.metrics["run_complete"]
     rows = next(iter(trial_results(tmp_path / "fault").values()))
     import torch
 
@@ -192,7 +191,8 @@ def test_interrupted_study_resumes_to_exactly_the_planned_trials(tmp_path):
     deadline = time.time() + 240
     try:
         while time.time() < deadline:  # wait until one trial has finished and another runs
-            finished = [r for r in trial_results(experiment).values() if r and r[-1]["done"]]
+            results = trial_results(experiment).values()
+            finished = [r for r in results if r and r[-1]["run_complete"]]
             if finished and len(list(experiment.glob("*/result.json"))) >= 2:
                 break
             assert proc.poll() is None, "the study ended before it could be interrupted"
@@ -253,7 +253,7 @@ def test_two_node_cluster_packs_four_quarter_gpu_trials_per_gpu_and_falls_back_t
         ray.shutdown()
         cluster.shutdown()
     trials = trial_results(root / "search-reset")
-    assert len(trials) == 8 and all(rows[-1]["done"] for rows in trials.values())
+    assert len(trials) == 8 and all(rows[-1]["run_complete"] for rows in trials.values())
     assert {rows[-1]["device"] for rows in trials.values()} == {"cpu"}
     spans: dict[str, list[tuple[float, float]]] = {}
     for rows in trials.values():
@@ -288,4 +288,4 @@ def test_every_strategy_runs_in_a_study(tmp_path, local_ray):
         trials = trial_results(root / f"search-{s}")
         assert len(trials) == 1, s
         rows = next(iter(trials.values()))
-        assert rows[-1]["done"] and rows[-1]["strategy"] == s
+        assert rows[-1]["run_complete"] and rows[-1]["strategy"] == s

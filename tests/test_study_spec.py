@@ -43,7 +43,16 @@ def test_good_spec_and_every_preset_load():
         ({"colour": "red"}, "colour: Extra inputs are not permitted"),
         ({"setting__epochs": "ten"}, "setting.epochs: Input should be a valid integer"),
         ({"setting__model": "resnet"}, "unknown model 'resnet'"),
-        ({"setting__restarts": 0}, "restarts must be a positive integer"),
+        ({"setting__restarts": -1}, "restarts must be an integer >= 0"),
+        ({"setting__optimizer": "rmsprop"}, "unknown optimizer 'rmsprop'"),
+        ({"setting__beta2": 1.5}, r"beta2 must be in \[0, 1\)"),
+        ({"strategies__reset__epochs": {"low": 2, "high": 5}}, "epochs is an integer"),
+        ({"strategies__reset__lr": {"low": 1e-4, "high": 1e-2, "int": True}}, "whole-number"),
+        ({"strategies__reset__weight_decay": -0.1}, "weight-decay must be >= 0"),
+        ({"strategies__reset__epochs": [True, 2]}, "epochs must be a positive integer"),
+        ({"strategies__reset__optimizer": ["adam", "lion"]}, "unknown optimizer 'lion'"),
+        ({"strategies__reset__beta2": {"low": 0.9, "high": 1.0}}, "beta2 must be in"),
+        ({"strategies__reset__schedule": ["step"]}, "reset: unknown parameter 'schedule'"),
         ({"strategies__reset": {"lr": 0.001}}, "reset: empty search space"),
         ({"strategies": {}}, "no strategies to compare"),
         ({"strategies__magic": {"lr": [0.1]}}, "unknown strategy 'magic'"),
@@ -75,12 +84,19 @@ def test_bad_yaml_and_missing_file(tmp_path):
         preset_path("nope")
 
 
+def _base(strategy="expanded", epochs=6, seed=0):
+    from study.driver import base_run
+
+    spec = load_spec(_with(setting__epochs=epochs, strategies={strategy: "default"}))
+    return base_run(spec, strategy, seed)
+
+
 def _sample(space, n=40, epochs=6):
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     out = []
     for _ in range(n):
         trial = study.ask()
-        const = define_space(trial, space, {"strategy": "expanded"}, default_epochs=epochs)
+        const = define_space(trial, space, _base(epochs=epochs), "expanded", {"phase": "search"})
         out.append({**trial.params, **const})
         study.tell(trial, 0.0)
     return out
@@ -99,27 +115,31 @@ def test_expanded_space_is_conditional_on_the_schedule_kind():
     kinds = {c["schedule"] for c in configs}
     assert kinds == {"paper", "linear", "cosine", "step"}
     for c in configs:
-        assert c["per_step"] is False and c["strategy"] == "expanded"
-        assert 1e-4 <= c["lr"] <= 1e-2
-        if c["schedule"] == "paper":
+        run, own = c["run"], c["run"]["strategy_params"]["expanded"]
+        assert run["strategies"] == ["expanded"] and c["phase"] == "search"
+        assert own["per_step"] is False and own["schedule"] == c["schedule"]
+        assert run["lr"] == c["lr"] and 1e-4 <= run["lr"] <= 1e-2
+        assert run["epochs"] == c["epochs"]
+        if c["schedule"] == "paper":  # neither is searched; the run keeps the defaults
             assert "alpha0" not in c and "ramp" not in c and "step_epoch" not in c
-        elif c["schedule"] == "step":
+            assert (own["alpha0"], own["ramp"]) == (0.2, 4.0)
+        elif c["schedule"] == "step":  # Optuna's name differs; the run's field does not
             assert "ramp" not in c and 1 <= c["step_epoch"] <= c["epochs"]
+            assert own["ramp"] == c["step_epoch"] and own["alpha0"] == c["alpha0"]
         else:
             assert "step_epoch" not in c and 1 <= c["ramp"] <= c["epochs"]  # capped by epochs
+            assert own["ramp"] == c["ramp"]
 
 
 def test_trial_config_becomes_a_typed_run_config():
+    from study.space import resolve_run
+
+    values = {"lr": 0.002, "epochs": 4, "schedule": "step", "alpha0": 0.3, "ramp": 2}
     config = {
         "strategy": "expanded",
-        "seed": 3,
-        "lr": 0.002,
-        "epochs": 4,
-        "schedule": "step",
-        "alpha0": 0.3,
         "step_epoch": 2,
         "checkpoint_every": 0,
-        "setting": load_spec(GOOD).setting.model_dump(),
+        "run": resolve_run(_base(seed=3), "expanded", values),
     }
     run = to_run_config(config)
     assert (run.strategies, run.seed, run.lr, run.epochs, run.model) == (

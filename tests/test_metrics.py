@@ -1,0 +1,80 @@
+"""The objectives are defined once (plasticity.metrics) and every consumer gets the same numbers,
+also for an interrupted run."""
+
+import dataclasses
+
+import pandas as pd
+import pytest
+
+from plasticity.loop import Record
+from plasticity.metrics import OBJECTIVES, objectives, per_run, per_task
+
+# (task, epoch, test_acc, train_acc): task 2 was interrupted after its first epoch.
+ROWS = [
+    (0, 0, 0.5, 0.4),
+    (0, 1, 0.7, 0.6),
+    (1, 0, 0.2, 0.1),
+    (1, 1, 0.6, 0.5),
+    (2, 0, 0.3, 0.2),
+]
+
+
+def _records(rows=ROWS, strategy="reset"):
+    return [
+        {"strategy": strategy, "seed": 0, "task": t, "epoch": e, "test_acc": a, "train_acc": b}
+        for t, e, a, b in rows
+    ]
+
+
+def test_per_task_by_hand():
+    tasks = per_task(pd.DataFrame(_records()), ["strategy"]).set_index("task")
+    assert tasks.loc[1, "auc_test_acc"] == pytest.approx(0.4)  # (0.2 + 0.6) / 2
+    assert tasks.loc[1, "final_test_acc"] == pytest.approx(0.6)
+    assert tasks.loc[2, "auc_train_acc"] == pytest.approx(0.2)  # the one epoch it recorded
+    assert tasks.epochs_seen.tolist() == [2, 2, 1]
+
+
+def test_per_run_averages_restarts_only_and_counts_a_partial_task():
+    out = objectives(_records())
+    assert out["auc_test_acc"] == pytest.approx((0.4 + 0.3) / 2)
+    assert out["final_test_acc"] == pytest.approx((0.6 + 0.3) / 2)
+    assert out["auc_train_acc"] == pytest.approx((0.3 + 0.2) / 2)
+    assert out["final_train_acc"] == pytest.approx((0.5 + 0.2) / 2)
+    # before the first restart: task 0's numbers
+    assert objectives(_records(ROWS[:2]))["auc_test_acc"] == pytest.approx(0.6)
+    assert objectives([]) == {}
+
+
+def test_epoch_order_does_not_matter():
+    shuffled = _records([ROWS[i] for i in (4, 3, 0, 2, 1)])
+    assert objectives(shuffled) == pytest.approx(objectives(_records()))
+
+
+def test_every_consumer_gives_the_same_numbers_for_an_interrupted_run():
+    from analysis.stats import per_restart, per_seed_objectives
+    from plasticity.cli import summary_table
+
+    frame = pd.DataFrame(_records() + _records(ROWS[:4], strategy="continuous"))
+    for col in ("dataset", "model", "objective", "trial", "phase", "source"):
+        frame[col] = frame["strategy"] if col == "trial" else "x"
+    expected = {s: objectives(g.to_dict("records")) for s, g in frame.groupby("strategy")}
+    analysed = per_seed_objectives(frame).set_index("strategy")
+    by_run = per_run(frame, ["strategy"]).set_index("strategy")
+    table = summary_table(frame)
+    for s, values in expected.items():
+        for m in OBJECTIVES:
+            assert analysed.loc[s, m] == pytest.approx(values[m])
+            assert by_run.loc[s, m] == pytest.approx(values[m])
+            assert f"{round(values[m], 4):g}"[:5] in table
+    assert len(per_restart(frame)) == 3 + 2
+
+
+def test_record_and_report_keys_never_collide_with_ray_result_keys():
+    import ray.tune.result as ray_result
+
+    from study.trainable import EXTRA_KEYS
+
+    reserved = {v for k, v in vars(ray_result).items() if k.isupper() and isinstance(v, str)}
+    reserved |= {"date", "time_since_restore", "iterations_since_restore", "checkpoint_dir_name"}
+    ours = {f.name for f in dataclasses.fields(Record)} | set(OBJECTIVES) | set(EXTRA_KEYS)
+    assert "done" in reserved and not ours & reserved
