@@ -19,6 +19,7 @@ from analysis.aggregate import (
     stratified_bootstrap,
     stratified_resample,
 )
+from analysis.figures import cross_scenario
 from plasticity.errors import UserError
 
 NAN = np.nan
@@ -210,3 +211,9 @@ def test_aggregate_user_errors():
         aggregate(frame, "acc", chance=0.1, rng=a_rng(), baseline="scratch")
     with pytest.raises(UserError, match="more than one row"):
         aggregate(pd.concat([frame, frame.iloc[:1]]), "acc", chance=0.1, rng=a_rng())
+
+
+def test_cross_scenario_figure_is_written(tmp_path):
+    res = aggregate(tidy(), "acc", chance=0.1, rng=a_rng(), reps=20)
+    paths = cross_scenario(res.overall, res.profiles, tmp_path / "across", "tidy")
+    assert [p.name for p in paths] == ["across.png"] and paths[0].stat().st_size > 10_000
