@@ -224,3 +224,75 @@ def diagnostics(
     _legend(fig, axes.flat)
     fig.suptitle(f"{title} — diagnostics per restart")
     return _save(fig, stem, pdf)
+
+
+def _intervals(ax, table: pd.DataFrame, col: str, order: list[str]) -> None:
+    """A point and its 95% CI bar per strategy (rows of ``table``), strategies top to bottom."""
+    for y, row in enumerate(table.itertuples()):
+        point, lo, hi = getattr(row, col), getattr(row, f"{col}_lo"), getattr(row, f"{col}_hi")
+        err = np.nan_to_num([[point - lo], [hi - point]])  # no interval with a single run
+        color = _color(row.strategy, order)
+        ax.errorbar(point, y, xerr=err, fmt="o", color=color, capsize=4, lw=2, ms=6)
+        ax.annotate(
+            f"{point:.2f}",
+            (point, y),
+            xytext=(0, 7),
+            textcoords="offset points",
+            ha="center",
+            fontsize=8,
+        )
+    ax.set_yticks(range(len(table)), table.strategy)
+    ax.set_ylim(len(table) - 0.4, -0.6)
+    ax.grid(alpha=0.3, axis="x")
+
+
+def cross_scenario(
+    overall: pd.DataFrame,
+    profiles: pd.DataFrame,
+    stem: Path,
+    title: str,
+    baseline: str = "reset",
+    pdf: bool = False,
+) -> list[Path]:
+    """Every strategy across scenarios on normalised scores (0 = chance, 1 = ``baseline``'s
+    mean), from :func:`analysis.aggregate.aggregate`'s ``overall`` and ``profiles`` tables:
+    (a) IQM, (b) probability of improvement over ``baseline``, (c) performance profiles. Bars
+    and bands are 95% stratified-bootstrap CIs."""
+    order = list(overall.strategy)
+    height = max(3.6, 1.4 + 0.45 * len(order))
+    fig, axes = plt.subplots(1, 3, figsize=(15, height), gridspec_kw={"width_ratios": [1, 1, 1.25]})
+    _intervals(axes[0], overall, "iqm", order)
+    axes[0].axvline(1, color="0.4", lw=0.8, ls="--")
+    axes[0].set_xlabel(f"IQM (0 = chance, 1 = {baseline})")
+    axes[0].set_title("(a) interquartile mean", fontsize=10)
+    others = overall[overall.strategy != baseline]
+    _intervals(axes[1], others, "p_improve", order)
+    axes[1].axvline(0.5, color="0.4", lw=0.8, ls="--")
+    axes[1].set_xlim(-0.02, 1.02)
+    axes[1].set_xlabel(f"P(strategy > {baseline}) in a scenario")
+    axes[1].set_title(f"(b) probability of improvement over {baseline}", fontsize=10)
+    for s in order:
+        p = profiles[profiles.strategy == s]
+        axes[2].plot(p.tau, p.fraction, color=_color(s, order), lw=1.6, label=s)
+        axes[2].fill_between(p.tau, p.lo, p.hi, color=_color(s, order), alpha=0.2, lw=0)
+    axes[2].axvline(1, color="0.4", lw=0.8, ls="--")
+    # Zoom on the τ where some profile falls (flat at 1 or 0 elsewhere), keeping τ = 1 in view.
+    moving = profiles.tau[(profiles.fraction > 0) & (profiles.fraction < 1)]
+    if len(moving):
+        lo, hi = min(moving.min(), 1.0), max(moving.max(), 1.0)
+        axes[2].set_xlim(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
+    axes[2].set_ylim(-0.02, 1.02)
+    axes[2].set_xlabel(f"normalised score τ (1 = {baseline})")
+    axes[2].set_ylabel("fraction of runs with score > τ")
+    axes[2].set_title("(c) performance profile", fontsize=10)
+    axes[2].legend(fontsize=8, frameon=False)
+    axes[2].grid(alpha=0.3)
+    n = int(overall.scenarios.iloc[0])
+    cis = (
+        "no CIs: a scenario has one run"
+        if overall.iqm_lo.isna().all()
+        else "95% stratified bootstrap CIs"
+    )
+    fig.suptitle(f"{title} — across {n} scenario{'s' * (n != 1)} ({cis})")
+    fig.tight_layout()
+    return _save(fig, stem, pdf)
