@@ -279,9 +279,7 @@ def _run_search(folder: StudyFolder, spec: StudySpec, strategy: str, trainable) 
             ),
             metric=spec.metric,
             mode="max",
-            sampler=optuna.samplers.TPESampler(
-                seed=derive_seed(spec.budget.search_seed, "tpe", strategy) % 2**32
-            ),
+            sampler=make_sampler(spec, strategy),
             storage=optuna.storages.RDBStorage(folder.optuna_url),
             study_name=f"{spec.name}.{strategy}",
         )
@@ -314,6 +312,26 @@ def _run_search(folder: StudyFolder, spec: StudySpec, strategy: str, trainable) 
         )
     best = max(finished, key=lambda r: r.metrics[spec.metric])
     return {"config": best.config, "objective": best.metrics[spec.metric]}
+
+
+def make_sampler(spec: StudySpec, strategy: str):
+    """TPE for a conditional space with concurrent trials: start-up sized to the budget, the
+    multivariate group model (it models the parameters that exist together, e.g. ``alpha0``
+    and ``ramp`` only for ramped schedules) and the constant liar (a running trial counts as a
+    poor one, so concurrent suggestions spread out), seeded per strategy."""
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings():  # multivariate and group are marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(
+            n_startup_trials=spec.budget.startup(),
+            multivariate=True,
+            group=True,
+            constant_liar=True,
+            seed=derive_seed(spec.budget.search_seed, "tpe", strategy) % 2**32,
+        )
 
 
 def close_stale_trials(storage_url: str, study_name: str) -> int:
@@ -394,6 +412,7 @@ def summary_rows(spec: StudySpec, state: dict[str, Any]) -> list[dict[str, Any]]
                 "eval_mean": statistics.fmean(evals) if evals else math.nan,
                 "eval_std": statistics.stdev(evals) if len(evals) > 1 else math.nan,
                 "eval_seeds": len(evals),
+                "search": spec.budget.search_kind(),
                 "params": json.dumps(params, sort_keys=True),
             }
         )

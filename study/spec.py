@@ -46,9 +46,10 @@ from plasticity import strategies as strategy_registry
 from plasticity.config import SETTING_FIELDS, TRIAL_FIELDS, RunConfig
 from plasticity.errors import UserError
 from plasticity.fields import field_docs, field_types
+from plasticity.metrics import OBJECTIVES
 from study.space import resolve_run
 
-OBJECTIVE_METRICS = ("auc_test_acc", "final_test_acc", "auc_train_acc", "final_train_acc")
+OBJECTIVE_METRICS = OBJECTIVES
 PRESET_DIR = Path(__file__).parent / "presets"
 
 
@@ -115,12 +116,48 @@ class Budget(_Strict):
     """asha stops poor trials early (Optuna still records their last value)."""
     grace_epochs: int = Field(10, ge=1)
     """asha: epochs a trial runs before it may be stopped."""
+    startup_trials: int | None = Field(None, ge=1)
+    """Random trials before TPE models the results (default: :meth:`startup`)."""
+
+    def startup(self) -> int:
+        """TPE's random start-up trials: as given, else a third of the budget, 2 to 10 (Optuna's
+        default of 10 would leave a 4-trial search purely random)."""
+        if self.startup_trials is not None:
+            return self.startup_trials
+        return max(2, min(10, self.trials_per_strategy // 3))
+
+    def search_kind(self) -> str:
+        """How the search chose its trials, for summaries."""
+        random, guided = self.startup(), self.trials_per_strategy - self.startup()
+        if guided <= 0:
+            return f"random search ({self.trials_per_strategy} trials, all TPE start-up)"
+        return f"{random} random start-up + {guided} TPE trials"
 
 
 class Resources(_Strict):
     cpu: float = Field(1, gt=0)
     gpu: float = Field(0, ge=0)
     """GPUs per trial; 0.25 packs four trials on one GPU. With no CUDA the trial uses the CPU."""
+
+
+class Expectation(_Strict):
+    """The published direction a scenario expects: ``strategy`` ends ``direction`` (above or
+    below) ``baseline`` on ``metric`` (paired over evaluation seeds)."""
+
+    metric: Literal[OBJECTIVE_METRICS]  # type: ignore[valid-type]
+    strategy: str = "continuous"
+    baseline: str = "reset"
+    direction: Literal["above", "below"] = "below"
+
+
+class Scenario(_Strict):
+    """What a shipped scenario reproduces (its header, machine-readable)."""
+
+    reproduces: str
+    """The published result, with its source."""
+    expects: list[Expectation] = Field(min_length=1)
+    chance: float = Field(0.1, ge=0, lt=1)
+    """The metric's chance level: 0 after normalisation (reset's mean is 1)."""
 
 
 class StudySpec(_Strict):
@@ -141,6 +178,8 @@ class StudySpec(_Strict):
     """Epochs between checkpoints; 0 checkpoints at every task boundary."""
     max_failures: int = Field(2, ge=0)
     """Retries of a crashed trial (from its last checkpoint)."""
+    scenario: Scenario | None = None
+    """For a scenario of the suite: the published result and the direction it expects."""
 
     @field_validator("strategies")
     @classmethod
@@ -190,6 +229,11 @@ def load_spec(source: str | Path | dict[str, Any], **overrides: Any) -> StudySpe
         msg = err["msg"].removeprefix("Value error, ")
         raise UserError(f"{where}: {loc + ': ' if loc else ''}{msg}") from None
     _check_params(spec)
+    for expectation in spec.scenario.expects if spec.scenario else []:
+        for role in ("strategy", "baseline"):
+            name = getattr(expectation, role)
+            if name not in spec.strategies:
+                raise UserError(f"{where}: scenario.expects: {role} {name!r} is not compared")
     return spec
 
 

@@ -224,3 +224,19 @@ def test_close_stale_trials_fails_only_running_ones(tmp_path):
     states = [t.state for t in optuna.load_study(study_name="s.reset", storage=url).trials]
     assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
     assert close_stale_trials(url, "s.reset") == 0
+
+
+@pytest.mark.parametrize(
+    "trials,startup,kind",
+    [(1, 2, "random search"), (4, 2, "2 random"), (24, 8, "8 random"), (60, 10, "10 random")],
+)
+def test_tpe_start_up_is_sized_to_the_budget(trials, startup, kind):
+    from study.driver import make_sampler
+
+    spec = load_spec(_with(budget={"trials_per_strategy": trials}))
+    assert spec.budget.startup() == startup and spec.budget.search_kind().startswith(kind)
+    sampler = make_sampler(spec, "reset")
+    assert sampler._n_startup_trials == startup
+    assert sampler._multivariate and sampler._group and sampler._constant_liar
+    given = load_spec(_with(budget={"trials_per_strategy": trials, "startup_trials": 3}))
+    assert make_sampler(given, "reset")._n_startup_trials == 3
