@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 VERDICT_WORDS = {
-    "single_seed": "a single seed: no confidence interval",
     "better": "better than reset (CI above 0)",
     "worse": "worse than reset (CI below 0)",
     "indistinguishable": "not distinguishable from reset (CI contains 0)",
@@ -61,18 +60,24 @@ def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
     return view
 
 
-def tally_sentence(t: Tally) -> str:
+def tally_sentence(t: Tally, min_seeds: int) -> str:
     return (
         f"- **{t.strategy}** beats reset on {t.wins} of {t.settings} setting(s); the 95% CI of "
-        f"the difference excludes 0 on {t.excluding_zero} of {t.with_ci} with more than one seed."
+        f"the difference excludes 0 on {t.excluding_zero} of {t.with_verdict} with at least "
+        f"{min_seeds} paired seeds."
     )
 
 
-def verdict_sentence(v: Verdict) -> str:
-    return (
-        f"- {v.setting}: {v.strategy} − reset = {_fmt(v.diff, v.lo, v.hi)} "
-        f"on {v.metric} over {v.pairs} paired seed(s): {VERDICT_WORDS[v.kind]}."
-    )
+def verdict_sentence(v: Verdict, min_seeds: int) -> str:
+    """The numbers, and a verdict only where there are enough seeds for one."""
+    numbers = f"- {v.setting}: {v.strategy} − reset = {_fmt(v.diff, v.lo, v.hi)} on {v.metric}"
+    if v.kind == "too_few_seeds":
+        seeds = "seed" if v.pairs == 1 else "seeds"
+        return (
+            f"{numbers}; n = {v.pairs} paired {seeds}: below the {min_seeds} needed for a "
+            "verdict; numbers only."
+        )
+    return f"{numbers} over {v.pairs} paired seed(s): {VERDICT_WORDS[v.kind]}."
 
 
 def findings(report: Report) -> list[str]:
@@ -80,8 +85,9 @@ def findings(report: Report) -> list[str]:
     setting."""
     if not report.verdicts:
         return [NOTHING_TO_COMPARE]
-    return [tally_sentence(t) for t in report.tallies] + [
-        verdict_sentence(v) for v in report.verdicts
+    n = report.min_verdict_seeds
+    return [tally_sentence(t, n) for t in report.tallies] + [
+        verdict_sentence(v, n) for v in report.verdicts
     ]
 
 
@@ -110,7 +116,9 @@ def method_note(report: Report) -> str:
         "The objective is the area under each restart's learning curve (mean accuracy "
         "over its epochs), averaged over restarts 1..R; `final_*` is the accuracy at the end "
         "of each restart. Intervals are 95% percentile bootstrap CIs over seeds "
-        f"({report.reps} resamples, seed {report.seed})."
+        f"({report.reps} resamples, seed {report.seed}). A strategy is called better or worse "
+        f"than reset only with at least {report.min_verdict_seeds} paired seeds; below that "
+        "the report gives the numbers only."
     )
 
 

@@ -29,7 +29,12 @@ log = logging.getLogger(__name__)
 
 SETTING = ["dataset", "model", "objective"]
 
-VerdictKind = Literal["better", "worse", "indistinguishable", "single_seed"]
+MIN_VERDICT_SEEDS = 5
+"""Paired seeds a comparison needs before the report calls a strategy better or worse than
+reset. A percentile bootstrap over fewer seeds has too few distinct resamples to mean much
+(two seeds give three possible means), so below this the report gives the numbers only."""
+
+VerdictKind = Literal["better", "worse", "indistinguishable", "too_few_seeds"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,8 @@ class Verdict:
     """95% bootstrap CI of ``diff``; NaN with a single pair."""
     hi: float
     kind: VerdictKind
-    """What the interval says: above 0, below 0, contains 0, or no interval."""
+    """What the interval says (above 0, below 0, contains 0), or ``too_few_seeds`` below
+    :data:`MIN_VERDICT_SEEDS` pairs."""
 
 
 @dataclass(frozen=True)
@@ -59,10 +65,10 @@ class Tally:
     settings: int
     wins: int
     """Settings where the mean paired difference is above 0."""
-    with_ci: int
-    """Settings with a confidence interval (more than one paired seed)."""
+    with_verdict: int
+    """Settings with at least :data:`MIN_VERDICT_SEEDS` paired seeds."""
     excluding_zero: int
-    """Of those, the ones whose interval excludes 0."""
+    """Of those, the ones whose interval excludes 0 (better or worse)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -124,6 +130,8 @@ class Report:
     """Studies with search trials."""
     seed: int
     reps: int
+    min_verdict_seeds: int
+    """:data:`MIN_VERDICT_SEEDS` when the report was built (the renderer states it)."""
     band_rng_state: dict[str, Any]
     """The bootstrap generator's state after the tables: the figures' bands continue it, so
     tables and figures come from one stream seeded with ``seed``."""
@@ -206,9 +214,10 @@ def advantage_table(objs: pd.DataFrame, rng: np.random.Generator, reps: int) -> 
 
 
 def verdict_kind(pairs: int, lo: float, hi: float) -> VerdictKind:
-    """What a paired-difference CI says about a strategy against reset."""
-    if np.isnan(lo):
-        return "single_seed"
+    """What a paired-difference CI over ``pairs`` seeds says about a strategy against reset;
+    nothing below :data:`MIN_VERDICT_SEEDS` pairs."""
+    if pairs < MIN_VERDICT_SEEDS or np.isnan(lo):
+        return "too_few_seeds"
     if lo > 0:
         return "better"
     if hi < 0:
@@ -233,13 +242,22 @@ def verdicts(adv: pd.DataFrame) -> tuple[Verdict, ...]:
     )
 
 
-def tallies(adv: pd.DataFrame) -> tuple[Tally, ...]:
-    """Per strategy over the settings of :func:`advantage_table`: wins and CIs excluding 0."""
+def tallies(verdicts: tuple[Verdict, ...]) -> tuple[Tally, ...]:
+    """Per strategy over its settings: wins on the mean, and, among the settings with enough
+    seeds for a verdict, the ones whose CI excludes 0."""
     out = []
-    for s, g in adv.groupby("strategy", sort=False):
-        with_ci = g[g["lo"].notna()]
-        excl = int(((with_ci["lo"] > 0) | (with_ci["hi"] < 0)).sum())
-        out.append(Tally(s, len(g), int((g["diff"] > 0).sum()), len(with_ci), excl))
+    for s in dict.fromkeys(v.strategy for v in verdicts):
+        mine = [v for v in verdicts if v.strategy == s]
+        judged = [v for v in mine if v.kind != "too_few_seeds"]
+        out.append(
+            Tally(
+                strategy=s,
+                settings=len(mine),
+                wins=sum(v.diff > 0 for v in mine),
+                with_verdict=len(judged),
+                excluding_zero=sum(v.kind in ("better", "worse") for v in judged),
+            )
+        )
     return tuple(out)
 
 
@@ -372,6 +390,7 @@ def build_report(loaded: Loaded, seed: int = 0, reps: int = 2000) -> Report:
     adv = advantage_table(objs, rng, reps)
     restarts = per_restart(rows)
     best, studies = study_views(loaded.studies, table)
+    judged = verdicts(adv)
     return Report(
         records=table,
         compared_trials=int(rows.trial.nunique()),
@@ -381,14 +400,15 @@ def build_report(loaded: Loaded, seed: int = 0, reps: int = 2000) -> Report:
         summary=summary,
         per_restart=restarts,
         advantage=adv,
-        tallies=tallies(adv) if not adv.empty else (),
-        verdicts=verdicts(adv),
+        tallies=tallies(judged),
+        verdicts=judged,
         settings=setting_views(rows, restarts),
         study_roots=tuple(map(str, loaded.studies)),
         best_configs=best,
         studies=studies,
         seed=seed,
         reps=reps,
+        min_verdict_seeds=MIN_VERDICT_SEEDS,
         band_rng_state=rng.bit_generator.state,
     )
 
