@@ -342,7 +342,13 @@ def test_tally_counts_only_settings_with_enough_seeds_for_the_ci_part():
 
 
 def test_report_object_holds_tables_verdicts_and_figure_data(tmp_path):
-    report = build_report(_seeds_worse_by_a_tenth(tmp_path, 5), seed=3, reps=200)
+    loaded = _seeds_worse_by_a_tenth(tmp_path, 5)
+    # one diagnostic, recorded by seed 0 only: task + epoch, so its mean over a task's two
+    # epochs is task + 0.5
+    loaded.table["diag_rank"] = np.where(
+        loaded.table.seed == 0, loaded.table.task + loaded.table.epoch, np.nan
+    )
+    report = build_report(loaded, seed=3, reps=200)
     assert (report.seed, report.reps, report.min_verdict_seeds) == (3, 200, 5)
     assert len(report.records) == 5 * 2 * 3 * 2 and report.compared_trials == 10
     assert report.notes == () and report.running == () and report.warnings == ()
@@ -366,7 +372,9 @@ def test_report_object_holds_tables_verdicts_and_figure_data(tmp_path):
     (view,) = report.settings
     assert view.title == "mlp/mnist-5k/class_shuffle" and view.test_meaningful and view.alpha
     assert len(view.epochs) == 60 and len(view.restarts) == 5 * 2 * 3
-    assert view.diagnostics.empty  # no diag_* columns recorded
+    diag = view.diagnostics.set_index(["strategy", "trial", "task"]).diag_rank.sort_index()
+    assert len(diag) == 10 * 3 and diag.notna().sum() == 2 * 3
+    assert diag["expanded", "expanded-s0"].tolist() == [0.5, 1.5, 2.5]
     assert report.study_roots == () and report.studies == () and report.best_configs.empty
 
 
