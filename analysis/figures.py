@@ -150,9 +150,10 @@ def restart_summary(
 
 
 def advantage(adv: pd.DataFrame, stem: Path, metric_note: str, pdf: bool = False) -> list[Path]:
-    """Mean paired difference to reset, with its 95% CI, per setting and strategy."""
+    """Mean paired difference to reset, with its 95% CI, per setting and strategy; each label
+    gives the number of paired seeds."""
     fig, ax = plt.subplots(figsize=(8, 0.5 + 0.45 * max(1, len(adv))))
-    labels = [f"{r.setting}: {r.strategy}" for r in adv.itertuples()]
+    labels = [f"{r.setting}: {r.strategy} (n={r.pairs})" for r in adv.itertuples()]
     ys = np.arange(len(adv))
     err = np.vstack([adv["diff"] - adv["lo"], adv["hi"] - adv["diff"]])
     ax.errorbar(adv["diff"], ys, xerr=np.where(np.isnan(err), 0, err), fmt="o", capsize=3)

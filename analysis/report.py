@@ -1,19 +1,22 @@
-"""Tables (CSV and Markdown) and ``report.md``: the figures with one sentence per comparison
-saying what the numbers show, computed from the data."""
+"""The report's content, computed from loaded results: tables, verdicts, notes and the data of
+every figure, as one :class:`Report`. :mod:`analysis.render` writes it out (CSV, Markdown,
+figures); :func:`write_report` does both."""
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import yaml
 
-from analysis import figures
+from analysis import render
 from analysis.load import Loaded
+from analysis.render import markdown_table  # noqa: F401  (study.cli imports it from here)
 from analysis.stats import (
     METRICS,
     bootstrap_ci,
@@ -25,6 +28,113 @@ from analysis.stats import (
 log = logging.getLogger(__name__)
 
 SETTING = ["dataset", "model", "objective"]
+
+MIN_VERDICT_SEEDS = 5
+"""Paired seeds a comparison needs before the report calls a strategy better or worse than
+reset. A percentile bootstrap over fewer seeds has too few distinct resamples to mean much
+(two seeds give three possible means), so below this the report gives the numbers only."""
+
+VerdictKind = Literal["better", "worse", "indistinguishable", "too_few_seeds"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One strategy against reset in one setting, on the setting's primary metric."""
+
+    setting: str
+    """``model/dataset/objective``."""
+    strategy: str
+    metric: str
+    pairs: int
+    """Seeds both the strategy and reset ran (the bootstrap resamples these pairs)."""
+    diff: float
+    """Mean over the paired seeds of strategy − reset."""
+    lo: float
+    """95% bootstrap CI of ``diff``; NaN with a single pair."""
+    hi: float
+    kind: VerdictKind
+    """What the interval says (above 0, below 0, contains 0), or ``too_few_seeds`` below
+    :data:`MIN_VERDICT_SEEDS` pairs."""
+
+
+@dataclass(frozen=True)
+class Tally:
+    """One strategy against reset over all settings."""
+
+    strategy: str
+    settings: int
+    wins: int
+    """Settings where the mean paired difference is above 0."""
+    with_verdict: int
+    """Settings with at least :data:`MIN_VERDICT_SEEDS` paired seeds."""
+    excluding_zero: int
+    """Of those, the ones whose interval excludes 0 (better or worse)."""
+
+
+@dataclass(frozen=True, eq=False)
+class SettingView:
+    """The data of one setting's figures."""
+
+    title: str
+    """``model/dataset/objective``; also names the figure files (``/`` → ``_``)."""
+    epochs: pd.DataFrame
+    """The setting's comparison epochs (tidy rows): learning curves and α."""
+    restarts: pd.DataFrame
+    """Its rows of :func:`analysis.stats.per_restart`."""
+    test_meaningful: bool
+    """False for random labels, where test loss and accuracy carry no signal."""
+    alpha: bool
+    """Whether an expanded trial recorded α."""
+    diagnostics: pd.DataFrame
+    """Per (strategy, trial, task): the mean of each recorded ``diag_*`` column; empty if none."""
+
+
+@dataclass(frozen=True, eq=False)
+class StudyView:
+    """The data of one study's search figures and importances."""
+
+    name: str
+    metric: str
+    trials: pd.DataFrame
+    """Per search trial: its objectives and the searched parameters it was given."""
+    params: tuple[str, ...]
+    """Searched parameters that some trial has a value for (the scatter's panels)."""
+    importances: pd.DataFrame
+    """Optuna's importances (``strategy``, ``param``, ``importance``); empty if unavailable."""
+
+
+@dataclass(frozen=True, eq=False)
+class Report:
+    """Everything ``report.md`` says and shows, before anything is written."""
+
+    records: pd.DataFrame
+    """The tidy table of every loaded epoch (written as ``records.parquet``)."""
+    compared_trials: int
+    """How many of its trials the comparisons use."""
+    running: tuple[str, ...]
+    warnings: tuple[str, ...]
+    notes: tuple[str, ...]
+    """How the comparison was made when it departs from the default (no evaluation phase)."""
+    summary: pd.DataFrame
+    """:func:`summary_table`."""
+    per_restart: pd.DataFrame
+    advantage: pd.DataFrame
+    """:func:`advantage_table`; empty when no setting has reset and another strategy."""
+    tallies: tuple[Tally, ...]
+    verdicts: tuple[Verdict, ...]
+    settings: tuple[SettingView, ...]
+    study_roots: tuple[str, ...]
+    best_configs: pd.DataFrame
+    """Per study and strategy: the best search trial's objective and parameters."""
+    studies: tuple[StudyView, ...]
+    """Studies with search trials."""
+    seed: int
+    reps: int
+    min_verdict_seeds: int
+    """:data:`MIN_VERDICT_SEEDS` when the report was built (the renderer states it)."""
+    band_rng_state: dict[str, Any]
+    """The bootstrap generator's state after the tables: the figures' bands continue it, so
+    tables and figures come from one stream seeded with ``seed``."""
 
 
 def primary_metric(objective: str) -> str:
@@ -103,115 +213,150 @@ def advantage_table(objs: pd.DataFrame, rng: np.random.Generator, reps: int) -> 
     return pd.DataFrame(out)
 
 
-def _fmt(mean: float, lo: float, hi: float) -> str:
-    if np.isnan(lo):
-        return f"{mean:.3f}"
-    return f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
+def verdict_kind(pairs: int, lo: float, hi: float) -> VerdictKind:
+    """What a paired-difference CI over ``pairs`` seeds says about a strategy against reset;
+    nothing below :data:`MIN_VERDICT_SEEDS` pairs."""
+    if pairs < MIN_VERDICT_SEEDS or np.isnan(lo):
+        return "too_few_seeds"
+    if lo > 0:
+        return "better"
+    if hi < 0:
+        return "worse"
+    return "indistinguishable"
 
 
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A GitHub Markdown table (floats to 4 significant digits)."""
-    cols = list(frame.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in frame.itertuples(index=False):
-        cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in row]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _write_table(frame: pd.DataFrame, out: Path, name: str) -> list[Path]:
-    frame.to_csv(out / f"{name}.csv", index=False)
-    (out / f"{name}.md").write_text(markdown_table(frame))
-    return [out / f"{name}.csv", out / f"{name}.md"]
-
-
-def sentences(adv: pd.DataFrame) -> list[str]:
-    """One sentence per strategy over settings, then one per setting."""
-    lines = []
-    for s, g in adv.groupby("strategy", sort=False):
-        wins = int((g["diff"] > 0).sum())
-        with_ci = g[g["lo"].notna()]
-        excl = int(((with_ci["lo"] > 0) | (with_ci["hi"] < 0)).sum())
-        lines.append(
-            f"- **{s}** beats reset on {wins} of {len(g)} setting(s); the 95% CI of the "
-            f"difference excludes 0 on {excl} of {len(with_ci)} with more than one seed."
+def verdicts(adv: pd.DataFrame) -> tuple[Verdict, ...]:
+    """One verdict per row of :func:`advantage_table`, in its order."""
+    return tuple(
+        Verdict(
+            r.setting,
+            r.strategy,
+            r.metric,
+            int(r.pairs),
+            r.diff,
+            r.lo,
+            r.hi,
+            verdict_kind(int(r.pairs), r.lo, r.hi),
         )
-    for r in adv.itertuples():
-        if np.isnan(r.lo):
-            verdict = "a single seed: no confidence interval"
-        elif r.lo > 0:
-            verdict = "better than reset (CI above 0)"
-        elif r.hi < 0:
-            verdict = "worse than reset (CI below 0)"
-        else:
-            verdict = "not distinguishable from reset (CI contains 0)"
-        lines.append(
-            f"- {r.setting}: {r.strategy} − reset = {_fmt(r.diff, r.lo, r.hi)} "
-            f"on {r.metric} over {r.pairs} paired seed(s): {verdict}."
-        )
-    return lines
+        for r in adv.itertuples()
+    )
 
 
-def study_tables(
-    loaded: Loaded, table: pd.DataFrame, out: Path, pdf: bool
-) -> tuple[list[Path], list[str]]:
-    """Best configuration per strategy, search figures, Optuna importances, for each study."""
-    written, lines = [], []
-    best_rows = []
-    for root in loaded.studies:
-        try:
-            state = json.loads((root / "study.json").read_text())
-            spec = yaml.safe_load((root / "study.yaml").read_text())
-        except (OSError, ValueError, yaml.YAMLError):
-            continue
-        metric = spec.get("metric", "auc_test_acc")
-        for s, best in state.get("best", {}).items():
-            params = {
-                k: v
-                for k, v in best.get("config", {}).items()
-                if k not in ("setting", "seed", "strategy", "checkpoint_every")
-            }
-            best_rows.append(
-                {
-                    "study": state.get("name", root.name),
-                    "strategy": s,
-                    "metric": metric,
-                    "best": best.get("objective"),
-                    "params": json.dumps(params, sort_keys=True),
-                }
+def tallies(verdicts: tuple[Verdict, ...]) -> tuple[Tally, ...]:
+    """Per strategy over its settings: wins on the mean, and, among the settings with enough
+    seeds for a verdict, the ones whose CI excludes 0."""
+    out = []
+    for s in dict.fromkeys(v.strategy for v in verdicts):
+        mine = [v for v in verdicts if v.strategy == s]
+        judged = [v for v in mine if v.kind != "too_few_seeds"]
+        out.append(
+            Tally(
+                strategy=s,
+                settings=len(mine),
+                wins=sum(v.diff > 0 for v in mine),
+                with_verdict=len(judged),
+                excluding_zero=sum(v.kind in ("better", "worse") for v in judged),
             )
-        search = table[(table.source == str(root)) & (table.phase == "search")]
-        if search.empty:
-            continue
-        objs = per_seed_objectives(search)
-        searched = sorted(
+        )
+    return tuple(out)
+
+
+def setting_views(rows: pd.DataFrame, restarts: pd.DataFrame) -> tuple[SettingView, ...]:
+    """The figure data of every setting in ``rows`` (the comparison epochs)."""
+    views = []
+    for key, setting in rows.groupby(SETTING, sort=False):
+        info = dict(zip(SETTING, key))
+        diag = [c for c in setting.columns if c.startswith("diag_") and setting[c].notna().any()]
+        per = pd.DataFrame()
+        if diag:
+            per = setting.groupby(["strategy", "trial", "task"], sort=False)[diag].mean()
+            per = per.reset_index()
+        views.append(
+            SettingView(
+                title=setting_name(info),
+                epochs=setting,
+                restarts=restarts[(restarts[SETTING] == list(key)).all(axis=1)],
+                test_meaningful=info["objective"] != "random_labels",
+                alpha=bool((setting.strategy == "expanded").any() and setting.alpha.notna().any()),
+                diagnostics=per,
+            )
+        )
+    return tuple(views)
+
+
+def _read_study(root: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """A study's ``study.json`` state and ``study.yaml`` spec; None if either is unreadable."""
+    try:
+        state = json.loads((root / "study.json").read_text())
+        spec = yaml.safe_load((root / "study.yaml").read_text())
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+    return state, spec
+
+
+def _best_rows(root: Path, state: dict[str, Any], metric: str) -> list[dict[str, Any]]:
+    """One row per strategy of the study: its best search trial's objective and parameters."""
+    rows = []
+    for s, best in state.get("best", {}).items():
+        params = {
+            k: v
+            for k, v in best.get("config", {}).items()
+            if k not in ("setting", "seed", "strategy", "checkpoint_every")
+        }
+        rows.append(
             {
-                k
-                for space in spec.get("strategies", {}).values()
-                for k, v in space.items()
-                if isinstance(v, (dict, list))
+                "study": state.get("name", root.name),
+                "strategy": s,
+                "metric": metric,
+                "best": best.get("objective"),
+                "params": json.dumps(params, sort_keys=True),
             }
         )
-        trial_params = search.groupby("trial").first()
-        objs = objs.join(trial_params[[p for p in searched if p in trial_params]], on="trial")
-        params = [p for p in searched if p in objs and objs[p].notna().any()]
-        name = state.get("name", root.name)
-        if params:
-            written += figures.search_scatter(
-                objs, params, metric, out / f"{name}_search", name, pdf
-            )
-        imp = optuna_importances(root, spec)
-        if not imp.empty:
-            written += figures.importances(imp, out / f"{name}_importance", name, pdf)
-            written += _write_table(imp, out, f"{name}_importance")
-        else:
-            lines.append(
-                f"- {name}: parameter importances need at least two finished search "
-                "trials with different parameters per strategy."
-            )
-    if best_rows:
-        written += _write_table(pd.DataFrame(best_rows), out, "best_configs")
-    return written, lines
+    return rows
+
+
+def _study_view(
+    root: Path, state: dict[str, Any], spec: dict[str, Any], table: pd.DataFrame
+) -> StudyView | None:
+    """The search figures' data of one study; None if it has no search epochs."""
+    search = table[(table.source == str(root)) & (table.phase == "search")]
+    if search.empty:
+        return None
+    objs = per_seed_objectives(search)
+    searched = sorted(
+        {
+            k
+            for space in spec.get("strategies", {}).values()
+            for k, v in space.items()
+            if isinstance(v, (dict, list))
+        }
+    )
+    trial_params = search.groupby("trial").first()
+    objs = objs.join(trial_params[[p for p in searched if p in trial_params]], on="trial")
+    return StudyView(
+        name=state.get("name", root.name),
+        metric=spec.get("metric", "auc_test_acc"),
+        trials=objs,
+        params=tuple(p for p in searched if p in objs and objs[p].notna().any()),
+        importances=optuna_importances(root, spec),
+    )
+
+
+def study_views(
+    studies: list[Path], table: pd.DataFrame
+) -> tuple[pd.DataFrame, tuple[StudyView, ...]]:
+    """Best configuration per strategy of every study, and the studies' search data."""
+    best_rows, views = [], []
+    for root in studies:
+        read = _read_study(root)
+        if read is None:
+            continue
+        state, spec = read
+        best_rows += _best_rows(root, state, spec.get("metric", "auc_test_acc"))
+        view = _study_view(root, state, spec, table)
+        if view is not None:
+            views.append(view)
+    return pd.DataFrame(best_rows), tuple(views)
 
 
 def optuna_importances(root: Path, spec: dict[str, Any]) -> pd.DataFrame:
@@ -235,114 +380,42 @@ def optuna_importances(root: Path, spec: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_report(
-    loaded: Loaded, out: Path, pdf: bool = False, seed: int = 0, reps: int = 2000
-) -> Path:
-    """Everything: records.parquet, tables, figures and report.md in ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
+def build_report(loaded: Loaded, seed: int = 0, reps: int = 2000) -> Report:
+    """The report's content from loaded results; writes nothing (study files are only read)."""
     table = loaded.table
-    table.to_parquet(out / "records.parquet", index=False)
     rng = np.random.default_rng(seed)
     rows, note = comparison_rows(table)
     objs = per_seed_objectives(rows)
     summary = summary_table(objs, rng, reps)
     adv = advantage_table(objs, rng, reps)
     restarts = per_restart(rows)
-    written = [out / "records.parquet"]
-    written += _write_table(summary, out, "summary")
-    written += _write_table(restarts, out, "per_restart")
-    if not adv.empty:
-        written += _write_table(adv, out, "advantage")
-
-    md = ["# plasticity report", ""]
-    md += [
-        f"Sources: {', '.join(sorted(set(table.source)))}.",
-        f"{len(table)} epoch records from {table.trial.nunique()} trial(s); "
-        f"comparisons use {rows.trial.nunique()} of them.",
-        "",
-    ]
-    for r in loaded.running:
-        md.append(f"> Still running or interrupted: {r}. This report covers what has finished.")
-    if note:
-        md.append(f"> {note}")
-    for w in loaded.warnings:
-        md.append(f"> Warning: {w}")
-    md += ["", "## What the numbers show", ""]
-    md += (
-        sentences(adv)
-        if not adv.empty
-        else ["- No setting has both reset and another strategy: nothing to compare."]
+    best, studies = study_views(loaded.studies, table)
+    judged = verdicts(adv)
+    return Report(
+        records=table,
+        compared_trials=int(rows.trial.nunique()),
+        running=tuple(loaded.running),
+        warnings=tuple(loaded.warnings),
+        notes=(note,) if note else (),
+        summary=summary,
+        per_restart=restarts,
+        advantage=adv,
+        tallies=tallies(judged),
+        verdicts=judged,
+        settings=setting_views(rows, restarts),
+        study_roots=tuple(map(str, loaded.studies)),
+        best_configs=best,
+        studies=studies,
+        seed=seed,
+        reps=reps,
+        min_verdict_seeds=MIN_VERDICT_SEEDS,
+        band_rng_state=rng.bit_generator.state,
     )
-    md += [
-        "",
-        "The objective is the area under each restart's learning curve (mean accuracy "
-        "over its epochs), averaged over restarts 1..R; `final_*` is the accuracy at the end "
-        "of each restart. Intervals are 95% percentile bootstrap CIs over seeds "
-        f"({reps} resamples, seed {seed}).",
-        "",
-    ]
-    md += ["## Summary", "", markdown_table(_summary_view(summary))]
-    if not adv.empty:
-        written += figures.advantage(adv, out / "advantage", "primary metric", pdf)
-        md += ["## Advantage over reset", "", "![advantage](advantage.png)", ""]
-
-    for key, setting in rows.groupby(SETTING, sort=False):
-        info = dict(zip(SETTING, key))
-        title = setting_name(info)
-        slug = title.replace("/", "_")
-        meaningful = info["objective"] != "random_labels"
-        md += [f"## {title}", ""]
-        if not meaningful:
-            md += [
-                "Test loss and accuracy mean nothing here: the labels are random, so the "
-                "test labels carry no signal. Compare train accuracy (memorisation).",
-                "",
-            ]
-        for last in (False, True):
-            stem = out / f"{slug}_curves_{'last' if last else 'all'}"
-            written += figures.learning_curves(setting, stem, title, rng, last, pdf, meaningful)
-            md.append(f"![{stem.name}]({stem.name}.png)")
-        stem = out / f"{slug}_per_restart"
-        written += figures.restart_summary(
-            restarts[(restarts[SETTING] == list(key)).all(axis=1)], stem, title, rng, pdf
-        )
-        md.append(f"![{stem.name}]({stem.name}.png)")
-        if (setting.strategy == "expanded").any() and setting.alpha.notna().any():
-            stem = out / f"{slug}_alpha"
-            written += figures.alpha_curve(setting, stem, title, pdf)
-            md.append(f"![{stem.name}]({stem.name}.png)")
-        diag = [c for c in setting.columns if c.startswith("diag_") and setting[c].notna().any()]
-        if diag:
-            per = setting.groupby(["strategy", "trial", "task"], sort=False)[diag].mean()
-            stem = out / f"{slug}_diagnostics"
-            written += figures.diagnostics(per.reset_index(), diag, stem, title, rng, pdf)
-            md.append(f"![{stem.name}]({stem.name}.png)")
-        md.append("")
-
-    if loaded.studies:
-        extra, lines = study_tables(loaded, table, out, pdf)
-        written += extra
-        md += ["## Studies", ""]
-        if (out / "best_configs.md").exists():
-            md += [
-                "Best configuration of each strategy's search:",
-                "",
-                (out / "best_configs.md").read_text(),
-            ]
-        for path in extra:
-            if path.suffix == ".png":
-                md.append(f"![{path.stem}]({path.name})")
-        md += lines
-    report = out / "report.md"
-    report.write_text("\n".join(md) + "\n")
-    log.info("wrote %d files", len(written) + 1)
-    return report
 
 
-def _summary_view(summary: pd.DataFrame) -> pd.DataFrame:
-    view = summary[SETTING + ["strategy", "seeds"]].copy()
-    for m in METRICS:
-        view[m] = [
-            _fmt(a, b, c) for a, b, c in zip(summary[m], summary[f"{m}_lo"], summary[f"{m}_hi"])
-        ]
-    return view
+def write_report(
+    loaded: Loaded, out: Path, pdf: bool = False, seed: int = 0, reps: int = 2000
+) -> Path:
+    """Everything: records.parquet, tables, figures and report.md in ``out``; returns the
+    report's path."""
+    return render.write(build_report(loaded, seed, reps), out, pdf)

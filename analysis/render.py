@@ -1,0 +1,228 @@
+"""Writing a :class:`analysis.report.Report` out: CSV and Markdown tables, the figures, and
+``report.md`` with one sentence per comparison. Decides nothing about the numbers; it says what
+the report object holds."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from analysis import figures
+from analysis.stats import METRICS
+
+if TYPE_CHECKING:
+    from analysis.report import Report, SettingView, StudyView, Tally, Verdict
+
+log = logging.getLogger(__name__)
+
+VERDICT_WORDS = {
+    "better": "better than reset (CI above 0)",
+    "worse": "worse than reset (CI below 0)",
+    "indistinguishable": "not distinguishable from reset (CI contains 0)",
+}
+NOTHING_TO_COMPARE = "- No setting has both reset and another strategy: nothing to compare."
+
+
+def _fmt(mean: float, lo: float, hi: float) -> str:
+    if np.isnan(lo):
+        return f"{mean:.3f}"
+    return f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub Markdown table (floats to 4 significant digits)."""
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in frame.itertuples(index=False):
+        cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(frame: pd.DataFrame, out: Path, name: str) -> list[Path]:
+    """``name.csv`` and ``name.md`` in ``out``."""
+    frame.to_csv(out / f"{name}.csv", index=False)
+    (out / f"{name}.md").write_text(markdown_table(frame))
+    return [out / f"{name}.csv", out / f"{name}.md"]
+
+
+def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary table with every metric as one ``mean [lo, hi]`` cell."""
+    view = summary.drop(columns=[f"{m}_{e}" for m in METRICS for e in ("lo", "hi")])
+    for m in METRICS:
+        view[m] = [
+            _fmt(a, b, c) for a, b, c in zip(summary[m], summary[f"{m}_lo"], summary[f"{m}_hi"])
+        ]
+    return view
+
+
+def tally_sentence(t: Tally, min_seeds: int) -> str:
+    return (
+        f"- **{t.strategy}** beats reset on {t.wins} of {t.settings} setting(s); the 95% CI of "
+        f"the difference excludes 0 on {t.excluding_zero} of {t.with_verdict} with at least "
+        f"{min_seeds} paired seeds."
+    )
+
+
+def verdict_sentence(v: Verdict, min_seeds: int) -> str:
+    """The numbers, and a verdict only where there are enough seeds for one."""
+    numbers = f"- {v.setting}: {v.strategy} − reset = {_fmt(v.diff, v.lo, v.hi)} on {v.metric}"
+    if v.kind == "too_few_seeds":
+        seeds = "seed" if v.pairs == 1 else "seeds"
+        return (
+            f"{numbers}; n = {v.pairs} paired {seeds}: below the {min_seeds} needed for a "
+            "verdict; numbers only."
+        )
+    return f"{numbers} over {v.pairs} paired seed(s): {VERDICT_WORDS[v.kind]}."
+
+
+def findings(report: Report) -> list[str]:
+    """The "What the numbers show" lines: one per strategy over settings, then one per
+    setting."""
+    if not report.verdicts:
+        return [NOTHING_TO_COMPARE]
+    n = report.min_verdict_seeds
+    return [tally_sentence(t, n) for t in report.tallies] + [
+        verdict_sentence(v, n) for v in report.verdicts
+    ]
+
+
+def header(report: Report) -> list[str]:
+    """Title, sources, counts, and the notes and warnings as quotes."""
+    records = report.records
+    md = [
+        "# plasticity report",
+        "",
+        f"Sources: {', '.join(sorted(set(records.source)))}.",
+        f"{len(records)} epoch records from {records.trial.nunique()} trial(s); "
+        f"comparisons use {report.compared_trials} of them.",
+        "",
+    ]
+    md += [
+        f"> Still running or interrupted: {r}. This report covers what has finished."
+        for r in report.running
+    ]
+    md += [f"> {n}" for n in report.notes]
+    md += [f"> Warning: {w}" for w in report.warnings]
+    return md
+
+
+def method_note(report: Report) -> str:
+    return (
+        "The objective is the area under each restart's learning curve (mean accuracy "
+        "over its epochs), averaged over restarts 1..R; `final_*` is the accuracy at the end "
+        "of each restart. Intervals are 95% percentile bootstrap CIs over seeds "
+        f"({report.reps} resamples, seed {report.seed}). A strategy is called better or worse "
+        f"than reset only with at least {report.min_verdict_seeds} paired seeds; below that "
+        "the report gives the numbers only."
+    )
+
+
+def setting_section(
+    view: SettingView, out: Path, rng: np.random.Generator, pdf: bool
+) -> tuple[list[Path], list[str]]:
+    """One setting's figures and its Markdown section."""
+    slug = view.title.replace("/", "_")
+    md = [f"## {view.title}", ""]
+    if not view.test_meaningful:
+        md += [
+            "Test loss and accuracy mean nothing here: the labels are random, so the "
+            "test labels carry no signal. Compare train accuracy (memorisation).",
+            "",
+        ]
+    written = []
+    for last in (False, True):
+        stem = out / f"{slug}_curves_{'last' if last else 'all'}"
+        written += figures.learning_curves(
+            view.epochs, stem, view.title, rng, last, pdf, view.test_meaningful
+        )
+    written += figures.restart_summary(
+        view.restarts, out / f"{slug}_per_restart", view.title, rng, pdf
+    )
+    if view.alpha:
+        written += figures.alpha_curve(view.epochs, out / f"{slug}_alpha", view.title, pdf)
+    if not view.diagnostics.empty:
+        diag = [c for c in view.diagnostics.columns if c.startswith("diag_")]
+        stem = out / f"{slug}_diagnostics"
+        written += figures.diagnostics(view.diagnostics, diag, stem, view.title, rng, pdf)
+    md += [f"![{p.stem}]({p.name})" for p in written if p.suffix == ".png"]
+    return written, md + [""]
+
+
+def study_section(view: StudyView, out: Path, pdf: bool) -> tuple[list[Path], list[str]]:
+    """One study's search scatter and importances, and a line where importances are missing."""
+    written, lines = [], []
+    if view.params:
+        written += figures.search_scatter(
+            view.trials, list(view.params), view.metric, out / f"{view.name}_search", view.name, pdf
+        )
+    if not view.importances.empty:
+        stem = out / f"{view.name}_importance"
+        written += figures.importances(view.importances, stem, view.name, pdf)
+        written += write_table(view.importances, out, f"{view.name}_importance")
+    else:
+        lines.append(
+            f"- {view.name}: parameter importances need at least two finished search "
+            "trials with different parameters per strategy."
+        )
+    return written, lines
+
+
+def studies_section(report: Report, out: Path, pdf: bool) -> tuple[list[Path], list[str]]:
+    """The "Studies" section: best configurations, then each study's search figures."""
+    written, lines = [], []
+    for view in report.studies:
+        files, notes = study_section(view, out, pdf)
+        written += files
+        lines += notes
+    md = ["## Studies", ""]
+    if not report.best_configs.empty:
+        written += write_table(report.best_configs, out, "best_configs")
+        md += [
+            "Best configuration of each strategy's search:",
+            "",
+            markdown_table(report.best_configs),
+        ]
+    md += [f"![{p.stem}]({p.name})" for p in written if p.suffix == ".png"]
+    return written, md + lines
+
+
+def _band_rng(state: dict) -> np.random.Generator:
+    """A generator that continues from ``state`` (a ``bit_generator.state``)."""
+    bits = getattr(np.random, state["bit_generator"])()
+    bits.state = state
+    return np.random.Generator(bits)
+
+
+def write(report: Report, out: Path, pdf: bool = False) -> Path:
+    """Records, tables, figures and ``report.md`` in ``out``; returns the report's path."""
+    out.mkdir(parents=True, exist_ok=True)
+    report.records.to_parquet(out / "records.parquet", index=False)
+    written = [out / "records.parquet"]
+    written += write_table(report.summary, out, "summary")
+    written += write_table(report.per_restart, out, "per_restart")
+    if not report.advantage.empty:
+        written += write_table(report.advantage, out, "advantage")
+    md = header(report) + ["", "## What the numbers show", ""] + findings(report)
+    md += ["", method_note(report), ""]
+    md += ["## Summary", "", markdown_table(summary_view(report.summary))]
+    if not report.advantage.empty:
+        written += figures.advantage(report.advantage, out / "advantage", "primary metric", pdf)
+        md += ["## Advantage over reset", "", "![advantage](advantage.png)", ""]
+    rng = _band_rng(report.band_rng_state)
+    for view in report.settings:
+        files, lines = setting_section(view, out, rng, pdf)
+        written += files
+        md += lines
+    if report.study_roots:
+        files, lines = studies_section(report, out, pdf)
+        written += files
+        md += lines
+    path = out / "report.md"
+    path.write_text("\n".join(md) + "\n")
+    log.info("wrote %d files", len(written) + 1)
+    return path
