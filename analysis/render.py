@@ -191,6 +191,44 @@ def studies_section(report: Report, out: Path, pdf: bool) -> tuple[list[Path], l
     return written, md + lines
 
 
+def scenarios_section(report: Report, out: Path, pdf: bool) -> tuple[list[Path], list[str]]:
+    """Expected directions per scenario, then the aggregate across scenarios."""
+    res = report.scenarios
+    if res is None:
+        return [], []
+    written: list[Path] = []
+    md = ["## Scenarios", ""]
+    if not res.directions.empty:
+        written += write_table(res.directions, out, "scenario_directions")
+        md += [
+            "Each published direction, checked on the evaluation seeds (paired difference "
+            "strategy − baseline, 95% bootstrap CI; a verdict needs at least "
+            f"{report.min_verdict_seeds} paired seeds):",
+            "",
+            markdown_table(res.directions.drop(columns=["reproduces"])),
+        ]
+    agg = res.aggregate
+    if agg is None:
+        return written, md + ([f"> {res.note}", ""] if res.note else [])
+    written += write_table(agg.per_scenario, out, "scenario_means")
+    written += write_table(agg.overall, out, "aggregate")
+    written += figures.cross_scenario(
+        agg.overall, agg.profiles, out / "aggregate", "across scenarios", agg.baseline, pdf
+    )
+    md += [
+        "Across scenarios, each run's study metric normalised per scenario (chance = 0, "
+        f"{agg.baseline}'s mean = 1): interquartile mean, mean, and probability of improvement "
+        f"over {agg.baseline}, with 95% stratified-bootstrap CIs (rliable style).",
+        "",
+        markdown_table(agg.overall),
+        "![aggregate](aggregate.png)",
+        "",
+    ]
+    if agg.excluded:
+        md += [f"> Left out of the aggregate (a strategy has no runs): {', '.join(agg.excluded)}"]
+    return written, md
+
+
 def _band_rng(state: dict) -> np.random.Generator:
     """A generator that continues from ``state`` (a ``bit_generator.state``)."""
     bits = getattr(np.random, state["bit_generator"])()
@@ -218,6 +256,9 @@ def write(report: Report, out: Path, pdf: bool = False) -> Path:
         files, lines = setting_section(view, out, rng, pdf)
         written += files
         md += lines
+    files, lines = scenarios_section(report, out, pdf)
+    written += files
+    md += lines
     if report.study_roots:
         files, lines = studies_section(report, out, pdf)
         written += files

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from analysis import render
-from analysis.load import Loaded
-from analysis.render import markdown_table  # noqa: F401  (study.cli imports it from here)
+from analysis import render, scenarios
+from analysis.load import Loaded, run_columns
+from analysis.scenarios import ScenarioResults
 from analysis.stats import (
     METRICS,
     bootstrap_ci,
@@ -133,6 +133,9 @@ class Report:
     min_verdict_seeds: int
     """:data:`MIN_VERDICT_SEEDS` when the report was built (the renderer states it)."""
     band_rng_state: dict[str, Any]
+    scenarios: ScenarioResults | None = None
+    """Scenario directions and the aggregate across scenarios (studies with a scenario
+    header, or several studies)."""
     """The bootstrap generator's state after the tables: the figures' bands continue it, so
     tables and figures come from one stream seeded with ``seed``."""
 
@@ -294,15 +297,20 @@ def _read_study(root: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
     return state, spec
 
 
-def _best_rows(root: Path, state: dict[str, Any], metric: str) -> list[dict[str, Any]]:
+def searched_values(space: dict[str, Any], run: dict[str, Any], strategy: str) -> dict[str, Any]:
+    """The values that a strategy's search ``space`` (a study file's) set in a trial's ``run``."""
+    columns = run_columns(run, strategy)
+    return {k: columns.get(k) for k in space}
+
+
+def _best_rows(
+    root: Path, state: dict[str, Any], spec: dict[str, Any], metric: str
+) -> list[dict[str, Any]]:
     """One row per strategy of the study: its best search trial's objective and parameters."""
     rows = []
     for s, best in state.get("best", {}).items():
-        params = {
-            k: v
-            for k, v in best.get("config", {}).items()
-            if k not in ("setting", "seed", "strategy", "checkpoint_every")
-        }
+        run = best.get("config", {}).get("run", {})
+        params = searched_values(spec.get("strategies", {}).get(s, {}), run, s) if run else {}
         rows.append(
             {
                 "study": state.get("name", root.name),
@@ -352,7 +360,7 @@ def study_views(
         if read is None:
             continue
         state, spec = read
-        best_rows += _best_rows(root, state, spec.get("metric", "auc_test_acc"))
+        best_rows += _best_rows(root, state, spec, spec.get("metric", "auc_test_acc"))
         view = _study_view(root, state, spec, table)
         if view is not None:
             views.append(view)
@@ -410,6 +418,7 @@ def build_report(loaded: Loaded, seed: int = 0, reps: int = 2000) -> Report:
         reps=reps,
         min_verdict_seeds=MIN_VERDICT_SEEDS,
         band_rng_state=rng.bit_generator.state,
+        scenarios=scenarios.build(objs, loaded.studies, seed, reps, MIN_VERDICT_SEEDS),
     )
 
 

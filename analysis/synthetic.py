@@ -36,7 +36,7 @@ def accuracy(strategy: str, seed: int, task: int, epoch: int) -> float:
     speed = {"reset": 0.3, "expanded": 0.2, "continuous": 0.1}.get(strategy, 0.15)
     if task == 0:
         speed = 0.3
-    return round(min(0.95, 0.1 + speed * (epoch + 1) + 0.001 * seed), 6)
+    return round(min(0.95, 0.1 + speed * (epoch + 1) + 0.001 * (seed % 1000)), 6)
 
 
 def write_trial(
@@ -119,6 +119,7 @@ def make_study(
     orphans: int = 0,
     repeat: bool = False,
     setting: dict[str, Any] | None = None,
+    scenario: dict[str, Any] | None = None,
 ) -> Path:
     """A finished study folder at ``root``; returns it."""
     setting = {**SETTING, **(setting or {})}
@@ -130,6 +131,8 @@ def make_study(
         "metric": "auc_test_acc",
         "strategies": {s: {"lr": {"low": 1e-4, "high": 1e-2, "log": True}} for s in strategies},
     }
+    if scenario is not None:
+        spec["scenario"] = scenario
     (root / "study.yaml").write_text(yaml.safe_dump(spec))
     best = {}
     n = 0

@@ -59,7 +59,7 @@ def finish(root: Any, args: argparse.Namespace | None) -> int:
     """Print and write the summary, then the analysis report into STUDY/analysis."""
     import pandas as pd
 
-    from analysis.report import markdown_table
+    from analysis.render import markdown_table
     from study.driver import open_study, summary_rows
 
     folder, spec, state = open_study(str(root))

@@ -31,8 +31,8 @@ from typing import Any
 import yaml
 from pyarrow import fs as pafs
 
+from analysis.report import searched_values
 from plasticity import __version__
-from plasticity.config import TRIAL_FIELDS
 from plasticity.errors import UserError
 from plasticity.metrics import OBJECTIVES
 from plasticity.seeding import derive_seed
@@ -404,7 +404,8 @@ def summary_rows(spec: StudySpec, state: dict[str, Any]) -> list[dict[str, Any]]
     for s in spec.strategies:
         best = state["best"].get(s, {})
         evals = [r[spec.metric] for r in state.get("eval", []) if r["strategy"] == s]
-        params = searched_values(spec, s, best.get("config", {}).get("run", {}))
+        run = best.get("config", {}).get("run", {})
+        params = searched_values(spec.strategies[s], run, s) if run else {}
         out.append(
             {
                 "strategy": s,
@@ -417,9 +418,3 @@ def summary_rows(spec: StudySpec, state: dict[str, Any]) -> list[dict[str, Any]]
             }
         )
     return out
-
-
-def searched_values(spec: StudySpec, strategy: str, run: dict[str, Any]) -> dict[str, Any]:
-    """The values of ``run`` that ``strategy``'s search space sets (searched or fixed)."""
-    own = run.get("strategy_params", {}).get(strategy, {})
-    return {k: run.get(k) if k in TRIAL_FIELDS else own.get(k) for k in spec.strategies[strategy]}

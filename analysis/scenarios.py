@@ -1,0 +1,146 @@
+"""Scenarios: studies that reproduce a published result, checked and aggregated.
+
+A study file with a ``scenario`` header (see ``study.spec.Scenario``) says which published result
+it reproduces and which directions it expects (e.g. continuous ends *below* reset on
+``final_train_acc``). Here, from the evaluation runs (fresh seeds) of one or more studies:
+
+- each expected direction gets the paired difference ``strategy − baseline`` over seeds with
+  its bootstrap CI and a verdict: ``holds`` (CI on the expected side of 0), ``reversed`` (CI
+  on the other side), ``not shown`` (CI contains 0) or ``too few seeds`` (fewer than
+  :data:`analysis.report.MIN_VERDICT_SEEDS` pairs);
+- every scenario's study metric, normalised per scenario (chance = 0, reset's mean = 1), is
+  aggregated across scenarios rliable-style (:func:`analysis.aggregate.aggregate`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from analysis.aggregate import AggregateResult, aggregate
+from analysis.stats import paired_difference_ci
+from plasticity.errors import UserError
+
+
+@dataclass(frozen=True)
+class ScenarioResults:
+    """Directions checked per scenario, and the aggregate across scenarios."""
+
+    directions: pd.DataFrame
+    """``scenario, reproduces, strategy, baseline, metric, expected, pairs, diff, lo, hi,
+    verdict``: one row per expected direction."""
+    aggregate: AggregateResult | None
+    """Across scenarios, on each scenario's study metric (None: it cannot be computed)."""
+    note: str = ""
+    """Why there is no aggregate, when there is none."""
+
+
+def read_specs(roots: Sequence[Path]) -> dict[str, dict[str, Any]]:
+    """``{study folder: study.yaml as a dict}`` for the studies that can be read."""
+    specs = {}
+    for root in roots:
+        try:
+            spec = yaml.safe_load((Path(root) / "study.yaml").read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(spec, dict):
+            specs[str(root)] = spec
+    return specs
+
+
+def verdict(expected: str, pairs: int, lo: float, hi: float, min_seeds: int) -> str:
+    """``holds``, ``reversed``, ``not shown`` or ``too few seeds`` for a paired CI."""
+    if pairs < min_seeds or np.isnan(lo):
+        return "too few seeds"
+    above, below = lo > 0, hi < 0
+    if (above and expected == "above") or (below and expected == "below"):
+        return "holds"
+    return "reversed" if above or below else "not shown"
+
+
+def _paired(objs: pd.DataFrame, strategy: str, baseline: str, metric: str) -> tuple:
+    a = objs[objs.strategy == strategy].groupby("seed")[metric].mean()
+    b = objs[objs.strategy == baseline].groupby("seed")[metric].mean()
+    seeds = a.index.intersection(b.index)
+    return a[seeds].to_numpy(), b[seeds].to_numpy()
+
+
+def directions(
+    objs: pd.DataFrame,
+    specs: Mapping[str, dict[str, Any]],
+    rng: np.random.Generator,
+    reps: int,
+    min_seeds: int,
+) -> pd.DataFrame:
+    """One row per expected direction of every scenario; ``objs`` is one row per evaluation run
+    (``source, strategy, seed`` and the objectives)."""
+    rows = []
+    for source, spec in specs.items():
+        scenario = spec.get("scenario") or {}
+        mine = objs[objs.source == source]
+        for e in scenario.get("expects", []):
+            strategy, baseline = e.get("strategy", "continuous"), e.get("baseline", "reset")
+            expected = e.get("direction", "below")
+            a, b = _paired(mine, strategy, baseline, e["metric"])
+            diff, lo, hi = paired_difference_ci(a, b, rng, reps)
+            rows.append(
+                {
+                    "scenario": spec.get("name", Path(source).name),
+                    "reproduces": scenario.get("reproduces", ""),
+                    "strategy": strategy,
+                    "baseline": baseline,
+                    "metric": e["metric"],
+                    "expected": expected,
+                    "pairs": len(a),
+                    "diff": diff,
+                    "lo": lo,
+                    "hi": hi,
+                    "verdict": verdict(expected, len(a), lo, hi, min_seeds),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def scenario_scores(objs: pd.DataFrame, specs: Mapping[str, dict[str, Any]]) -> pd.DataFrame:
+    """``scenario, strategy, seed, score``: each run's study metric (the one its search
+    maximised), the tidy input of :func:`analysis.aggregate.aggregate`."""
+    frames = []
+    for source, spec in specs.items():
+        mine = objs[objs.source == source]
+        metric = spec.get("metric", "auc_test_acc")
+        frame = mine.groupby(["strategy", "seed"], as_index=False)[metric].mean()
+        frame = frame.rename(columns={metric: "score"})
+        frame.insert(0, "scenario", spec.get("name", Path(source).name))
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def build(
+    objs: pd.DataFrame, roots: Sequence[Path], seed: int, reps: int, min_seeds: int
+) -> ScenarioResults | None:
+    """Scenario results for the studies among ``roots`` that have a scenario header, or for
+    several studies (each a scenario); None when there is nothing to aggregate."""
+    specs = read_specs(roots)
+    if not any(s.get("scenario") for s in specs.values()) and len(specs) < 2:
+        return None
+    evals = objs[(objs.phase == "eval") & objs.source.isin(list(specs))]
+    if evals.empty:
+        return None
+    rng = np.random.default_rng([seed, 1])  # apart from the tables' stream: those stay as they were
+    scores = scenario_scores(evals, specs)
+    chance = {
+        spec.get("name", Path(src).name): (spec.get("scenario") or {}).get("chance", 0.1)
+        for src, spec in specs.items()
+    }
+    agg, note = None, ""
+    try:
+        agg = aggregate(scores, "score", chance=chance, rng=rng, reps=reps)
+    except UserError as e:  # no reset runs, or reset at chance: nothing to normalise by
+        note = f"no aggregate across scenarios: {e}"
+    return ScenarioResults(directions(evals, specs, rng, reps, min_seeds), agg, note)
