@@ -126,47 +126,48 @@ def _load_study(path: Path, out: Loaded) -> pd.DataFrame | None:
         out.running.append(f"{path} ({', '.join(unfinished)} not finished)")
     frames = []
     for experiment in sorted(p for p in path.iterdir() if p.is_dir()):
-        phase = (
-            "eval"
-            if experiment.name == "eval"
-            else ("search" if experiment.name.startswith("search-") else None)
-        )
-        if phase is None:
-            continue
-        known = _known_trials(experiment)
-        orphans = 0
-        for result in sorted(experiment.glob("*/result.json")):
-            rows = _read_results(result, out)
-            if not rows:
-                continue
-            trial_id = rows[0].get("trial_id")
-            if known is not None and trial_id not in known:
-                orphans += 1
-                continue
-            config = rows[-1].get("config") or _params(result.parent)
-            run = config.get("trial", config).get("run")
-            if not isinstance(run, dict):
-                out.warnings.append(
-                    f"skipped {result.parent}: its config has no run (a trial from an older "
-                    "plasticity; analyse it with that version)"
-                )
-                continue
-            frame = pd.DataFrame(rows).drop(columns=["config"], errors="ignore")
-            for key, value in run_columns(run, run["strategies"][0]).items():
-                frame[key] = value
-            frame["source"], frame["kind"], frame["phase"] = str(path), "study", phase
-            frame["trial"] = f"{experiment.name}/{trial_id}"
-            frame["status"] = (known or {}).get(trial_id, "UNKNOWN")
-            frames.append(frame)
-        if orphans:
-            out.warnings.append(
-                f"{experiment}: left out {orphans} orphan trial folder(s) that "
-                "the experiment state does not know (a restore rolled them back)"
-            )
+        if experiment.name == "eval" or experiment.name.startswith("search-"):
+            frames += _load_experiment(path, experiment, out)
     if not frames:
         out.warnings.append(f"{path}: no trial has reported yet")
         return None
     return pd.concat(frames, ignore_index=True)
+
+
+def _load_experiment(study: Path, experiment: Path, out: Loaded) -> list[pd.DataFrame]:
+    """One frame per trial of a Ray Tune experiment that its newest state knows."""
+    phase = "eval" if experiment.name == "eval" else "search"
+    known = _known_trials(experiment)
+    frames, orphans = [], 0
+    for result in sorted(experiment.glob("*/result.json")):
+        rows = _read_results(result, out)
+        if not rows:
+            continue
+        trial_id = rows[0].get("trial_id")
+        if known is not None and trial_id not in known:
+            orphans += 1
+            continue
+        config = rows[-1].get("config") or _params(result.parent)
+        run = config.get("trial", config).get("run")
+        if not isinstance(run, dict):
+            out.warnings.append(
+                f"skipped {result.parent}: its config has no run (a trial from an older "
+                "plasticity; analyse it with that version)"
+            )
+            continue
+        frame = pd.DataFrame(rows).drop(columns=["config"], errors="ignore")
+        for key, value in run_columns(run, run["strategies"][0]).items():
+            frame[key] = value
+        frame["source"], frame["kind"], frame["phase"] = str(study), "study", phase
+        frame["trial"] = f"{experiment.name}/{trial_id}"
+        frame["status"] = (known or {}).get(trial_id, "UNKNOWN")
+        frames.append(frame)
+    if orphans:
+        out.warnings.append(
+            f"{experiment}: left out {orphans} orphan trial folder(s) that "
+            "the experiment state does not know (a restore rolled them back)"
+        )
+    return frames
 
 
 def _known_trials(experiment: Path) -> dict[str, str] | None:

@@ -9,8 +9,8 @@ import torch
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-from plasticity.config import RunConfig  # noqa: E402
-from plasticity.data import Dataset, Split, load_dataset  # noqa: E402
+from plasticity.config import RunConfig
+from plasticity.data import Dataset, Split, load_dataset
 
 # `plasticity run` flags for a run that finishes in about a second.
 TINY_RUN_ARGS = [
