@@ -85,17 +85,23 @@ class Record:
 
 
 class TaskSequence:
-    """Tasks by index, made on demand and cached (a few at a time: labels can be large)."""
+    """Tasks ``0..restarts`` by index, made on demand and cached (a few at a time: labels, and
+    a ``warm_start`` task's images, can be large)."""
 
-    def __init__(self, objective: str, data: Dataset, seed: int, keep: int = 2) -> None:
+    def __init__(
+        self, objective: str, data: Dataset, seed: int, restarts: int, keep: int = 2
+    ) -> None:
         self.objective, self.data, self.seed, self.keep = objective, data, seed, keep
+        self.restarts = restarts
         self._cache: dict[int, Task] = {}
 
     def __getitem__(self, index: int) -> Task:
         if index not in self._cache:
             if len(self._cache) >= self.keep:
                 self._cache.pop(min(self._cache))
-            self._cache[index] = make_task(self.objective, self.data, self.seed, index)
+            self._cache[index] = make_task(
+                self.objective, self.data, self.seed, index, self.restarts
+            )
         return self._cache[index]
 
 
@@ -112,7 +118,10 @@ class StrategyRun:
         if strategy not in config.strategies:
             raise ValueError(f"{strategy!r} is not one of the config's strategies")
         self.config, self.name, self.data = config, strategy, data
-        self.tasks = tasks or TaskSequence(config.objective, data, config.seed)
+        self.tasks = tasks or TaskSequence(config.objective, data, config.seed, config.restarts)
+        # Steps of an epoch over the whole training set, the most any task takes; this is what
+        # Context.steps_per_epoch holds. A warm_start task trains on a subset: run_epoch counts
+        # that task's own steps (and from them the fractional epoch given to before_step).
         self.steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
         ctx = strategies.Context(
             new_network=network_factory(config.model, config.dataset, config.seed, data.device),
@@ -153,7 +162,10 @@ class StrategyRun:
         s.begin_epoch(self.epoch)
         grad_norms = []
 
-        x_all, n = self.data.train.x, len(self.data.train)
+        # The task's training images: a subset under warm_start (gathered once per task).
+        x_all = self.data.train.x if task.x_train is None else task.x_train
+        n = len(task.y_train)
+        steps = math.ceil(n / cfg.batch_size)
         order = None
         if cfg.shuffle:
             g = generator(cfg.seed, "order", self.task, self.epoch)
@@ -166,7 +178,7 @@ class StrategyRun:
             else:
                 idx = order[lo : lo + cfg.batch_size]
                 xb, yb = x_all[idx], task.y_train[idx]
-            s.before_step(self.epoch + b / self.steps_per_epoch)
+            s.before_step(self.epoch + b / steps)
             x = self.data.prepare(xb, task.pixel_perm)
             logits = s.forward(x)
             loss = F.cross_entropy(logits, yb)
@@ -303,7 +315,7 @@ def iter_experiment(config: RunConfig, data: Dataset | None = None) -> Iterator[
     """Records of every strategy, task by task: all strategies finish task r before any starts
     task r+1 (so partial results always compare like with like)."""
     data = data if data is not None else prepare(config)
-    tasks = TaskSequence(config.objective, data, config.seed)
+    tasks = TaskSequence(config.objective, data, config.seed, config.restarts)
     runs = [StrategyRun(config, s, data, tasks) for s in config.strategies]
     for _ in range(config.restarts + 1):
         for run in runs:

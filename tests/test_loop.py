@@ -30,12 +30,16 @@ def test_records_cover_every_strategy_task_and_epoch_in_order(tiny, tiny_config)
     assert [r.step for r in recs if r.strategy == "reset"] == [4 * i for i in range(1, 10)]
 
 
-@pytest.mark.parametrize("objective", ["class_shuffle", "full_shuffle", "permute_inputs"])
+@pytest.mark.parametrize(
+    "objective", ["class_shuffle", "full_shuffle", "permute_inputs", "warm_start"]
+)
 @pytest.mark.parametrize("strategy", ["reset", "continuous", "expanded"])
 def test_stop_restore_continue_matches_uninterrupted(
     tiny, tiny_config, tmp_path, strategy, objective
 ):
-    cfg = tiny_config.replace(objective=objective, shuffle=objective == "permute_inputs")
+    cfg = tiny_config.replace(
+        objective=objective, shuffle=objective in ("permute_inputs", "warm_start")
+    )
     straight = StrategyRun(cfg, strategy, tiny)
     expected = _numbers([straight.run_epoch() for _ in range(straight.total_epochs)])
     # stop after every epoch boundary in turn: save, rebuild from scratch, restore, continue
