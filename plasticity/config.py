@@ -42,7 +42,7 @@ class RunConfig:
     """mlp or cnn (the paper's, sized for the dataset) or mlp-small."""
     objective: str = "class_shuffle"
     """How each restart changes the task: none, class_shuffle, full_shuffle, random_labels,
-    permute_inputs."""
+    permute_inputs, warm_start (see plasticity.objectives)."""
     strategies: tuple[str, ...] = ("reset", "continuous", "expanded")
     """Strategies to compare, comma-separated; all see the same task sequence."""
     restarts: int = 2

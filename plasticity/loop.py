@@ -69,7 +69,8 @@ class Record:
     """Parameters in the forward pass (frozen ones included)."""
     trainable_params: int
     majority_rate: float
-    """Training-set share of the task's most common label: the constant-guess accuracy."""
+    """Share of the task's training labels (its subset, under warm_start) taken by the most
+    common label: the constant-guess accuracy."""
     test_meaningful: bool
     """False where test labels carry no signal (random_labels)."""
     seconds: float
