@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import torch
 
 from plasticity.errors import UserError
-from plasticity.strategies.base import Strategy
+from plasticity.strategies.base import Context, Strategy
 from plasticity.units import ActivityProbe, hidden_layers, reinit_units
 
 
@@ -52,11 +52,11 @@ class ContinualBackprop(Strategy):
     name = "cbp"
     Params = Params
 
-    def __init__(self, ctx, params=None) -> None:  # noqa: ANN001
+    def __init__(self, ctx: Context, params: Params | None = None) -> None:
         super().__init__(ctx, params)
-        self.hidden = hidden_layers(self.network)
+        self.hidden = hidden_layers(self._model)
         self.probe = ActivityProbe(self.hidden)
-        dev = next(self.network.parameters()).device
+        dev = next(self._model.parameters()).device
         self.utility = [torch.zeros(h.size, device=dev) for h in self.hidden]
         self.age = [torch.zeros(h.size, dtype=torch.long, device=dev) for h in self.hidden]
         self.pending = [0.0] * len(self.hidden)
@@ -83,7 +83,7 @@ class ContinualBackprop(Strategy):
             order = torch.argsort(self.utility[i][eligible], stable=True)
             idx = eligible[order[:count]]
             if fresh is None:
-                fresh = hidden_layers(self.ctx.new_network(f"cbp-{self.steps}"))
+                fresh = hidden_layers(self.fresh(f"cbp-{self.steps}"))
             reinit_units(layer, idx, fresh[i], self.optimizer)
             self.utility[i][idx] = 0.0
             self.age[i][idx] = 0
