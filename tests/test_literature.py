@@ -13,7 +13,8 @@ from plasticity import diagnostics
 from plasticity.loop import StrategyRun, load_state, save_state
 from plasticity.models import MODELS, CReLU, parameter_count
 from plasticity.seeding import seeded
-from plasticity.strategies import Context
+from plasticity.strategies import Context, parse_params
+from plasticity.strategies.cbp import ContinualBackprop
 from plasticity.strategies.redo import ReDo
 from plasticity.units import dormant_units, hidden_layers, reinit_units
 
@@ -313,6 +314,129 @@ def test_cbp_young_units_are_never_replaced(tiny, tiny_config):
         s.forward(x)
         s.after_step(x)
     assert s.replaced == 0
+
+
+def _small_mlp(key):
+    """4-6-3: one hidden layer of 6 units, seeded by ``key``."""
+    with seeded(0, "test", str(key)):
+        return nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3))
+
+
+def _cbp(**params):
+    return ContinualBackprop(_hand_ctx(_small_mlp), parse_params(ContinualBackprop, params))
+
+
+def _batch():
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(8, 4, generator=g), torch.randint(0, 3, (8,), generator=g)
+
+
+def test_cbp_utility_is_the_running_contribution_of_what_the_next_layer_reads():
+    """``u ← η·u + (1 − η)·mean_k|W_out[k, i]|·E|h_i|`` and ``m ← η·m + (1 − η)·E h_i``."""
+    s = _cbp(rate=0.0, decay=0.5)
+    net = s.model()
+    x, _ = _batch()
+    s.forward(x)
+    h = torch.relu(net[0](x)).detach()
+    assert torch.allclose(s.probe.mean_abs[0], h.abs().mean(0))
+    assert torch.allclose(s.probe.mean[0], h.mean(0))
+    u0 = torch.tensor([1.0, 0.0, 2.0, 0.5, 0.25, 3.0])
+    m0 = torch.tensor([0.2, 0.4, 0.6, 0.8, 1.0, 1.2])
+    s.utility[0], s.mean[0] = u0.clone(), m0.clone()
+    s.after_step(x)
+    contribution = net[2].weight.detach().abs().mean(0) * h.abs().mean(0)
+    assert torch.allclose(s.utility[0], 0.5 * u0 + 0.5 * contribution)
+    assert torch.allclose(s.mean[0], 0.5 * m0 + 0.5 * h.mean(0))
+    assert s.age[0].tolist() == [1] * 6 and s.replaced == 0
+
+
+def test_cbp_utility_of_conv_units_averages_their_flattened_columns():
+    """A conv unit (channel) is read, after pooling and flattening, through H·W columns: its
+    contribution is the mean over them of ``mean_k|W_out[k, c]|·E|h_c|``."""
+    with seeded(0, "test", "conv"):
+        net = nn.Sequential(
+            nn.Conv2d(1, 2, 3, padding="same"), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Linear(8, 3),
+        )  # fmt: skip
+    s = ContinualBackprop(_hand_ctx(lambda key: net), parse_params(ContinualBackprop, {}))
+    x = torch.randn(5, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    s.forward(x)
+    s.after_step(x)
+    read = net[:4](x).detach()  # 5 x 8: what the Linear reads
+    per_column = net[4].weight.detach().abs().mean(0) * read.abs().mean(0)
+    expected = (1 - 0.99) * per_column.view(2, 4).mean(1)
+    assert torch.allclose(s.utility[0], expected)
+
+
+@pytest.mark.parametrize("transfer", [True, False])
+def test_cbp_replaces_the_eligible_units_of_lowest_bias_corrected_utility(transfer):
+    """Hand-set state, η = 0.5, maturity 2, rate 0.625, counter 0.25 carried in.
+
+    Ages 5, 0, 5, 5, 1, 2 become 6, 1, 6, 6, 2, 3: units 0, 2, 3, 5 are eligible, so the counter
+    is 0.25 + 0.625·4 = 2.75: two units replaced, 0.75 carried. No new contribution (the probe
+    reads zeros), so ``u ← η·u``: 0.5, 0, 2, 0.475, 0, 0.45 and ``m ← η·m``. Bias-corrected
+    ``u / (1 − η^a)``: 0.508, -, 2.03, 0.483, -, 0.514, so units 3 and 0 go. (Raw ``u`` would
+    pick 5 and 3, the highest 2 and 5; the young units 1 and 4 have the lowest ``u`` of all.)"""
+    s = _cbp(rate=0.625, maturity=2, decay=0.5, transfer_bias=transfer)
+    net = s.model()
+    x, y = _batch()
+    s.optimizer.zero_grad()
+    nn.functional.cross_entropy(s.forward(x), y).backward()
+    s.optimizer.step()  # one real step, so that Adam has moments to zero
+    s.age[0] = torch.tensor([5, 0, 5, 5, 1, 2])
+    s.utility[0] = torch.tensor([1.0, 0.0, 4.0, 0.95, 0.0, 0.9])
+    s.mean[0] = torch.tensor([0.2, 0.4, 0.6, 0.8, 1.0, 1.2])
+    s.pending[0] = 0.25
+    s.probe.mean[0], s.probe.mean_abs[0] = torch.zeros(6), torch.zeros(6)
+    w_in, b_in, w_out, b_out = _params(net)
+    moments = {p: {k: v.clone() for k, v in s.optimizer.state[p].items()} for p in net.parameters()}
+
+    s.after_step(x)
+
+    replaced, kept = [0, 3], [1, 2, 4, 5]
+    assert s.replaced == 2 and s.pending == [0.75]
+    assert s.age[0].tolist() == [0, 1, 6, 0, 2, 3]
+    assert torch.allclose(s.utility[0], torch.tensor([0, 0, 2.0, 0, 0, 0.45]))
+    assert torch.allclose(s.mean[0], torch.tensor([0, 0.2, 0.3, 0, 0.5, 0.6]))
+    fresh = _small_mlp("cbp-1")
+    assert torch.equal(net[0].weight[replaced], fresh[0].weight[replaced])
+    assert torch.equal(net[0].weight[kept], w_in[kept])
+    assert torch.all(net[0].bias[replaced] == 0) and torch.equal(net[0].bias[kept], b_in[kept])
+    assert torch.all(net[2].weight[:, replaced] == 0)
+    assert torch.equal(net[2].weight[:, kept], w_out[:, kept])
+    # the replaced units' mean contribution m / (1 − η^6) moves into the next layer's bias
+    moved = (w_out[:, 0] * 0.1 + w_out[:, 3] * 0.4) / (1 - 0.5**6)
+    assert torch.allclose(net[2].bias, b_out + moved if transfer else b_out, atol=1e-7)
+    assert transfer is False or not torch.allclose(moved, torch.zeros(3), atol=1e-3)
+    for p, rows, cols in ((net[0].weight, replaced, None), (net[0].bias, replaced, None),
+                          (net[2].weight, None, replaced)):  # fmt: skip
+        for key in ("exp_avg", "exp_avg_sq"):
+            now, then = s.optimizer.state[p][key], moments[p][key]
+            mask = torch.zeros_like(now, dtype=torch.bool)
+            mask[rows if rows is not None else slice(None)] = rows is not None
+            if cols is not None:
+                mask[:, cols] = True
+            assert torch.all(now[mask] == 0), (key, p.shape)
+            assert torch.equal(now[~mask], then[~mask]), (key, p.shape)
+    assert torch.equal(s.optimizer.state[net[2].bias]["exp_avg"], moments[net[2].bias]["exp_avg"])
+
+
+def test_cbp_state_round_trips_every_running_average():
+    s = _cbp(rate=0.5, maturity=1)
+    x, _ = _batch()
+    for _ in range(4):
+        s.forward(x)
+        s.after_step(x)
+    assert s.replaced > 0
+    restored = _cbp(rate=0.5, maturity=1)
+    restored.load_state_dict(s.state_dict())
+    for key in ("utility", "mean", "age"):
+        assert all(torch.equal(a, b) for a, b in zip(getattr(s, key), getattr(restored, key)))
+    assert (restored.pending, restored.steps, restored.replaced) == (
+        s.pending,
+        s.steps,
+        s.replaced,
+    )
 
 
 @pytest.mark.parametrize(
