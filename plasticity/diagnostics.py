@@ -1,23 +1,36 @@
 """Plasticity diagnostics, measured on a fixed probe batch of training inputs.
 
-Definitions (pinned; tests check each on hand-made matrices):
+They describe the strategy's whole function, :meth:`~plasticity.strategies.Strategy.model`.
+A model may be composite (``expanded``'s blend of a new and a frozen old network, ``injection``'s
+``f + g_a − g_b``): its *parts* are the ``nn.Sequential`` networks inside it that have hidden
+layers and run in its forward pass (a plain network is its own single part). Hidden units are
+those of every part, frozen parts included, since all of them compute the output.
+
+Definitions (pinned; tests check each on hand-made matrices and a hand-made composite):
 
 - **dormant ratio** (Sokar et al. 2023): the share of all hidden units whose score
   ``s_i = E|h_i| / mean_j E|h_j|`` (mean over the layer's units) is at most τ (default 0.025).
 - **zero fraction**: the share of hidden units that are exactly 0 on every probe input (dead ReLUs).
-- **effective rank** (Roy & Vetterli 2007) of the last hidden layer's features ``F``
-  (``probe x units``): ``exp(−Σ_k p_k log p_k)`` with ``p = σ / Σσ``, σ the singular values.
-- **srank** (Kumar et al. 2021) with δ = 0.01: the smallest k such that the top-k singular values
-  reach ``(1 − δ) Σσ``.
-- **weight norm**: ``sqrt(Σ ‖θ‖²)`` over the trained network's parameters.
-- **distance from task start**: ``sqrt(Σ ‖θ − θ_start‖²)``, θ_start the weights when the task began.
-- **gradient norm**: ``sqrt(Σ ‖∇θ‖²)`` of the loss, averaged over the epoch's steps.
+- **effective rank** (Roy & Vetterli 2007) of the last hidden features ``F`` (``probe x units``:
+  the last hidden layer of every part, concatenated along units, in module order):
+  ``exp(−Σ_k p_k log p_k)`` with ``p = σ / Σσ``, σ the singular values. A part and an identical
+  copy of it (``g_a`` and ``g_b`` at an injection) give the rank of the part alone.
+- **srank** (Kumar et al. 2021) with δ = 0.01 of the same ``F``: the smallest k such that the top-k
+  singular values reach ``(1 − δ) Σσ``.
+- **weight norm**: ``sqrt(Σ ‖θ‖²)`` over every parameter of the model, frozen parts included.
+- **distance from task start**: ``sqrt(Σ ‖θ − θ_start‖²)`` over the *trained* parameters
+  (:meth:`~plasticity.strategies.Strategy.trainable_parameters`), θ_start their values when the
+  task began (after the boundary's intervention). A strategy's trained parameters are the same
+  tensors throughout a task, so this is defined across ``expanded``/``injection`` boundaries,
+  where the parameter set changes: it measures how far the part being trained has moved.
+- **gradient norm**: ``sqrt(Σ ‖∇θ‖²)`` of the loss over the trained parameters, averaged over the
+  epoch's steps.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -65,22 +78,43 @@ def norm(tensors: Iterable[torch.Tensor]) -> float:
     return math.sqrt(sum(float(t.detach().double().pow(2).sum()) for t in tensors))
 
 
+def parts(model: nn.Module) -> list[nn.Sequential]:
+    """The networks ``model`` is made of: every ``nn.Sequential`` among its modules (itself
+    included) that has hidden layers, in module order."""
+    return [m for m in model.modules() if isinstance(m, nn.Sequential) and hidden_layers(m)]
+
+
 @torch.no_grad()
-def probe(network: nn.Module, x: torch.Tensor, tau: float = 0.025) -> dict[str, float]:
-    """Dormant ratio, zero fraction, effective rank and srank of ``network`` on batch ``x``."""
-    acts: list[torch.Tensor] = []
-    modules = [h.act for h in hidden_layers(network)] if isinstance(network, nn.Sequential) else []
-    if not modules:
-        return {}
-    handles = [m.register_forward_hook(lambda mod, a, out: acts.append(out)) for m in modules]
+def probe(model: nn.Module, x: torch.Tensor, tau: float = 0.025) -> dict[str, float]:
+    """Dormant ratio, zero fraction, effective rank and srank of ``model`` on batch ``x``, over
+    the hidden units of every part that runs in its forward pass (see the module docstring).
+    Empty when ``model`` has no hidden layers."""
+    layers = [hidden_layers(part) for part in parts(model)]
+    acts: dict[tuple[int, int], torch.Tensor] = {}
+
+    def keep(key: tuple[int, int]) -> Callable[..., None]:
+        def hook(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+            acts[key] = out
+
+        return hook
+
+    handles = [
+        h.act.register_forward_hook(keep((p, k)))
+        for p, hidden in enumerate(layers)
+        for k, h in enumerate(hidden)
+    ]
     try:
-        network(x)
+        model(x)
     finally:
         for h in handles:
             h.remove()
-    mean_abs = [unit_activity(a) for a in acts]
-    peak = [a.abs().amax(dim=(0, 2, 3)) if a.dim() == 4 else a.abs().amax(0) for a in acts]
-    features = acts[-1].flatten(1)
+    if not acts:
+        return {}
+    ran = [p for p, hidden in enumerate(layers) if (p, len(hidden) - 1) in acts]
+    every = [acts[p, k] for p in ran for k in range(len(layers[p]))]
+    mean_abs = [unit_activity(a) for a in every]
+    peak = [a.abs().amax(dim=(0, 2, 3)) if a.dim() == 4 else a.abs().amax(0) for a in every]
+    features = torch.cat([acts[p, len(layers[p]) - 1].flatten(1) for p in ran], dim=1)
     return {
         "dormant": dormant_ratio(mean_abs, tau),
         "zero": zero_fraction(peak),

@@ -158,7 +158,7 @@ class StrategyRun:
         if self.epoch == 0 and self.task > 0:
             s.begin_task(self.task)
         if cfg.diagnostics and self.epoch == 0:
-            self.task_start = [p.detach().clone() for p in s.network.parameters()]
+            self.task_start = [p.detach().clone() for p in s.trainable_parameters()]
         task = self.tasks[self.task]
         s.begin_epoch(self.epoch)
         grad_norms = []
@@ -230,14 +230,16 @@ class StrategyRun:
         return record
 
     def diagnose(self, task: Task, grad_norms: list[torch.Tensor]) -> dict[str, float]:
-        """The diagnostics of :mod:`plasticity.diagnostics` for the trained network."""
-        net = self.strategy.network
+        """The diagnostics of :mod:`plasticity.diagnostics` for the strategy's whole function
+        (:meth:`~plasticity.strategies.Strategy.model`); the distance from task start is that of
+        the trained parameters."""
+        s = self.strategy
         x = self.data.prepare(self.data.train.x[:PROBE_SIZE], task.pixel_perm)
-        out = diagnostics.probe(net, x)
-        out["weight_norm"] = diagnostics.norm(net.parameters())
+        out = diagnostics.probe(s.model(), x)
+        out["weight_norm"] = diagnostics.norm(s.model().parameters())
         if self.task_start is not None:
             out["distance"] = diagnostics.norm(
-                p - q for p, q in zip(net.parameters(), self.task_start)
+                p - q for p, q in zip(s.trainable_parameters(), self.task_start, strict=True)
             )
         if grad_norms:
             out["grad_norm"] = float(torch.stack(grad_norms).mean())

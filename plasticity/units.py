@@ -42,12 +42,17 @@ class Hidden:
         offsets = torch.arange(self.group, device=idx.device)
         return (idx[:, None] * self.group + offsets).flatten()
 
-    def outgoing_magnitude(self) -> torch.Tensor:
-        """Mean |outgoing weight| per unit (``size``)."""
+    def column_magnitude(self) -> torch.Tensor:
+        """Mean |weight| of ``out`` per input column (over its outputs, and kernel taps for a
+        conv): ``size * group``."""
         w = self.out.weight.detach().abs()
-        if isinstance(self.out, nn.Conv2d):
-            return w.mean(dim=(0, 2, 3))
-        return w.view(w.shape[0], self.size, self.group).mean(dim=(0, 2))
+        return w.mean(dim=(0, 2, 3)) if w.dim() == 4 else w.mean(dim=0)
+
+    def column_weights(self, cols: torch.Tensor) -> torch.Tensor:
+        """The weights of ``out`` reading input columns ``cols`` (a conv's summed over kernel
+        taps): ``out units x len(cols)``."""
+        w = self.out.weight.detach()[:, cols]
+        return w.sum(dim=(2, 3)) if w.dim() == 4 else w
 
 
 def hidden_layers(net: nn.Sequential) -> list[Hidden]:
@@ -96,6 +101,45 @@ class ActivityProbe:
     def remove(self) -> None:
         for handle in self._handles:
             handle.remove()
+
+
+class InputProbe:
+    """Forward pre-hooks on every hidden layer's reader ``out``: for the latest forward pass, the
+    batch mean of each input column of ``out`` and of its absolute value (``size * group`` per
+    layer; a conv reader's columns are channels, averaged over positions too). Unlike
+    :class:`ActivityProbe` this sees what the next layer multiplies, after pooling."""
+
+    def __init__(self, hidden: list[Hidden]) -> None:
+        self.hidden = hidden
+        self.mean: list[torch.Tensor | None] = [None] * len(hidden)
+        self.mean_abs: list[torch.Tensor | None] = [None] * len(hidden)
+        self._handles = [
+            h.out.register_forward_pre_hook(self._hook(i)) for i, h in enumerate(hidden)
+        ]
+
+    def _hook(self, i: int):
+        def hook(module: nn.Module, args: tuple) -> None:
+            x = args[0].detach()
+            dims = (0, 2, 3) if x.dim() == 4 else (0,)
+            self.mean[i], self.mean_abs[i] = x.mean(dim=dims), x.abs().mean(dim=dims)
+
+        return hook
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+@torch.no_grad()
+def absorb_into_bias(hidden: Hidden, idx: torch.Tensor, mean: torch.Tensor) -> None:
+    """Add the mean contribution of units ``idx`` to the bias of ``out``:
+    ``b_out += Σ_{c ∈ cols(idx)} W_out[:, c] · mean[c]`` (``mean``: ``size * group``, the mean
+    of each input column of ``out``). Exact for a Linear reader; for a conv reader it assumes
+    every kernel tap sees the channel mean (true away from the zero-padded border)."""
+    if hidden.out.bias is None or len(idx) == 0:
+        return
+    cols = hidden.outgoing_columns(idx)
+    hidden.out.bias += hidden.column_weights(cols) @ mean[cols]
 
 
 @torch.no_grad()

@@ -4,10 +4,12 @@ import pytest
 import torch
 from conftest import optimizer_param_ids
 
+from plasticity import diagnostics
 from plasticity.errors import UserError
-from plasticity.loop import StrategyRun
-from plasticity.models import parameter_count
-from plasticity.strategies import STRATEGIES
+from plasticity.loop import PROBE_SIZE, StrategyRun
+from plasticity.models import network_factory, parameter_count
+from plasticity.strategies import STRATEGIES, Context, parse_params
+from plasticity.strategies.expanded import Blend
 
 
 def _snapshot(module):
@@ -19,16 +21,22 @@ def _run(config, strategy, data):
 
 
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
-def test_optimizer_holds_exactly_the_trainable_parameters_after_every_boundary(
-    strategy, tiny, tiny_config
-):
+def test_model_optimizer_and_counts_agree_after_every_epoch(strategy, tiny, tiny_config):
+    """``model()`` computes ``forward``; the record's parameter count, the checkpoint and the
+    trainable parameters are the model's; the optimizer holds exactly the trainable ones."""
     run = _run(tiny_config, strategy, tiny)
+    x = tiny.prepare(tiny.test.x[:16])
     while not run.done:
-        run.run_epoch()
+        record = run.run_epoch()
         s = run.strategy
+        model = s.model()
+        with torch.no_grad():
+            assert torch.equal(s.forward(x), model(x))
+        assert record.params == sum(p.numel() for p in model.parameters())
+        assert s.state_dict()["model"].keys() == model.state_dict().keys()
         trainable = {id(p) for p in s.trainable_parameters()}
         assert optimizer_param_ids(s.optimizer) == trainable
-        every = {id(p) for m in s.modules() for p in m.parameters() if p.requires_grad}
+        every = {id(p) for p in model.parameters() if p.requires_grad}
         assert every == trainable  # nothing trainable is left out of the optimizer
 
 
@@ -36,22 +44,24 @@ def test_expanded_old_part_frozen_new_part_trained(tiny, tiny_config):
     run = _run(tiny_config, "expanded", tiny)
     for _ in range(tiny_config.epochs):
         run.run_epoch()  # task 0
-    trained = _snapshot(run.strategy.network)
+    trained = _snapshot(run.strategy.model())
     run.run_epoch()  # crosses the boundary, trains epoch 0 of task 1 at alpha0
     s = run.strategy
-    assert s.old is not None
-    for p, before in zip(s.old.parameters(), trained):
+    blend = s.model()
+    assert isinstance(blend, Blend)
+    for p, before in zip(blend.old.parameters(), trained, strict=True):
         assert torch.equal(p, before), "the old part must not change"
         assert not p.requires_grad
     fresh = run.strategy.ctx.new_network(1)
-    assert any(not torch.equal(p, q) for p, q in zip(s.network.parameters(), fresh.parameters()))
+    assert any(not torch.equal(p, q) for p, q in zip(blend.new.parameters(), fresh.parameters()))
+    assert optimizer_param_ids(s.optimizer) == {id(p) for p in blend.new.parameters()}
 
     # gradients reach the new part only
     s.optimizer.zero_grad()
     x = tiny.prepare(tiny.train.x[:32])
     torch.nn.functional.cross_entropy(s.forward(x), tiny.train.y[:32]).backward()
-    assert all(p.grad is None for p in s.old.parameters())
-    assert all(p.grad is not None for p in s.network.parameters())
+    assert all(p.grad is None for p in blend.old.parameters())
+    assert all(p.grad is not None for p in blend.new.parameters())
 
 
 def test_expanded_blends_alpha_new_plus_one_minus_alpha_old(tiny, tiny_config):
@@ -63,12 +73,13 @@ def test_expanded_blends_alpha_new_plus_one_minus_alpha_old(tiny, tiny_config):
     s.begin_epoch(0)
     assert s.alpha == 0.25  # alpha0 of the linear schedule
     x = tiny.prepare(tiny.test.x[:16])
+    new, old = s.model().new, s.model().old
     with torch.no_grad():
-        expected = 0.25 * s.network(x) + 0.75 * s.old(x)
+        expected = 0.25 * new(x) + 0.75 * old(x)
         assert torch.allclose(s.forward(x), expected)
         s.begin_epoch(1)  # ramp 2: alpha 0.625
         assert s.alpha == pytest.approx(0.625)
-        assert torch.allclose(s.forward(x), 0.625 * s.network(x) + 0.375 * s.old(x))
+        assert torch.allclose(s.forward(x), 0.625 * new(x) + 0.375 * old(x))
 
 
 def test_expanded_drops_old_part_once_alpha_reaches_one(tiny, tiny_config):
@@ -79,7 +90,8 @@ def test_expanded_drops_old_part_once_alpha_reaches_one(tiny, tiny_config):
     assert [r.alpha for r in task1] == pytest.approx([0.25, 0.625, 1.0])
     assert [r.params for r in task1] == [2 * base, 2 * base, base]
     assert [r.trainable_params for r in task1] == [base] * 3
-    assert run.strategy.old is None and run.strategy.parameter_count() == base
+    assert not isinstance(run.strategy.model(), Blend)
+    assert run.strategy.parameter_count() == base
 
 
 def test_expanded_per_step_alpha_moves_within_an_epoch(tiny, tiny_config):
@@ -110,7 +122,7 @@ def test_reset_starts_each_task_from_the_shared_fresh_network(tiny, tiny_config)
     run.strategy.begin_task(1)
     fresh = run.strategy.ctx.new_network(1)
     assert all(
-        torch.equal(p, q) for p, q in zip(run.strategy.network.parameters(), fresh.parameters())
+        torch.equal(p, q) for p, q in zip(run.strategy.model().parameters(), fresh.parameters())
     )
     assert run.strategy.optimizer.state == {}
 
@@ -123,9 +135,9 @@ def test_continuous_keeps_weights_and_optionally_optimizer_state(
     run = _run(cfg, "continuous", tiny)
     for _ in range(cfg.epochs):
         run.run_epoch()
-    before = _snapshot(run.strategy.network)
+    before = _snapshot(run.strategy.model())
     run.strategy.begin_task(1)
-    assert all(torch.equal(p, q) for p, q in zip(run.strategy.network.parameters(), before))
+    assert all(torch.equal(p, q) for p, q in zip(run.strategy.model().parameters(), before))
     assert (run.strategy.optimizer.state == {}) is reset_optimizer
 
 
@@ -155,3 +167,68 @@ def test_all_strategies_identical_on_task_zero(tiny, tiny_config):
 def test_bad_strategy_parameters(tiny_config, params, message):
     with pytest.raises(UserError, match=message):
         tiny_config.replace(strategy_params=params)
+
+
+_EXERCISE = [(name, {}) for name in sorted(STRATEGIES)] + [
+    ("shrink_perturb", {"every_step": True}),
+    ("injection", {"injections": 2}),
+    ("redo", {"every": 1, "tau": 1.0}),
+    ("cbp", {"rate": 0.5, "maturity": 1}),
+]
+
+
+@pytest.mark.parametrize("name,params", _EXERCISE)
+def test_every_fresh_network_has_the_strategys_activation(tiny, name, params):
+    """A CReLU variant of every strategy, through three tasks, a checkpoint and a restore: every
+    network it asks for is a CReLU one (the spy hands back ReLU networks, which the hidden-unit
+    code understands; what is checked is the request)."""
+    cls = STRATEGIES[name]
+    factory = network_factory("mlp-small", "mnist", 0)
+    calls = []
+
+    def new_network(key, activation="relu"):
+        calls.append((key, activation))
+        return factory(key)
+
+    class CReLUVariant(cls):
+        activation = "crelu"
+
+    ctx = Context(new_network, lambda ps: torch.optim.Adam(ps, lr=1e-3), 2, 1, 0)
+    s = CReLUVariant(ctx, parse_params(cls, params))
+    x, y = tiny.prepare(tiny.train.x[:64]), tiny.train.y[:64]
+    for task in range(3):
+        if task:
+            s.begin_task(task)
+        for epoch in range(2):
+            s.begin_epoch(epoch)
+            s.before_step(float(epoch))
+            loss = torch.nn.functional.cross_entropy(s.forward(x), y)
+            extra = s.penalty()
+            s.optimizer.zero_grad()
+            (loss if extra is None else loss + extra).backward()
+            s.optimizer.step()
+            s.after_step(x)
+    CReLUVariant(ctx, parse_params(cls, params)).load_state_dict(s.state_dict())
+    assert [c for c in calls if c[1] != "crelu"] == []
+    assert ("restore", "crelu") in calls or name not in ("expanded", "injection")
+
+
+def test_diagnostics_describe_the_blend_while_the_old_part_lives(tiny, tiny_config):
+    """While α < 1 the expanded model is new + old: the weight norm covers both parts, the
+    probe both parts' units, the distance only the trained (new) part."""
+    cfg = tiny_config.replace(strategies=["expanded"], diagnostics=True)
+    run = StrategyRun(cfg, "expanded", tiny)
+    for _ in range(cfg.epochs):
+        run.run_epoch()
+    record = run.run_epoch()  # task 1, epoch 0: α = 0.25
+    blend = run.strategy.model()
+    assert isinstance(blend, Blend)
+    both = [*blend.new.parameters(), *blend.old.parameters()]
+    assert record.diagnostics["weight_norm"] == pytest.approx(diagnostics.norm(both))
+    assert record.diagnostics["weight_norm"] > diagnostics.norm(blend.new.parameters())
+    fresh = run.strategy.ctx.new_network(1)
+    distance = diagnostics.norm(p - q for p, q in zip(blend.new.parameters(), fresh.parameters()))
+    assert record.diagnostics["distance"] == pytest.approx(distance)
+    x = tiny.prepare(tiny.train.x[:PROBE_SIZE])
+    assert record.diagnostics["dormant"] == pytest.approx(diagnostics.probe(blend, x)["dormant"])
+    assert diagnostics.probe(blend, x) != diagnostics.probe(blend.new, x)

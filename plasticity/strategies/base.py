@@ -12,6 +12,15 @@ The restart loop calls, in this order::
       after_step(x)
     metrics() -> extra numbers for the epoch's record (e.g. α)
 
+What a strategy trains is :meth:`Strategy.model`: the whole function :meth:`Strategy.forward`
+computes, as one ``nn.Module`` (for a composite, e.g. ``expanded``'s blend of a new and a frozen
+old network, the module holding every part). Diagnostics, parameter counts and checkpoints see
+that module; its parts stay private to the strategy. The trainable parameters are the model's
+parameters with ``requires_grad``; frozen parts are part of the model but not of the optimizer.
+
+Every fresh network a strategy makes comes from :meth:`Strategy.fresh`, which passes the
+strategy's own activation (a CReLU strategy never gets a ReLU network at a boundary).
+
 A strategy that adds, replaces or re-initialises parameters must bring the optimizer in line
 (:meth:`Strategy.reset_optimizer`, or edit its parameter groups and state): the loop trusts
 ``self.optimizer`` to hold exactly :meth:`Strategy.trainable_parameters`.
@@ -30,13 +39,22 @@ from torch import nn
 from plasticity.errors import UserError
 
 
+def freeze(module: nn.Module) -> nn.Module:
+    """``module`` with ``requires_grad`` off and its gradients freed (it is never trained again)."""
+    module.requires_grad_(False)
+    for p in module.parameters():
+        p.grad = None
+    return module
+
+
 @dataclass(frozen=True)
 class Context:
     """What a strategy may use: fresh networks and optimizers, and the shape of the run."""
 
     new_network: Callable[..., nn.Module]
     """``f(key, activation="relu")``: a freshly initialised network, the same for the same key
-    in every strategy."""
+    in every strategy. Strategies call it through :meth:`Strategy.fresh`, which passes their
+    activation."""
     new_optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer]
     epochs: int
     """Epochs per task."""
@@ -65,8 +83,14 @@ class Strategy:
     def __init__(self, ctx: Context, params: Any = None) -> None:
         self.ctx = ctx
         self.params = params if params is not None else self.Params()
-        self.network: nn.Module = ctx.new_network(0, self.activation)
+        self._model: nn.Module = self.fresh(0)
+        """The whole function :meth:`forward` computes (see :meth:`model`)."""
         self.optimizer = ctx.new_optimizer(self.trainable_parameters())
+
+    def fresh(self, key: int | str) -> nn.Module:
+        """A freshly initialised network for ``key`` with this strategy's activation (the same
+        network for the same key in every strategy of that activation)."""
+        return self.ctx.new_network(key, self.activation)
 
     # -- hooks -------------------------------------------------------------------------------
     def begin_task(self, task: int) -> None:
@@ -79,8 +103,8 @@ class Strategy:
         """An optimizer step at time ``t`` (epochs since the task began) is about to happen."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of the function being trained."""
-        return self.network(x)
+        """Logits of the function being trained: ``model()(x)``."""
+        return self._model(x)
 
     def penalty(self) -> torch.Tensor | None:
         """An extra loss term added to the task loss (e.g. a regulariser), or None."""
@@ -93,17 +117,19 @@ class Strategy:
         """Extra numbers for this epoch's record."""
         return {}
 
-    # -- parameters and optimizer -------------------------------------------------------------
-    def modules(self) -> list[nn.Module]:
-        """Every network taking part in :meth:`forward` (trainable or frozen)."""
-        return [self.network]
+    # -- the model, its parameters and the optimizer -----------------------------------------
+    def model(self) -> nn.Module:
+        """The whole function :meth:`forward` computes, every part (trainable or frozen) that
+        takes part in it included."""
+        return self._model
 
     def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.network.parameters() if p.requires_grad]
+        """The model's parameters that are trained (``requires_grad``), in module order."""
+        return [p for p in self._model.parameters() if p.requires_grad]
 
     def parameter_count(self) -> int:
         """Parameters taking part in the forward pass, frozen ones included."""
-        return sum(p.numel() for m in self.modules() for p in m.parameters())
+        return sum(p.numel() for p in self._model.parameters())
 
     def reset_optimizer(self) -> None:
         """A fresh optimizer over the current trainable parameters (no stale moments)."""
@@ -111,10 +137,16 @@ class Strategy:
 
     # -- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"network": self.network.state_dict(), "optimizer": self.optimizer.state_dict()}
+        """The model's weights and the optimizer's state (subclasses add what rebuilds the
+        model's structure and their own counters)."""
+        return {"model": self._model.state_dict(), "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.network.load_state_dict(state["network"])
+        """Load :meth:`state_dict` into a model of the same structure (subclasses rebuild the
+        structure first)."""
+        if "model" not in state:
+            raise UserError("checkpoint was written by an older version (no 'model' state)")
+        self._model.load_state_dict(state["model"])
         self.reset_optimizer()
         self.optimizer.load_state_dict(state["optimizer"])
 

@@ -10,6 +10,11 @@ parameters are in the optimizer and receive gradients; the old part never change
 runs without autograd). Once α reaches 1 the old part is dropped, so the trained network has
 exactly the base parameter count. At task 0 there is no old part (α = 1).
 
+:meth:`Expanded.model` is the whole function: a :class:`Blend` of the new and the old part while
+the old part is alive, the new part alone otherwise. At a boundary the *new* part (the trained
+network) becomes the old part; an old part still alive then (α < 1 at the end of a task) is
+dropped with its share of the output, as DESIGN.md specifies.
+
 The paper's code did two things differently, both defects: it blended ``α·old + (1−α)·new``
 (so the trained part faded out) and it deep-copied the old network before freezing, so the
 "frozen" copy was still trained.
@@ -26,7 +31,7 @@ from torch import nn
 
 from plasticity.errors import UserError
 from plasticity.schedules import SCHEDULES, Schedule
-from plasticity.strategies.base import Strategy
+from plasticity.strategies.base import Context, Strategy, freeze
 
 
 @dataclass(frozen=True)
@@ -60,61 +65,62 @@ class Params:
         return Schedule(self.schedule, self.alpha0, self.ramp)
 
 
-class Expanded(Strategy):
-    name = "expanded"
-    Params = Params
+class Blend(nn.Module):
+    """``α·new(x) + (1 − α)·old(x)`` on the logits; ``old`` is frozen and runs without autograd."""
 
-    def __init__(self, ctx, params=None) -> None:  # noqa: ANN001 - same signature as base
-        super().__init__(ctx, params)
-        self.schedule = self.params.to_schedule()
-        self.old: nn.Module | None = None
-        self.alpha = 1.0
-
-    def begin_task(self, task: int) -> None:
-        self.old = self.network.requires_grad_(False)
-        for p in self.old.parameters():
-            p.grad = None  # free the last step's gradients: the old part is never trained again
-        self.network = self.ctx.new_network(task)
-        self.reset_optimizer()  # only the new part is optimised
-        self._set_alpha(0.0)
-
-    def begin_epoch(self, epoch: int) -> None:
-        if self.old is not None and not self.params.per_step:
-            self._set_alpha(float(epoch))
-
-    def before_step(self, t: float) -> None:
-        if self.old is not None and self.params.per_step:
-            self._set_alpha(t)
-
-    def _set_alpha(self, t: float) -> None:
-        self.alpha = self.schedule(t)
-        if self.alpha >= 1.0:
-            self.alpha, self.old = 1.0, None  # the old part no longer affects the output
+    def __init__(self, new: nn.Module, old: nn.Module, alpha: float) -> None:
+        super().__init__()
+        self.new, self.old, self.alpha = new, freeze(old), alpha
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        new = self.network(x)
-        if self.old is None:
-            return new
+        new = self.new(x)
         with torch.no_grad():
             old = self.old(x)
         return self.alpha * new + (1.0 - self.alpha) * old
 
+
+class Expanded(Strategy):
+    name = "expanded"
+    Params = Params
+
+    def __init__(self, ctx: Context, params: Params | None = None) -> None:
+        super().__init__(ctx, params)
+        self.schedule = self.params.to_schedule()
+        self.alpha = 1.0
+
+    def _new(self) -> nn.Module:
+        """The trained part."""
+        return self._model.new if isinstance(self._model, Blend) else self._model
+
+    def begin_task(self, task: int) -> None:
+        self._model = Blend(self.fresh(task), self._new(), 0.0)
+        self.reset_optimizer()  # only the new part is optimised
+        self._set_alpha(0.0)
+
+    def begin_epoch(self, epoch: int) -> None:
+        if isinstance(self._model, Blend) and not self.params.per_step:
+            self._set_alpha(float(epoch))
+
+    def before_step(self, t: float) -> None:
+        if isinstance(self._model, Blend) and self.params.per_step:
+            self._set_alpha(t)
+
+    def _set_alpha(self, t: float) -> None:
+        self.alpha = self.schedule(t)
+        if self.alpha >= 1.0:  # the old part no longer affects the output: drop it
+            self.alpha, self._model = 1.0, self._new()
+        else:
+            self._model.alpha = self.alpha
+
     def metrics(self) -> dict[str, float]:
         return {"alpha": self.alpha}
 
-    def modules(self) -> list[nn.Module]:
-        return [self.network] if self.old is None else [self.network, self.old]
-
     def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()
-        state["old"] = None if self.old is None else self.old.state_dict()
-        state["alpha"] = self.alpha
-        return state
+        return {**super().state_dict(), "alpha": self.alpha, "blend": self.alpha < 1.0}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        super().load_state_dict(state)
         self.alpha = float(state["alpha"])
-        self.old = None
-        if state["old"] is not None:
-            self.old = self.ctx.new_network("restore").requires_grad_(False)
-            self.old.load_state_dict(state["old"])
+        self._model = self.fresh("restore")  # the structure; the weights come from the state
+        if state.get("blend"):
+            self._model = Blend(self._model, self.fresh("restore"), self.alpha)
+        super().load_state_dict(state)

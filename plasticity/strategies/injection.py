@@ -9,6 +9,9 @@ so the function is unchanged at the moment of injection and only ``g_a`` learns 
 Each injection adds two networks' worth of parameters, so injections happen at the
 first ``injections`` task boundaries only (default 1, as in the paper); later boundaries keep
 training ``g_a``. A second injection freezes the whole current function as the new ``f``.
+
+:meth:`Injection.model` is the whole function: the network before the first injection, the
+(nested) :class:`Injected` composite after it.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import torch
 from torch import nn
 
 from plasticity.errors import UserError
-from plasticity.strategies.base import Strategy
+from plasticity.strategies.base import Context, Strategy, freeze
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ class Injected(nn.Module):
 
     def __init__(self, base: nn.Module, a: nn.Module, b: nn.Module) -> None:
         super().__init__()
-        self.base, self.a, self.b = base, a, b
+        self.base, self.a, self.b = freeze(base), a, freeze(b)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -49,56 +52,29 @@ class Injected(nn.Module):
         return frozen + self.a(x)
 
 
-def _freeze(module: nn.Module) -> nn.Module:
-    module.requires_grad_(False)
-    for p in module.parameters():
-        p.grad = None
-    return module
-
-
 class Injection(Strategy):
     name = "injection"
     Params = Params
 
-    def __init__(self, ctx, params=None) -> None:  # noqa: ANN001
+    def __init__(self, ctx: Context, params: Params | None = None) -> None:
         super().__init__(ctx, params)
-        self.composite: Injected | None = None
         self.injected = 0
 
     def begin_task(self, task: int) -> None:
         if self.injected >= self.params.injections:
             return
-        base = _freeze(self.composite if self.composite is not None else self.network)
-        g_a = self.ctx.new_network(f"inject-{task}")
-        g_b = _freeze(self.ctx.new_network(f"inject-{task}"))  # the same initial weights
-        self.composite = Injected(base, g_a, g_b)
-        self.network = g_a  # the trainable part
+        g_a = self.fresh(f"inject-{task}")
+        g_b = self.fresh(f"inject-{task}")  # the same initial weights
+        self._model = Injected(self._model, g_a, g_b)
         self.injected += 1
-        self.reset_optimizer()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network(x) if self.composite is None else self.composite(x)
-
-    def modules(self) -> list[nn.Module]:
-        return [self.network] if self.composite is None else [self.composite]
+        self.reset_optimizer()  # only g_a is optimised
 
     def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()
-        state["injected"] = self.injected
-        state["composite"] = None if self.composite is None else self.composite.state_dict()
-        return state
+        return {**super().state_dict(), "injected": self.injected}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.injected = int(state["injected"])
-        self.composite = None
-        if self.injected:
-            net = self.ctx.new_network("restore")
-            for _ in range(self.injected):  # rebuild the nesting, then load all weights
-                net = Injected(
-                    _freeze(net),
-                    self.ctx.new_network("restore"),
-                    _freeze(self.ctx.new_network("restore")),
-                )
-            net.load_state_dict(state["composite"])
-            self.composite, self.network = net, net.a
+        self._model = self.fresh("restore")  # rebuild the nesting, then load all weights
+        for _ in range(self.injected):
+            self._model = Injected(self._model, self.fresh("restore"), self.fresh("restore"))
         super().load_state_dict(state)

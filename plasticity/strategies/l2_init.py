@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import torch
 
 from plasticity.errors import UserError
-from plasticity.strategies.base import Strategy
+from plasticity.strategies.base import Context, Strategy
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,13 @@ class L2Init(Strategy):
     name = "l2_init"
     Params = Params
 
-    def __init__(self, ctx, params=None) -> None:  # noqa: ANN001
+    def __init__(self, ctx: Context, params: Params | None = None) -> None:
         super().__init__(ctx, params)
-        self.initial = [p.detach().clone() for p in ctx.new_network(0).parameters()]
+        self.initial = [p.detach().clone() for p in self._model.parameters()]  # fresh(0)
 
     def penalty(self) -> torch.Tensor:
-        diffs = [(p - p0).pow(2).sum() for p, p0 in zip(self.network.parameters(), self.initial)]
+        diffs = [
+            (p - p0).pow(2).sum()
+            for p, p0 in zip(self._model.parameters(), self.initial, strict=True)
+        ]
         return 0.5 * self.params.strength * torch.stack(diffs).sum()

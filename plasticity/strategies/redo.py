@@ -13,13 +13,14 @@ Adam moments zeroed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
 from plasticity.errors import UserError
-from plasticity.strategies.base import Strategy
+from plasticity.strategies.base import Context, Strategy
 from plasticity.units import ActivityProbe, dormant_units, hidden_layers, reinit_units
 
 
@@ -43,9 +44,9 @@ class ReDo(Strategy):
     name = "redo"
     Params = Params
 
-    def __init__(self, ctx, params=None) -> None:  # noqa: ANN001
+    def __init__(self, ctx: Context, params: Params | None = None) -> None:
         super().__init__(ctx, params)
-        self.hidden = hidden_layers(self.network)
+        self.hidden = hidden_layers(self._model)
         self.probe = ActivityProbe(self.hidden)
         self.steps = 0
         self.recycled = 0
@@ -62,7 +63,7 @@ class ReDo(Strategy):
             idx = dormant_units(activity, self.params.tau)
             if len(idx):
                 if fresh is None:
-                    fresh = hidden_layers(self.ctx.new_network(f"redo-{self.steps}"))
+                    fresh = hidden_layers(self.fresh(f"redo-{self.steps}"))
                 reinit_units(layer, idx, fresh[i], self.optimizer)
                 self.recycled += len(idx)
 
@@ -72,6 +73,6 @@ class ReDo(Strategy):
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "steps": self.steps, "recycled": self.recycled}
 
-    def load_state_dict(self, state) -> None:  # noqa: ANN001
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
         self.steps, self.recycled = int(state["steps"]), int(state["recycled"])

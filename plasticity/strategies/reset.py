@@ -10,5 +10,5 @@ class Reset(Strategy):
     name = "reset"
 
     def begin_task(self, task: int) -> None:
-        self.network = self.ctx.new_network(task)
+        self._model = self.fresh(task)
         self.reset_optimizer()

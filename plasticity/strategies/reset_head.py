@@ -24,7 +24,7 @@ class ResetHead(Strategy):
 
     @torch.no_grad()
     def begin_task(self, task: int) -> None:
-        mine, fresh = head(self.network), head(self.ctx.new_network(task))
+        mine, fresh = head(self._model), head(self.fresh(task))
         for p, q in ((mine.weight, fresh.weight), (mine.bias, fresh.bias)):
             p.copy_(q)
             self.optimizer.state.pop(p, None)

@@ -9,13 +9,14 @@ network is drawn for each step, which costs one initialisation per step).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
 from plasticity.errors import UserError
-from plasticity.strategies.base import Strategy
+from plasticity.strategies.base import Context, Strategy
 
 
 @dataclass(frozen=True)
@@ -43,14 +44,14 @@ class ShrinkPerturb(Strategy):
     name = "shrink_perturb"
     Params = Params
 
-    def __init__(self, ctx, params=None) -> None:  # noqa: ANN001
+    def __init__(self, ctx: Context, params: Params | None = None) -> None:
         super().__init__(ctx, params)
         self.steps = 0
 
     @torch.no_grad()
     def shrink_perturb(self, key: int | str) -> None:
-        fresh = self.ctx.new_network(key)
-        for p, q in zip(self.network.parameters(), fresh.parameters()):
+        fresh = self.fresh(key)
+        for p, q in zip(self._model.parameters(), fresh.parameters(), strict=True):
             p.mul_(self.params.shrink).add_(q, alpha=self.params.perturb)
 
     def begin_task(self, task: int) -> None:
@@ -66,6 +67,6 @@ class ShrinkPerturb(Strategy):
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "steps": self.steps}
 
-    def load_state_dict(self, state) -> None:  # noqa: ANN001
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
         self.steps = int(state["steps"])
