@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 EVAL_BATCH = 8192
 PROBE_SIZE = 512  # training images the diagnostics look at
-STATE_FORMAT = 2  # 2: the run config names beta1 and beta2 (was betas)
+STATE_FORMAT = 3  # 2: beta1 and beta2 (were betas); 3: one "model" per strategy state
 
 
 @dataclass(frozen=True)

@@ -142,12 +142,18 @@ def absorb_into_bias(hidden: Hidden, idx: torch.Tensor, mean: torch.Tensor) -> N
     hidden.out.bias += hidden.column_weights(cols) @ mean[cols]
 
 
+# Per-entry optimizer statistics that belong to the old weights: Adam's/AdamW's moments, SGD's
+# momentum buffer (a fresh unit must not be pushed by them).
+OPTIMIZER_STATS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer")
+
+
 @torch.no_grad()
 def reinit_units(
     hidden: Hidden, idx: torch.Tensor, fresh: Hidden, optimizer: torch.optim.Optimizer | None
 ) -> None:
     """Give units ``idx`` the incoming weights of the same units of a freshly initialised
-    network (``fresh``), a zero bias and zero outgoing weights; zero their Adam moments."""
+    network (``fresh``), a zero bias and zero outgoing weights; zero their optimizer
+    statistics (:data:`OPTIMIZER_STATS`)."""
     if len(idx) == 0:
         return
     cols = hidden.outgoing_columns(idx)
@@ -165,7 +171,7 @@ def reinit_units(
         state = optimizer.state.get(param) if param is not None else None
         if not state:
             continue
-        for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+        for key in OPTIMIZER_STATS:
             if key in state:
                 if where == "rows":
                     state[key][idx] = 0.0

@@ -102,3 +102,23 @@ def test_config_round_trips_and_rejects_unknown_keys():
     assert RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     with pytest.raises(Exception, match="unknown run setting 'betas'"):
         RunConfig.from_dict({"betas": [0.9, 0.9]})
+
+
+def test_recycled_units_lose_their_sgd_momentum_too():
+    from torch import nn
+
+    from plasticity.units import hidden_layers, reinit_units
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    cfg = RunConfig(optimizer="sgd", lr=0.1, momentum=0.9, device="cpu")
+    from plasticity.optim import make_optimizer
+
+    opt = make_optimizer(cfg, list(net.parameters()))
+    net(torch.randn(8, 4)).pow(2).sum().backward()
+    opt.step()
+    hidden = hidden_layers(net)[0]
+    reinit_units(hidden, torch.tensor([1]), hidden_layers(net)[0], opt)
+    assert torch.all(opt.state[net[0].weight]["momentum_buffer"][1] == 0)
+    assert torch.all(opt.state[net[2].weight]["momentum_buffer"][:, 1] == 0)
+    assert torch.any(opt.state[net[0].weight]["momentum_buffer"][0] != 0)
