@@ -38,7 +38,7 @@ from plasticity.metrics import OBJECTIVES
 from plasticity.seeding import derive_seed
 from study.space import define_space
 from study.spec import StudySpec, load_spec
-from study.trainable import RUN_COMPLETE
+from study.trainable import RESTART_EPOCHS, RUN_COMPLETE
 
 log = logging.getLogger(__name__)
 
@@ -262,14 +262,15 @@ def _run_search(folder: StudyFolder, spec: StudySpec, strategy: str, trainable) 
     import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
+
+    from study.search import WholeTrialSearch
 
     def make_tuner():
         space = {
             k: (v.model_dump() if hasattr(v, "model_dump") else v)
             for k, v in spec.strategies[strategy].items()
         }
-        searcher = OptunaSearch(
+        searcher = WholeTrialSearch(
             partial(
                 define_space,
                 space=space,
@@ -286,7 +287,11 @@ def _run_search(folder: StudyFolder, spec: StudySpec, strategy: str, trainable) 
         scheduler = None
         if spec.budget.scheduler == "asha":
             scheduler = ASHAScheduler(
-                metric=spec.metric, mode="max", grace_period=spec.budget.grace_epochs, max_t=10**9
+                time_attr=RESTART_EPOCHS,  # task 0 does not count: see RESTART_EPOCHS
+                metric=spec.metric,
+                mode="max",
+                grace_period=spec.budget.grace_epochs,
+                max_t=10**9,
             )
         return tune.Tuner(
             trainable,
@@ -305,7 +310,7 @@ def _run_search(folder: StudyFolder, spec: StudySpec, strategy: str, trainable) 
         folder, f"search-{strategy}", trainable, make_tuner, spec.budget.trials_per_strategy
     )
     close_stale_trials(folder.optuna_url, f"{spec.name}.{strategy}")
-    finished = [r for r in results if r.metrics and r.metrics.get(RUN_COMPLETE)]
+    finished = [r for r in results if not r.error and r.metrics and r.metrics.get(RUN_COMPLETE)]
     if not finished:
         raise UserError(
             f"no trial of {strategy!r} finished; see {folder.experiment('search-' + strategy)}"

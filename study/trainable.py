@@ -34,8 +34,13 @@ log = logging.getLogger(__name__)
 # own (done, training_iteration, trial_id, ...): ours never take one of those names.
 RUN_COMPLETE = "run_complete"
 """True in the report of a trial's last epoch only: the trial ran every epoch of every task."""
+RESTART_EPOCHS = "restart_epochs_done"
+"""Epochs trained on restart tasks (1..R): ASHA's clock. During task 0 (the same objective for
+every strategy, so it says nothing about plasticity) it is 0, so ASHA's first rung always
+compares running objectives taken over restart tasks."""
 EXTRA_KEYS = (
     RUN_COMPLETE,
+    RESTART_EPOCHS,
     "epochs_done",
     "epochs_total",
     "device",
@@ -96,6 +101,7 @@ def train_strategy(config: dict[str, Any]) -> None:
             **objectives(records),
             "epochs_done": run.epochs_done,
             "epochs_total": run.total_epochs,
+            RESTART_EPOCHS: max(0, run.epochs_done - run_config.epochs),
             RUN_COMPLETE: run.done,
             "device": str(data.device),
             "node": node,

@@ -289,3 +289,40 @@ def test_every_strategy_runs_in_a_study(tmp_path, local_ray):
         assert len(trials) == 1, s
         rows = next(iter(trials.values()))
         assert rows[-1]["run_complete"] and rows[-1]["strategy"] == s
+
+
+def test_asha_stopped_trials_are_pruned_and_the_best_is_a_whole_trial(tmp_path, local_ray):
+    """ASHA's clock is restart epochs: it cuts at 1 and 3 of a trial's 4, never in task 0. A
+    stopped trial is PRUNED in optuna.db (not COMPLETE with a partial value); the strategy's best
+    is the best of the trials that ran every epoch."""
+    from study.driver import launch
+    from study.spec import load_spec
+
+    spec = tiny_spec(
+        tmp_path,
+        setting={**TINY_SETTING, "restarts": 2},
+        budget={"trials_per_strategy": 4, "eval_seeds": 0, "scheduler": "asha", "grace_epochs": 1},
+        concurrency=1,  # trials in order: ASHA's decisions do not depend on timing
+        strategies={"reset": {"lr": {"low": 1e-5, "high": 1e-1, "log": True}}},
+    )
+    root = Path(launch(load_spec(spec)))
+    trials = trial_results(root / "search-reset")
+    assert len(trials) == 4
+    stopped = {k for k, rows in trials.items() if not rows[-1]["run_complete"]}
+    assert stopped, "ASHA stopped no trial: the test shows nothing"
+    for k in stopped:  # never cut during task 0
+        assert trials[k][-1]["restart_epochs_done"] in (1, 3) and trials[k][-1]["task"] > 0
+    study = optuna.load_study(study_name="t.reset", storage=f"sqlite:///{root / 'optuna.db'}")
+    by_ray_id = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
+    assert len(by_ray_id) == len(study.trials) == 4
+    for folder, rows in trials.items():
+        t = by_ray_id[folder.removeprefix("reset_")]
+        # Optuna gives a PRUNED trial its last intermediate value (and TPE ranks it below every
+        # complete one); the state is what says the trial is partial
+        state = optuna.trial.TrialState
+        assert t.state == (state.PRUNED if folder in stopped else state.COMPLETE)
+        assert t.value == pytest.approx(rows[-1]["auc_test_acc"])
+        assert sorted(t.intermediate_values) == [r["training_iteration"] for r in rows]
+    best = json.loads((root / "study.json").read_text())["best"]["reset"]
+    complete = [rows[-1]["auc_test_acc"] for k, rows in trials.items() if k not in stopped]
+    assert best["objective"] == pytest.approx(max(complete))

@@ -240,3 +240,42 @@ def test_tpe_start_up_is_sized_to_the_budget(trials, startup, kind):
     assert sampler._multivariate and sampler._group and sampler._constant_liar
     given = load_spec(_with(budget={"trials_per_strategy": trials, "startup_trials": 3}))
     assert make_sampler(given, "reset")._n_startup_trials == 3
+
+
+def test_optuna_state_of_an_ended_trial():
+    from optuna.trial import TrialState
+
+    from study.search import trial_state
+
+    assert trial_state({"run_complete": True, "auc_test_acc": 0.5}, error=False) == (
+        TrialState.COMPLETE
+    )
+    assert trial_state({"run_complete": False, "auc_test_acc": 0.5}, False) == TrialState.PRUNED
+    assert trial_state({"run_complete": False, "auc_test_acc": 0.5}, True) == TrialState.FAIL
+    assert trial_state({"run_complete": True, "auc_test_acc": 0.5}, True) == TrialState.FAIL
+    assert trial_state(None, False) == TrialState.PRUNED
+
+
+@pytest.mark.parametrize(
+    "setting,space,grace,ok",
+    [
+        ({"restarts": 2, "epochs": 2}, {}, 3, True),  # can cut at 3 of 4 restart epochs
+        ({"restarts": 2, "epochs": 2}, {}, 4, False),  # 4 of 4: nothing left to cut
+        ({"restarts": 0, "epochs": 5}, {}, 1, False),  # no restart task: no clock
+        ({"restarts": 1, "epochs": 2}, {"epochs": [2, 6]}, 5, True),  # a 6-epoch trial can be
+    ],
+)
+def test_asha_grace_must_leave_restart_epochs_to_cut(setting, space, grace, ok):
+    raw = _with(
+        setting=setting,
+        budget={"scheduler": "asha", "grace_epochs": grace},
+        strategies={  # one strategy searches epochs, the other keeps the setting's
+            "reset": {"lr": {"low": 1e-4, "high": 1e-2, "log": True}, **space},
+            "continuous": {"lr": {"low": 1e-4, "high": 1e-2, "log": True}},
+        },
+    )
+    if ok:
+        assert load_spec(raw).budget.grace_epochs == grace
+    else:
+        with pytest.raises(UserError, match="grace_epochs .* must be below the restart epochs"):
+            load_spec(raw)
