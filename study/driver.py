@@ -4,16 +4,18 @@ A study folder (``STORAGE/NAME``; a local or NFS path, or an ``s3://``/``gs://``
 
     study.yaml        the validated study file
     study.json        kind, phases and their status, the best configuration of each strategy
-    optuna.db         Optuna's SQLite storage, one Optuna study per strategy ("NAME.STRATEGY"),
-                      readable by optuna-dashboard
-    search-STRATEGY/  Ray Tune experiment of that strategy's search
+    search-STRATEGY/  Ray Tune experiment of that strategy's search; its snapshot holds the
+                      search's one record (the Optuna study: see :mod:`study.search`)
+    optuna.db         a view of those records, one Optuna study per strategy ("NAME.STRATEGY"),
+                      readable by optuna-dashboard; rebuilt from the snapshots on resume
     eval/             Ray Tune experiment re-running every best configuration on fresh seeds
     summary.csv, summary.md
 
 The driver is a small state machine over the phases in ``study.json``: ``resume`` skips
-finished phases, restores an interrupted one with ``Tuner.restore`` (the OptunaSearch state
-comes back with it) and starts the rest. For a URI, ``optuna.db`` is worked on in a local cache
-and uploaded after every phase (SQLite needs a local or NFS file).
+finished phases, restores an interrupted one with ``Tuner.restore`` (the searcher, and with it
+the Optuna study, comes back from the same snapshot as the trials) and starts the rest. Nothing
+in a study folder names its own location, so a folder can be copied or moved (or resumed from
+another head node, for a URI) and resumed there.
 """
 
 from __future__ import annotations
@@ -54,12 +56,9 @@ class StudyFolder:
         if self.uri:
             self.fs, self.path = pafs.FileSystem.from_uri(root)
             self.root = root.rstrip("/")
-            digest = derive_seed(0, self.root)
-            self.local = Path.home() / ".cache" / "plasticity" / "studies" / f"{digest:x}"
         else:
             self.fs, self.path = pafs.LocalFileSystem(), str(Path(root).resolve())
             self.root = self.path
-            self.local = Path(self.path)
 
     def exists(self, name: str) -> bool:
         return self.fs.get_file_info(f"{self.path}/{name}").type != pafs.FileType.NotFound
@@ -75,22 +74,16 @@ class StudyFolder:
             f.write(text.encode())
         self.fs.move(tmp, f"{self.path}/{name}")
 
-    @property
-    def optuna_url(self) -> str:
-        self.local.mkdir(parents=True, exist_ok=True)
-        if self.uri and not (self.local / "optuna.db").exists() and self.exists("optuna.db"):
-            pafs.copy_files(
-                f"{self.path}/optuna.db", str(self.local / "optuna.db"), source_filesystem=self.fs
-            )
-        return f"sqlite:///{self.local / 'optuna.db'}"
+    def download(self, name: str, dest: Path) -> None:
+        with self.fs.open_input_stream(f"{self.path}/{name}") as f:
+            dest.write_bytes(f.read())
 
-    def sync_optuna(self) -> None:
-        if self.uri and (self.local / "optuna.db").exists():
-            pafs.copy_files(
-                str(self.local / "optuna.db"),
-                f"{self.path}/optuna.db",
-                destination_filesystem=self.fs,
-            )
+    def upload(self, src: Path, name: str) -> None:
+        """Copy a local file in as ``name`` (through a temporary name, then a move)."""
+        tmp = f"{self.path}/{name}.tmp"
+        with self.fs.open_output_stream(tmp) as f:
+            f.write(src.read_bytes())
+        self.fs.move(tmp, f"{self.path}/{name}")
 
     def experiment(self, phase: str) -> str:
         return f"{self.root}/{phase}"
@@ -160,6 +153,7 @@ def _drive(folder: StudyFolder, spec: StudySpec, state: dict[str, Any], address:
         started = True
     try:
         check_resources(spec)
+        refresh_views(folder, spec, state)
         trainable = make_trainable(spec)
         for phase in phases(spec):
             if state["phases"][phase] == "done":
@@ -171,13 +165,28 @@ def _drive(folder: StudyFolder, spec: StudySpec, state: dict[str, Any], address:
             else:
                 strategy = phase.removeprefix("search-")
                 state["best"][strategy] = _run_search(folder, spec, strategy, trainable)
-                folder.sync_optuna()
             state["phases"][phase] = "done"
             folder.write_text("study.json", json.dumps(state, indent=2))
     finally:
         if started:
             ray.shutdown()
     return folder.root
+
+
+def refresh_views(folder: StudyFolder, spec: StudySpec, state: dict[str, Any]) -> None:
+    """Rewrite optuna.db from every search's snapshot: a view that a crash left ahead of the
+    snapshot, a deleted one or one copied with its folder is made whole again."""
+    from study.search import ViewWriter, saved_study
+
+    for strategy in spec.strategies:
+        phase = f"search-{strategy}"
+        try:
+            study = saved_study(folder.fs, f"{folder.path}/{phase}")
+        except Exception as e:  # a truncated snapshot: Ray's restore will say what it can
+            log.warning("%s: cannot read the search's snapshot (%s)", phase, type(e).__name__)
+            continue
+        if study is not None:
+            ViewWriter(folder)(study, final=state["phases"][phase] == "done")
 
 
 def make_trainable(spec: StudySpec):
@@ -259,11 +268,17 @@ def _fit(folder: StudyFolder, phase: str, trainable, make_tuner, planned: int):
 
 
 def _run_search(folder: StudyFolder, spec: StudySpec, strategy: str, trainable) -> dict:
-    import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import ConcurrencyLimiter
 
-    from study.search import WholeTrialSearch
+    from study.search import (
+        VIEWS,
+        RootedSearchGenerator,
+        ViewWriter,
+        WholeTrialSearch,
+        saved_study,
+    )
 
     def make_tuner():
         space = {
@@ -281,8 +296,7 @@ def _run_search(folder: StudyFolder, spec: StudySpec, strategy: str, trainable) 
             metric=spec.metric,
             mode="max",
             sampler=make_sampler(spec, strategy),
-            storage=optuna.storages.RDBStorage(folder.optuna_url),
-            study_name=f"{spec.name}.{strategy}",
+            study_name=f"{spec.name}.{strategy}",  # in memory: saved with Ray's snapshot
         )
         scheduler = None
         if spec.budget.scheduler == "asha":
@@ -296,20 +310,24 @@ def _run_search(folder: StudyFolder, spec: StudySpec, strategy: str, trainable) 
         return tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
-                search_alg=searcher,
+                search_alg=RootedSearchGenerator(
+                    ConcurrencyLimiter(searcher, max_concurrent=spec.concurrency)
+                ),
                 scheduler=scheduler,
                 num_samples=spec.budget.trials_per_strategy,
-                max_concurrent_trials=spec.concurrency,
                 trial_dirname_creator=trial_dirname,
                 reuse_actors=True,
             ),
             run_config=_run_config(folder, spec, f"search-{strategy}"),
         )
 
-    results = _fit(
-        folder, f"search-{strategy}", trainable, make_tuner, spec.budget.trials_per_strategy
-    )
-    close_stale_trials(folder.optuna_url, f"{spec.name}.{strategy}")
+    phase, view = f"search-{strategy}", ViewWriter(folder)
+    VIEWS[f"{spec.name}.{strategy}"] = view
+    try:
+        results = _fit(folder, phase, trainable, make_tuner, spec.budget.trials_per_strategy)
+    finally:
+        VIEWS.pop(f"{spec.name}.{strategy}", None)
+    view(saved_study(folder.fs, f"{folder.path}/{phase}"), final=True)  # fit's last snapshot
     finished = [r for r in results if not r.error and r.metrics and r.metrics.get(RUN_COMPLETE)]
     if not finished:
         raise UserError(
@@ -337,26 +355,6 @@ def make_sampler(spec: StudySpec, strategy: str):
             constant_liar=True,
             seed=derive_seed(spec.budget.search_seed, "tpe", strategy) % 2**32,
         )
-
-
-def close_stale_trials(storage_url: str, study_name: str) -> int:
-    """Mark FAIL the Optuna trials left RUNNING once the search has ended: trials that were
-    running when a driver died and that the restore rolled back (Ray suggested their configs
-    again as new trials). Returns how many."""
-    import optuna
-
-    storage = optuna.storages.RDBStorage(storage_url)
-    study = optuna.load_study(study_name=study_name, storage=storage)
-    stale = [
-        t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING
-    ]
-    for t in stale:
-        storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-    if stale:
-        log.warning(
-            "%s: marked %d trial(s) rolled back by a restore as FAIL", study_name, len(stale)
-        )
-    return len(stale)
 
 
 def eval_configs(spec: StudySpec, best: dict[str, Any]) -> list[dict[str, Any]]:

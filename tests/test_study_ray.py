@@ -1,5 +1,6 @@
 """Studies under a real local Ray (small and few: each starts Ray, ~1.7 GB, a few seconds)."""
 
+import contextlib
 import json
 import os
 import signal
@@ -326,3 +327,125 @@ def test_asha_stopped_trials_are_pruned_and_the_best_is_a_whole_trial(tmp_path, 
     best = json.loads((root / "study.json").read_text())["best"]["reset"]
     complete = [rows[-1]["auc_test_acc"] for k, rows in trials.items() if k not in stopped]
     assert best["objective"] == pytest.approx(max(complete))
+
+
+SLOW = pytest.mark.skipif(
+    not os.environ.get("PLASTICITY_SLOW_TESTS"),
+    reason="slow (minutes); PLASTICITY_SLOW_TESTS=1 runs it, benchmarks/faults.py runs them all",
+)
+
+
+def launch_and_kill(tmp_path, spec: dict, until, env: dict | None = None) -> Path:
+    """Launch ``spec`` in a driver process (its own process group), wait until ``until(root)``
+    holds or the driver dies by itself (a fault hook), then SIGKILL the group: the driver and
+    the local Ray it started. Returns the study folder."""
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plasticity.cli", "study", "launch", str(tmp_path / "s.yaml")],
+        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **(env or {})},
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    root = Path(spec["storage"]) / spec["name"]
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline:
+            if until(root):
+                break
+            if proc.poll() is not None:
+                assert env, "the study ended before it could be interrupted"
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the study made no progress")
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # a fault hook may have killed it
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return root
+
+
+def one_done_one_running(experiment: Path):
+    def until(root: Path) -> bool:
+        results = trial_results(root / experiment).values()
+        finished = [r for r in results if r and r[-1]["run_complete"]]
+        return bool(finished) and len(list((root / experiment).glob("*/result.json"))) >= 2
+
+    return until
+
+
+def optuna_states(root: Path, study_name: str) -> list[str]:
+    study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{root / 'optuna.db'}")
+    return [t.state.name for t in study.trials]
+
+
+def resume_here(root: Path) -> None:
+    from study.driver import resume
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        resume(str(root))
+    finally:
+        ray.shutdown()
+
+
+def killable_spec(tmp_path, trials=3, **extra):
+    spec = tiny_spec(
+        tmp_path,
+        budget={"trials_per_strategy": trials, "eval_seeds": 0},
+        setting={**TINY_SETTING, "epochs": 3},
+        concurrency=1,
+        **extra,
+    )
+    spec["strategies"].pop("reset")
+    return spec
+
+
+def test_a_copied_study_resumes_on_its_own_data(tmp_path):
+    """The saved search holds no path: resuming a copy never writes to the original."""
+    import shutil
+
+    root = launch_and_kill(
+        tmp_path, killable_spec(tmp_path), one_done_one_running("search-expanded")
+    )
+    copy = tmp_path / "elsewhere" / "t"
+    shutil.copytree(root, copy)
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    resume_here(copy)
+    after = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    assert after == before, "resuming the copy changed the original"
+    assert optuna_states(copy, "t.expanded") == ["COMPLETE"] * 3
+    done = [r for r in trial_results(copy / "search-expanded").values() if r[-1]["run_complete"]]
+    assert len(done) >= 3
+
+
+@SLOW
+def test_a_moved_study_resumes(tmp_path):
+    root = launch_and_kill(
+        tmp_path, killable_spec(tmp_path), one_done_one_running("search-expanded")
+    )
+    moved = tmp_path / "moved" / "t"
+    moved.parent.mkdir()
+    root.rename(moved)
+    resume_here(moved)
+    assert optuna_states(moved, "t.expanded") == ["COMPLETE"] * 3
+    assert json.loads((moved / "study.json").read_text())["phases"] == {"search-expanded": "done"}
+
+
+def test_driver_killed_after_optuna_wrote_and_before_rays_snapshot_resumes(tmp_path):
+    """The window of UpdateFinishedTrialError: a trial has ended in optuna.db but Ray's snapshot
+    still has it running. The fault hook kills the driver right after the first optuna.db
+    write; resume completes with every planned trial COMPLETE once."""
+    root = launch_and_kill(
+        tmp_path,
+        killable_spec(tmp_path, trials=2),
+        until=lambda root: False,
+        env={"PLASTICITY_FAULT": "view-written"},
+    )
+    assert optuna_states(root, "t.expanded")[:1] == ["COMPLETE"]
+    state = json.loads(next((root / "search-expanded").glob("experiment_state-*.json")).read_text())
+    statuses = [json.loads(t[0])["status"] for t in state["trial_data"]]
+    assert "TERMINATED" not in statuses, "the snapshot already had the trial ended: no window"
+    resume_here(root)
+    assert optuna_states(root, "t.expanded") == ["COMPLETE"] * 2

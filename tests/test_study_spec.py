@@ -212,20 +212,6 @@ def test_a_phase_cut_short_is_not_marked_done(tmp_path):
     )
 
 
-def test_close_stale_trials_fails_only_running_ones(tmp_path):
-    from study.driver import close_stale_trials
-
-    url = f"sqlite:///{tmp_path / 'o.db'}"
-    study = optuna.create_study(study_name="s.reset", storage=url)
-    done = study.ask()
-    study.tell(done, 0.5)
-    study.ask()  # left RUNNING, as by a driver that died
-    assert close_stale_trials(url, "s.reset") == 1
-    states = [t.state for t in optuna.load_study(study_name="s.reset", storage=url).trials]
-    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
-    assert close_stale_trials(url, "s.reset") == 0
-
-
 @pytest.mark.parametrize(
     "trials,startup,kind",
     [(1, 2, "random search"), (4, 2, "2 random"), (24, 8, "8 random"), (60, 10, "10 random")],
