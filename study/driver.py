@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import statistics
+import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -262,8 +263,13 @@ def _fit(folder: StudyFolder, phase: str, trainable, make_tuner, planned: int):
             f"study interrupted during {phase}; continue it with: "
             f"plasticity study resume {folder.root}"
         )
-    if results.errors:
-        log.warning("%s: %d trial(s) failed after retries", phase, len(results.errors))
+    if results.errors:  # never "finished" with fewer complete trials than planned
+        last = str(results.errors[0]).strip().splitlines() or ["?"]
+        raise UserError(
+            f"{phase}: {len(results.errors)} of {planned} trial(s) failed after their retries "
+            f"({last[-1][:160]}); the study is not finished: fix the cause, then "
+            f"plasticity study resume {folder.root}"
+        )
     return results
 
 
@@ -327,7 +333,9 @@ def _run_search(folder: StudyFolder, spec: StudySpec, strategy: str, trainable) 
         results = _fit(folder, phase, trainable, make_tuner, spec.budget.trials_per_strategy)
     finally:
         VIEWS.pop(f"{spec.name}.{strategy}", None)
-    view(saved_study(folder.fs, f"{folder.path}/{phase}"), final=True)  # fit's last snapshot
+        study = saved_study(folder.fs, f"{folder.path}/{phase}")  # fit's last snapshot
+        if study is not None:
+            view(study, final=sys.exc_info()[0] is None)
     finished = [r for r in results if not r.error and r.metrics and r.metrics.get(RUN_COMPLETE)]
     if not finished:
         raise UserError(
