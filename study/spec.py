@@ -217,6 +217,8 @@ def load_spec(source: str | Path | dict[str, Any], **overrides: Any) -> StudySpe
             raw = yaml.safe_load(path.read_text())
         except yaml.YAMLError as e:
             raise UserError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        except UnicodeDecodeError:
+            raise UserError(f"{path} is not a text (YAML) file") from None
         where = str(path)
         if not isinstance(raw, dict):
             raise UserError(f"{path} must hold a mapping of study settings")
