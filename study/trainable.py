@@ -6,14 +6,19 @@ reports after every epoch (the epoch's record plus the running objectives of
 :mod:`plasticity.metrics`; the last report carries the final objective, which is what Optuna
 records) and checkpoints the loop's whole state at task boundaries (or every
 ``checkpoint_every`` epochs). When Ray retries a crashed trial it continues from the last
-checkpoint; the loop is deterministic, so the records equal those of an uninterrupted run.
+checkpoint; the loop is deterministic, so the records equal those of an uninterrupted run. A
+checkpoint that cannot be read (truncated, garbage, another configuration's) is never used: the
+trial continues from the newest one that loads (Ray keeps two), else from the start, and says
+which (``restored_from`` in its reports and a warning in its log).
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -34,8 +39,16 @@ log = logging.getLogger(__name__)
 # own (done, training_iteration, trial_id, ...): ours never take one of those names.
 RUN_COMPLETE = "run_complete"
 """True in the report of a trial's last epoch only: the trial ran every epoch of every task."""
+RESTART_EPOCHS = "restart_epochs_done"
+"""Epochs trained on restart tasks (1..R): ASHA's clock. During task 0 (the same objective for
+every strategy, so it says nothing about plasticity) it is 0, so ASHA's first rung always
+compares running objectives taken over restart tasks."""
+RESTORED_FROM = "restored_from"
+"""The checkpoint this run of the trial started from (its folder name), "start" or "" (new)."""
 EXTRA_KEYS = (
     RUN_COMPLETE,
+    RESTORED_FROM,
+    RESTART_EPOCHS,
     "epochs_done",
     "epochs_total",
     "device",
@@ -76,50 +89,115 @@ def train_strategy(config: dict[str, Any]) -> None:
     torch.set_num_threads(max(1, int(resources.get("CPU", 1))))
     run_config = to_run_config(config, trial_device(resources.get("GPU", 0)))
     data = prepare(run_config)
-    run = StrategyRun(run_config, run_config.strategies[0], data)
+    run, records, restored_from = restore(run_config, data, tune.get_checkpoint())
 
-    records: list[dict[str, Any]] = []
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            run.load_state_dict(load_state(Path(folder) / "state.pt", data.device))
-            records = json.loads((Path(folder) / "records.json").read_text())
-        log.info("restored at task %d epoch %d", run.task, run.epoch)
+    context = {RESTORED_FROM: restored_from, "device": str(data.device), "node": node}
+    context["started_at"] = started_at
+
+    def metrics(so_far: list[dict[str, Any]]) -> dict[str, Any]:
+        return epoch_metrics(so_far, run_config.epochs, run.total_epochs, context)
+
+    # Replay what the checkpoint holds: Ray's result logger restores result.json from storage
+    # on a retry, which can lag behind (it syncs at experiment snapshots), so reports since
+    # then would be missing from it. Replays repeat training_iteration values with identical
+    # rows (the analysis keeps the last); Optuna and ASHA skip steps they have seen.
+    for i in range(1, len(records) + 1):
+        tune.report(metrics(records[:i]))
 
     every = int(config.get("checkpoint_every") or 0) or run_config.epochs
     fault = config.get("fail_once_at")
     while not run.done:
         record = run.run_epoch().to_dict()
         records.append(record)
-        metrics = {
-            **record,
-            **objectives(records),
-            "epochs_done": run.epochs_done,
-            "epochs_total": run.total_epochs,
-            RUN_COMPLETE: run.done,
-            "device": str(data.device),
-            "node": node,
-            "started_at": started_at,
-            "reported_at": time.time(),
-        }
         if fault and _fault_due(fault, record):
             raise RuntimeError(f"injected fault at task {record['task']} epoch {record['epoch']}")
         if run.epochs_done % every == 0 or run.done:
             with tempfile.TemporaryDirectory() as folder:
                 save_state(Path(folder) / "state.pt", run.state_dict())
                 (Path(folder) / "records.json").write_text(json.dumps(records))
-                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+                tune.report(metrics(records), checkpoint=tune.Checkpoint.from_directory(folder))
         else:
-            tune.report(metrics)
+            tune.report(metrics(records))
+
+
+def epoch_metrics(
+    records: list[dict[str, Any]], epochs: int, total: int, context: dict[str, Any]
+) -> dict[str, Any]:
+    """The report after the last of ``records`` (one per epoch so far; ``epochs`` per task,
+    ``total`` in the run): that epoch's record, the running objectives and our keys.
+    ``training_iteration`` is set to the epoch count: Ray's own counter goes on from the
+    newest checkpoint, which a fallback to an older one (or a replay) leaves elsewhere."""
+    done = len(records)
+    return {
+        "training_iteration": done,
+        **records[-1],
+        **objectives(records),
+        "epochs_done": done,
+        "epochs_total": total,
+        RESTART_EPOCHS: max(0, done - epochs),
+        RUN_COMPLETE: done == total,
+        **context,
+        "reported_at": time.time(),
+    }
+
+
+def restore(
+    run_config: RunConfig, data: Any, checkpoint: tune.Checkpoint | None
+) -> tuple[StrategyRun, list[dict[str, Any]], str]:
+    """The run, its records so far and where it starts: from ``checkpoint`` (the newest, which
+    Ray hands over) or, if that cannot be read, from the newest older one that can; from the
+    start if none can. A checkpoint that fails to load is never used in part: each try
+    starts from a fresh run."""
+    strategy = run_config.strategies[0]
+    if checkpoint is None:
+        return StrategyRun(run_config, strategy, data), [], ""
+    for candidate in [checkpoint, *_older(checkpoint)]:
+        name = Path(candidate.path).name
+        run = StrategyRun(run_config, strategy, data)
+        try:
+            with candidate.as_directory() as folder:
+                run.load_state_dict(load_state(Path(folder) / "state.pt", data.device))
+                records = json.loads((Path(folder) / "records.json").read_text())
+            if not isinstance(records, list) or len(records) != run.epochs_done:
+                raise ValueError(f"{len(records)} records for {run.epochs_done} epochs")
+        except Exception as e:  # torch, pickle, zip and json each fail in their own way
+            log.warning("checkpoint %s is unreadable (%s: %s)", name, type(e).__name__, e)
+            continue
+        level = logging.INFO if candidate is checkpoint else logging.WARNING
+        log.log(level, "restored from %s at task %d epoch %d", name, run.task, run.epoch)
+        return run, records, name
+    log.warning("no readable checkpoint: the trial runs again from the start")
+    return StrategyRun(run_config, strategy, data), [], "start"
+
+
+def _older(checkpoint: tune.Checkpoint) -> list[tune.Checkpoint]:
+    """The trial's other checkpoints older than ``checkpoint``, newest first."""
+    from pyarrow import fs as pafs
+
+    parent, name = checkpoint.path.rsplit("/", 1)
+    infos = checkpoint.filesystem.get_file_info(pafs.FileSelector(parent))
+    names = sorted(
+        (i.base_name for i in infos if re.fullmatch(r"checkpoint_\d+", i.base_name)), reverse=True
+    )
+    return [
+        tune.Checkpoint(f"{parent}/{n}", filesystem=checkpoint.filesystem)
+        for n in names
+        if n < name
+    ]
 
 
 def _fault_due(fault: dict[str, Any], record: dict[str, Any]) -> bool:
     """Testing hook: crash once, after epoch ``fault['epoch']`` of task ``fault['task']``
-    (``fault['marker']`` is a file that records that the crash happened)."""
+    (``fault['marker']`` is a file that records that the crash happened; ``fault['corrupt']``,
+    a glob of checkpoint folders, has the newest (or with ``which: all`` every) one garbled)."""
     if (record["task"], record["epoch"]) != (fault["task"], fault["epoch"]):
         return False
     marker = Path(fault["marker"])
     if marker.exists():
         return False
     marker.write_text(str(os.getpid()))
+    if "corrupt" in fault:  # checkpoint folders (a glob): garble the newest or all before the retry
+        folders = sorted(glob.glob(fault["corrupt"]))
+        for folder in folders[-1:] if fault.get("which", "newest") == "newest" else folders:
+            (Path(folder) / "state.pt").write_bytes(b"not a checkpoint")
     return True

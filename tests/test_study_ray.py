@@ -1,5 +1,6 @@
 """Studies under a real local Ray (small and few: each starts Ray, ~1.7 GB, a few seconds)."""
 
+import contextlib
 import json
 import os
 import signal
@@ -117,7 +118,8 @@ def test_resources_no_node_has_fail_before_any_trial(tmp_path, local_ray):
     spec = load_spec(tiny_spec(tmp_path, resources={"cpu": 1, "gpu": 1}))
     with pytest.raises(UserError, match="no node of the cluster has 1.0 CPU and 1.0 GPU"):
         launch(spec)
-    assert not list((tmp_path / "studies" / "t").glob("search-*"))
+    # nothing written: the fixed file launches under the same name
+    assert not (tmp_path / "studies" / "t").exists()
 
 
 def test_crashed_trial_is_retried_from_its_checkpoint_with_identical_records(tmp_path, local_ray):
@@ -289,3 +291,220 @@ def test_every_strategy_runs_in_a_study(tmp_path, local_ray):
         assert len(trials) == 1, s
         rows = next(iter(trials.values()))
         assert rows[-1]["run_complete"] and rows[-1]["strategy"] == s
+
+
+def test_asha_stopped_trials_are_pruned_and_the_best_is_a_whole_trial(tmp_path, local_ray):
+    """ASHA's clock is restart epochs: it cuts at 1 and 3 of a trial's 4, never in task 0. A
+    stopped trial is PRUNED in optuna.db (not COMPLETE with a partial value); the strategy's best
+    is the best of the trials that ran every epoch."""
+    from study.driver import launch
+    from study.spec import load_spec
+
+    spec = tiny_spec(
+        tmp_path,
+        setting={**TINY_SETTING, "restarts": 2},
+        budget={"trials_per_strategy": 4, "eval_seeds": 0, "scheduler": "asha", "grace_epochs": 1},
+        concurrency=1,  # trials in order: ASHA's decisions do not depend on timing
+        strategies={"reset": {"lr": {"low": 1e-5, "high": 1e-1, "log": True}}},
+    )
+    root = Path(launch(load_spec(spec)))
+    trials = trial_results(root / "search-reset")
+    assert len(trials) == 4
+    stopped = {k for k, rows in trials.items() if not rows[-1]["run_complete"]}
+    assert stopped, "ASHA stopped no trial: the test shows nothing"
+    for k in stopped:  # never cut during task 0
+        assert trials[k][-1]["restart_epochs_done"] in (1, 3) and trials[k][-1]["task"] > 0
+    study = optuna.load_study(study_name="t.reset", storage=f"sqlite:///{root / 'optuna.db'}")
+    by_ray_id = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
+    assert len(by_ray_id) == len(study.trials) == 4
+    for folder, rows in trials.items():
+        t = by_ray_id[folder.removeprefix("reset_")]
+        # Optuna gives a PRUNED trial its last intermediate value (and TPE ranks it below every
+        # complete one); the state is what says the trial is partial
+        state = optuna.trial.TrialState
+        assert t.state == (state.PRUNED if folder in stopped else state.COMPLETE)
+        assert t.value == pytest.approx(rows[-1]["auc_test_acc"])
+        assert sorted(t.intermediate_values) == [r["training_iteration"] for r in rows]
+    best = json.loads((root / "study.json").read_text())["best"]["reset"]
+    complete = [rows[-1]["auc_test_acc"] for k, rows in trials.items() if k not in stopped]
+    assert best["objective"] == pytest.approx(max(complete))
+
+
+SLOW = pytest.mark.skipif(
+    not os.environ.get("PLASTICITY_SLOW_TESTS"),
+    reason="slow (minutes); PLASTICITY_SLOW_TESTS=1 runs it, benchmarks/faults.py runs them all",
+)
+
+
+def launch_and_kill(tmp_path, spec: dict, until, env: dict | None = None) -> Path:
+    """Launch ``spec`` in a driver process (its own process group), wait until ``until(root)``
+    holds or the driver dies by itself (a fault hook), then SIGKILL the group: the driver and
+    the local Ray it started. Returns the study folder."""
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plasticity.cli", "study", "launch", str(tmp_path / "s.yaml")],
+        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **(env or {})},
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    root = Path(spec["storage"]) / spec["name"]
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline:
+            if until(root):
+                break
+            if proc.poll() is not None:
+                assert env, "the study ended before it could be interrupted"
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the study made no progress")
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # a fault hook may have killed it
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return root
+
+
+def one_done_one_running(experiment: Path):
+    def until(root: Path) -> bool:
+        results = trial_results(root / experiment).values()
+        finished = [r for r in results if r and r[-1]["run_complete"]]
+        return bool(finished) and len(list((root / experiment).glob("*/result.json"))) >= 2
+
+    return until
+
+
+def optuna_states(root: Path, study_name: str) -> list[str]:
+    study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{root / 'optuna.db'}")
+    return [t.state.name for t in study.trials]
+
+
+def resume_here(root: Path) -> None:
+    from study.driver import resume
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        resume(str(root))
+    finally:
+        ray.shutdown()
+
+
+def killable_spec(tmp_path, trials=3, **extra):
+    spec = tiny_spec(
+        tmp_path,
+        budget={"trials_per_strategy": trials, "eval_seeds": 0},
+        setting={**TINY_SETTING, "epochs": 3},
+        concurrency=1,
+        **extra,
+    )
+    spec["strategies"].pop("reset")
+    return spec
+
+
+def test_a_copied_study_resumes_on_its_own_data(tmp_path):
+    """The saved search holds no path: resuming a copy never writes to the original."""
+    import shutil
+
+    root = launch_and_kill(
+        tmp_path, killable_spec(tmp_path), one_done_one_running("search-expanded")
+    )
+    copy = tmp_path / "elsewhere" / "t"
+    shutil.copytree(root, copy)
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    resume_here(copy)
+    after = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    assert after == before, "resuming the copy changed the original"
+    assert optuna_states(copy, "t.expanded") == ["COMPLETE"] * 3
+    done = [r for r in trial_results(copy / "search-expanded").values() if r[-1]["run_complete"]]
+    assert len(done) >= 3
+
+
+@SLOW
+def test_a_moved_study_resumes(tmp_path):
+    root = launch_and_kill(
+        tmp_path, killable_spec(tmp_path), one_done_one_running("search-expanded")
+    )
+    moved = tmp_path / "moved" / "t"
+    moved.parent.mkdir()
+    root.rename(moved)
+    resume_here(moved)
+    assert optuna_states(moved, "t.expanded") == ["COMPLETE"] * 3
+    assert json.loads((moved / "study.json").read_text())["phases"] == {"search-expanded": "done"}
+
+
+def test_driver_killed_after_optuna_wrote_and_before_rays_snapshot_resumes(tmp_path):
+    """The window of UpdateFinishedTrialError: a trial has ended in optuna.db but Ray's snapshot
+    still has it running. The fault hook kills the driver right after the first optuna.db
+    write; resume completes with every planned trial COMPLETE once."""
+    root = launch_and_kill(
+        tmp_path,
+        killable_spec(tmp_path, trials=2),
+        until=lambda root: False,
+        env={"PLASTICITY_FAULT": "view-written"},
+    )
+    assert optuna_states(root, "t.expanded")[:1] == ["COMPLETE"]
+    state = json.loads(next((root / "search-expanded").glob("experiment_state-*.json")).read_text())
+    statuses = [json.loads(t[0])["status"] for t in state["trial_data"]]
+    assert "TERMINATED" not in statuses, "the snapshot already had the trial ended: no window"
+    resume_here(root)
+    assert optuna_states(root, "t.expanded") == ["COMPLETE"] * 2
+
+
+@pytest.mark.parametrize(
+    "which,start",
+    [("newest", "checkpoint_000000"), pytest.param("all", "start", marks=SLOW)],
+)
+def test_a_corrupt_checkpoint_is_never_loaded(tmp_path, local_ray, which, start):
+    """Checkpoints after tasks 0 and 1; the fault after epoch 0 of task 2 garbles the newest
+    (or both) before Ray's retry: the trial goes on from the older one (or the start), says
+    which, and its records equal an uninterrupted run's."""
+    import torch
+    from ray import tune
+
+    from plasticity.loop import run_experiment
+    from study.driver import base_run, make_trainable
+    from study.spec import load_spec
+    from study.trainable import to_run_config
+
+    spec = load_spec(tiny_spec(tmp_path, setting={**TINY_SETTING, "restarts": 2}))
+    config = {
+        "strategy": "reset",
+        "checkpoint_every": 0,
+        "run": base_run(spec, "reset", 0),
+        "fail_once_at": {
+            "task": 2,
+            "epoch": 0,
+            "marker": str(tmp_path / "crashed"),
+            "corrupt": str(tmp_path / "fault" / "*" / "checkpoint_*"),
+            "which": which,
+        },
+    }
+    tuner = tune.Tuner(
+        make_trainable(spec),
+        param_space=config,
+        run_config=tune.RunConfig(
+            name="fault",
+            storage_path=str(tmp_path),
+            failure_config=tune.FailureConfig(max_failures=1),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            verbose=0,
+        ),
+    )
+    result = tuner.fit()[0]
+    assert (tmp_path / "crashed").exists(), "the fault was not injected"
+    assert result.error is None and result.metrics["run_complete"]
+    assert result.metrics["restored_from"] == start
+    rows = next(iter(trial_results(tmp_path / "fault").values()))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        expected = run_experiment(to_run_config(config))
+    finally:
+        torch.set_num_threads(threads)
+    fields = ["task", "epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc"]
+    assert [r["training_iteration"] for r in rows] == list(range(1, 7))
+    assert [[r[f] for f in fields] for r in rows] == [
+        [getattr(e, f) for f in fields] for e in expected
+    ]

@@ -205,25 +205,15 @@ def test_a_phase_cut_short_is_not_marked_done(tmp_path):
     folder = StudyFolder(str(tmp_path / "st"))
     with pytest.raises(UserError, match="interrupted during search-reset.*study resume"):
         _fit(folder, "search-reset", None, CutShort, planned=2)
-    done = SimpleNamespace(num_terminated=1, num_errors=1, errors=["x"])
+    done = SimpleNamespace(num_terminated=2, num_errors=0, errors=[])
     assert (
         _fit(folder, "search-reset", None, lambda: SimpleNamespace(fit=lambda: done), planned=2)
         is done
     )
-
-
-def test_close_stale_trials_fails_only_running_ones(tmp_path):
-    from study.driver import close_stale_trials
-
-    url = f"sqlite:///{tmp_path / 'o.db'}"
-    study = optuna.create_study(study_name="s.reset", storage=url)
-    done = study.ask()
-    study.tell(done, 0.5)
-    study.ask()  # left RUNNING, as by a driver that died
-    assert close_stale_trials(url, "s.reset") == 1
-    states = [t.state for t in optuna.load_study(study_name="s.reset", storage=url).trials]
-    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
-    assert close_stale_trials(url, "s.reset") == 0
+    # a trial that failed after its retries: not finished either (resume retries it)
+    failed = SimpleNamespace(num_terminated=1, num_errors=1, errors=[RuntimeError("a\nboom")])
+    with pytest.raises(UserError, match=r"1 of 2 trial\(s\) failed .*\(boom\).*study resume"):
+        _fit(folder, "search-reset", None, lambda: SimpleNamespace(fit=lambda: failed), planned=2)
 
 
 @pytest.mark.parametrize(
@@ -240,3 +230,42 @@ def test_tpe_start_up_is_sized_to_the_budget(trials, startup, kind):
     assert sampler._multivariate and sampler._group and sampler._constant_liar
     given = load_spec(_with(budget={"trials_per_strategy": trials, "startup_trials": 3}))
     assert make_sampler(given, "reset")._n_startup_trials == 3
+
+
+def test_optuna_state_of_an_ended_trial():
+    from optuna.trial import TrialState
+
+    from study.search import trial_state
+
+    assert trial_state({"run_complete": True, "auc_test_acc": 0.5}, error=False) == (
+        TrialState.COMPLETE
+    )
+    assert trial_state({"run_complete": False, "auc_test_acc": 0.5}, False) == TrialState.PRUNED
+    assert trial_state({"run_complete": False, "auc_test_acc": 0.5}, True) == TrialState.FAIL
+    assert trial_state({"run_complete": True, "auc_test_acc": 0.5}, True) == TrialState.FAIL
+    assert trial_state(None, False) == TrialState.PRUNED
+
+
+@pytest.mark.parametrize(
+    "setting,space,grace,ok",
+    [
+        ({"restarts": 2, "epochs": 2}, {}, 3, True),  # can cut at 3 of 4 restart epochs
+        ({"restarts": 2, "epochs": 2}, {}, 4, False),  # 4 of 4: nothing left to cut
+        ({"restarts": 0, "epochs": 5}, {}, 1, False),  # no restart task: no clock
+        ({"restarts": 1, "epochs": 2}, {"epochs": [2, 6]}, 5, True),  # a 6-epoch trial can be
+    ],
+)
+def test_asha_grace_must_leave_restart_epochs_to_cut(setting, space, grace, ok):
+    raw = _with(
+        setting=setting,
+        budget={"scheduler": "asha", "grace_epochs": grace},
+        strategies={  # one strategy searches epochs, the other keeps the setting's
+            "reset": {"lr": {"low": 1e-4, "high": 1e-2, "log": True}, **space},
+            "continuous": {"lr": {"low": 1e-4, "high": 1e-2, "log": True}},
+        },
+    )
+    if ok:
+        assert load_spec(raw).budget.grace_epochs == grace
+    else:
+        with pytest.raises(UserError, match="grace_epochs .* must be below the restart epochs"):
+            load_spec(raw)

@@ -1,0 +1,302 @@
+"""Faults: the searcher's one record of the search, its optuna.db view, corrupt checkpoints and
+bad input (no Ray started here; the faults under a real Ray are in test_study_ray.py and, in
+full, in benchmarks/faults.py)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import optuna
+import pytest
+from conftest import TINY_RUN_ARGS
+from optuna.trial import TrialState
+
+from study.search import WholeTrialSearch, write_view
+
+
+def _space(trial):
+    trial.suggest_float("lr", 1e-4, 1e-2, log=True)
+    return {"strategy": "reset"}
+
+
+def _searcher() -> WholeTrialSearch:
+    return WholeTrialSearch(_space, metric="obj", mode="max", study_name="s.reset")
+
+
+def _report(step: int, value: float, complete: bool = False) -> dict:
+    return {"training_iteration": step, "obj": value, "run_complete": complete}
+
+
+def _states(searcher: WholeTrialSearch) -> list[TrialState]:
+    return [t.state for t in searcher._ot_study.trials]
+
+
+def test_searcher_records_whole_trials_only():
+    s = _searcher()
+    for trial_id in "abcd":
+        s.suggest(trial_id)
+        s.on_trial_result(trial_id, _report(1, 0.1))
+    s.on_trial_complete("a", _report(2, 0.5, complete=True))  # ran every epoch
+    s.on_trial_complete("b", _report(2, 0.9))  # a scheduler stopped it
+    s.on_trial_complete("c", _report(2, 0.7), error=True)  # crashed after its retries
+    assert _states(s) == [
+        TrialState.COMPLETE,
+        TrialState.PRUNED,
+        TrialState.FAIL,
+        TrialState.RUNNING,
+    ]
+    trials = s._ot_study.trials
+    assert trials[0].value == 0.5 and trials[0].intermediate_values == {1: 0.1, 2: 0.5}
+    assert [t.user_attrs["ray_trial_id"] for t in trials] == list("abcd")
+    assert s._ot_study.best_trial.number == 0  # b's partial 0.9 is not a candidate
+
+
+def test_searcher_ignores_repeats_and_unknown_trials_and_records_a_retried_failure():
+    s = _searcher()
+    s.suggest("a")
+    s.on_trial_result("a", _report(1, 0.1))
+    s.on_trial_result("a", _report(1, 0.1))  # a restored trial repeats its iterations
+    s.on_trial_result("zz", _report(1, 0.3))  # a trial the snapshot's searcher never saw
+    s.on_trial_complete("zz", _report(2, 0.3, complete=True))
+    s.on_trial_complete("a", _report(2, 0.4), error=True)
+    s.on_trial_result("a", _report(3, 0.4))  # finished trials take no reports
+    assert _states(s) == [TrialState.FAIL]
+    # a resume retried the failed trial to its end: the whole run is added, the FAIL kept
+    s.on_trial_complete("a", _report(2, 0.6, complete=True))
+    s.on_trial_complete("a", _report(2, 0.6, complete=True))  # once only
+    assert _states(s) == [TrialState.FAIL, TrialState.COMPLETE]
+    retry = s._ot_study.trials[1]
+    assert retry.value == 0.6 and retry.params == s._ot_study.trials[0].params
+    assert retry.user_attrs == {"ray_trial_id": "a", "retry_of": 0}
+
+
+def test_the_saved_searcher_holds_the_search_and_no_path(tmp_path):
+    """What Ray pickles with its snapshot is the whole record: a copy of it resumes alone."""
+    s = _searcher()
+    s.suggest("a")
+    s.on_trial_complete("a", _report(2, 0.5, complete=True))
+    s.save(str(tmp_path / "searcher.pkl"))
+    saved = (tmp_path / "searcher.pkl").read_bytes()
+    assert b"sqlite" not in saved and str(tmp_path).encode() not in saved
+    restored = _searcher()
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert isinstance(restored._ot_study._storage, optuna.storages.InMemoryStorage)
+    assert [t.value for t in restored._ot_study.trials] == [0.5]
+    restored.suggest("b")  # and it goes on suggesting
+    assert len(restored._ot_study.trials) == 2 and len(s._ot_study.trials) == 1
+
+
+def test_view_replaces_its_study_keeps_others_and_closes_running_trials_when_final(tmp_path):
+    db = tmp_path / "optuna.db"
+    other = optuna.create_study(storage=f"sqlite:///{db}", study_name="s.other")
+    other.tell(other.ask(), 1.0)
+    s = _searcher()
+    s.suggest("a")
+    s.suggest("b")
+    s.on_trial_complete("a", _report(2, 0.5, complete=True))
+    write_view(db, s._ot_study, final=False)
+    write_view(db, s._ot_study, final=False)  # rewritten, not appended
+    view = optuna.load_study(study_name="s.reset", storage=f"sqlite:///{db}")
+    assert [t.state for t in view.trials] == [TrialState.COMPLETE, TrialState.RUNNING]
+    write_view(db, s._ot_study, final=True)
+    view = optuna.load_study(study_name="s.reset", storage=f"sqlite:///{db}")
+    assert [t.state for t in view.trials] == [TrialState.COMPLETE, TrialState.FAIL]
+    assert _states(s) == [TrialState.COMPLETE, TrialState.RUNNING]  # the record is untouched
+    assert len(optuna.load_study(study_name="s.other", storage=f"sqlite:///{db}").trials) == 1
+
+
+def test_an_unreadable_view_is_written_again(tmp_path, caplog):
+    db = tmp_path / "optuna.db"
+    db.write_bytes(b"\x00garbage" * 100)
+    s = _searcher()
+    s.suggest("a")
+    s.on_trial_complete("a", _report(2, 0.5, complete=True))
+    write_view(db, s._ot_study, final=True)
+    assert "unreadable" in caplog.text
+    assert sqlite3.connect(db).execute("select count(*) from trials").fetchone() == (1,)
+
+
+# -- bad input: one clear line, a non-zero exit, no traceback, nothing existing changed ------------
+GOOD_STUDY = {
+    "name": "s1",
+    "setting": {"dataset": "mnist-5k", "model": "mlp-small", "restarts": 1, "epochs": 2},
+    "strategies": {"reset": {"lr": {"low": 1e-4, "high": 1e-2, "log": True}}},
+    "budget": {"trials_per_strategy": 1, "eval_seeds": 0},
+}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Existing results a mistake must not touch: a finished run, a study folder (pending), a
+    copy of that study folder to break, data folders, and study files good and bad."""
+    import json
+
+    import yaml
+    from conftest import TINY_RUN_ARGS
+
+    from plasticity.cli import main
+    from study.driver import KIND
+
+    w = tmp_path_factory.mktemp("world")
+    assert main(["run", *TINY_RUN_ARGS, "--strategies", "reset", "--out", str(w / "run")]) == 0
+    study = w / "studies" / "s1"
+    study.mkdir(parents=True)
+    (study / "study.yaml").write_text(yaml.safe_dump({**GOOD_STUDY, "storage": str(w / "studies")}))
+    state = {"kind": KIND, "version": "0.1.0", "name": "s1", "phases": {"search-reset": "pending"}}
+    (study / "study.json").write_text(json.dumps({**state, "best": {}}))
+    for name, change in {
+        "no-phases": lambda s: s.pop("phases"),
+        "old-version": lambda s: s.update(phases={"search": "done", "evaluate": "pending"}),
+    }.items():
+        broken = w / "studies" / name
+        broken.mkdir()
+        (broken / "study.yaml").write_text((study / "study.yaml").read_text())
+        s = {**state, "best": {}}
+        change(s)
+        (broken / "study.json").write_text(json.dumps(s))
+    (w / "empty-data").mkdir()
+    truncated = w / "truncated-data" / "MNIST" / "raw"
+    truncated.mkdir(parents=True)
+    for f in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        (truncated / f).write_bytes(b"\x00\x00\x08\x03" + b"\x00" * 10)
+    (w / "binary.yaml").write_bytes(bytes(range(256)) * 4)
+    (w / "list.yaml").write_text("- name: x\n- name: y\n")
+    (w / "good.yaml").write_text(yaml.safe_dump({**GOOD_STUDY, "storage": str(w / "studies")}))
+    (w / "exists.yaml").write_text(yaml.safe_dump({**GOOD_STUDY, "storage": str(w / "studies")}))
+    for name, changes in {
+        "slash.yaml": {"name": "a/b"},
+        "mnist-nodata.yaml": {
+            "name": "nodata",
+            "setting": {
+                **GOOD_STUDY["setting"],
+                "dataset": "mnist",
+                "data_dir": str(w / "empty-data"),
+            },
+        },
+        "future.yaml": {"format": 2},
+        "asha.yaml": {"budget": {"scheduler": "asha", "grace_epochs": 2}},
+        "nan.yaml": {
+            "strategies": {"redo": {"lr": [0.001], "tau": {"low": 0.0, "high": float("nan")}}}
+        },
+    }.items():
+        (w / name).write_text(
+            yaml.safe_dump({**GOOD_STUDY, "storage": str(w / "studies"), **changes})
+        )
+    return w
+
+
+def _bytes(root) -> dict:
+    return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+BAD_INPUT = [
+    # plasticity run
+    (["run", "--epochs", "0"], "epochs"),
+    (["run", "--lr", "nan"], "lr"),
+    (["run", "--model", "resnet"], "unknown model 'resnet'"),
+    (["run", "--strategies", "reset,magic"], "magic"),
+    (["run", "--param", "redo.tau"], "--param wants STRATEGY.KEY=VALUE, got 'redo.tau'"),
+    (["run", "--param", "magic.x=1"], "magic"),
+    (["run", "--strategies", "redo", "--param", "redo.colour=1"], "unknown parameter 'colour'"),
+    pytest.param(
+        # until fixed this runs (tiny, outside the world): the flag must fail before
+        [
+            "run",
+            *TINY_RUN_ARGS,
+            "--strategies",
+            "redo",
+            "--param",
+            "redo.tau=nan",
+            "--out",
+            "{w}-nan",
+        ],
+        "tau",
+        marks=pytest.mark.xfail(
+            strict=True, reason="plasticity/strategies/base.py _coerce accepts nan and inf"
+        ),
+    ),
+    (["run", "--dataset", "mnist", "--data-dir", "{w}/empty-data"], "mnist not found"),
+    (
+        ["run", "--dataset", "mnist", "--data-dir", "{w}/truncated-data"],
+        "mnist not found or corrupt",
+    ),
+    (["run", "--out", "{w}/run"], "already holds results"),
+    (["run", "--out", "{w}/binary.yaml"], "already holds results|is not a folder"),
+    # plasticity study launch
+    (["study", "launch", "{w}/binary.yaml"], "binary.yaml"),
+    (["study", "launch", "{w}/list.yaml"], "must hold a mapping"),
+    (["study", "launch", "{w}/slash.yaml"], "name: String should match"),
+    (["study", "launch", "{w}/good.yaml", "--name", "../escape"], "name: String should match"),
+    (["study", "launch", "{w}/good.yaml", "--name", "a/b"], "name: String should match"),
+    (["study", "launch", "{w}/exists.yaml"], "already exists .* study resume"),
+    (["study", "launch", "{w}/future.yaml"], "format: Extra inputs are not permitted"),
+    (["study", "launch", "{w}/asha.yaml"], "grace_epochs"),
+    (["study", "launch", "{w}/nan.yaml"], "tau"),
+    (["study", "launch", "{w}/mnist-nodata.yaml"], "mnist not found"),
+    # plasticity study resume
+    (["study", "resume", "{w}/run"], "is a run folder, not a study"),
+    (["study", "resume", "{w}/nowhere"], "is not a study"),
+    (["study", "resume", "{w}/studies/no-phases"], "study.json"),
+    (["study", "resume", "{w}/studies/old-version"], "study.json"),
+    # plasticity analyze
+    (["analyze", "{w}/nowhere"], "nowhere"),
+]
+
+
+def _id(case) -> str:
+    argv = case.values[0] if hasattr(case, "values") else case[0]
+    return " ".join(argv).replace("{w}/", "")
+
+
+@pytest.mark.parametrize("argv,message", BAD_INPUT, ids=[_id(c) for c in BAD_INPUT])
+def test_bad_input_is_one_line_and_changes_nothing(world, argv, message, capsys, monkeypatch):
+    import re
+
+    import study.driver
+    from plasticity.cli import main
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("the input passed every check: a study would start")
+
+    monkeypatch.setattr(study.driver, "_drive", no_ray)
+    monkeypatch.chdir(world.parent)  # a run that slipped through writes runs/ there, not here
+
+    before = _bytes(world)
+    argv = [a.format(w=world) for a in argv]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code != 0, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert re.search(message, err), err
+    assert _bytes(world) == before
+
+
+@pytest.mark.xfail(strict=True, reason="plasticity/strategies/base.py _coerce accepts nan and inf")
+def test_a_nan_strategy_value_in_a_study_file_is_refused():
+    from plasticity.errors import UserError
+    from study.spec import load_spec
+
+    raw = {**GOOD_STUDY, "strategies": {"redo": {"lr": [1e-3, 2e-3], "tau": [float("nan")]}}}
+    with pytest.raises(UserError, match="tau"):
+        load_spec(raw)
+
+
+def test_only_the_expected_restore_error_is_quieted():
+    import logging
+    import sys
+
+    from study.driver import ExpectedOnRestore
+
+    def record(msg: str, error: Exception | None) -> logging.LogRecord:
+        info = None
+        if error is not None:
+            try:
+                raise error
+            except type(error):
+                info = sys.exc_info()
+        return logging.LogRecord("ray", logging.ERROR, "f", 1, msg, (), info)
+
+    keep = ExpectedOnRestore().filter
+    assert not keep(record("Trial %s: Error handling checkpoint %s", FileNotFoundError("x")))
+    assert keep(record("Trial %s: Error handling checkpoint %s", OSError(28, "No space")))
+    assert keep(record("Trial %s: something else", FileNotFoundError("x")))
