@@ -102,8 +102,10 @@ def _load_run(path: Path, out: Loaded) -> pd.DataFrame | None:
     try:
         frame = pd.read_parquet(records)
     except Exception as e:  # pyarrow raises several types for a damaged file
-        out.warnings.append(f"skipped {records}: unreadable ({type(e).__name__})")
-        return None
+        raise UserError(
+            f"{records} is unreadable (truncated or corrupt: {type(e).__name__}); "
+            "re-run the run into a new --out"
+        ) from None
     expected = (config["restarts"] + 1) * config["epochs"] * len(config["strategies"])
     if len(frame) < expected:
         out.running.append(str(path))

@@ -135,6 +135,47 @@ def compare(root: Path, expected: dict) -> dict:
     return {"planned": planned, "complete": complete, "lost": lost, "dup": dup, "differ": differ}
 
 
+def kill_and_resume(fault, spec_file, root, env, undisturbed_s, kills) -> tuple[int, dict]:
+    """SIGKILL the driver at spread moments of the undisturbed run's length (search and
+    evaluation), resuming in between; ``kill-new-head`` resumes each time from a new home."""
+    moments = [undisturbed_s * (i + 1) / (kills + 1) for i in range(kills)]
+    injected, first = 0, True
+    for m in moments:
+        code = launch(spec_file, env, m) if first else resume(root, env, m)
+        first = False
+        injected += code == -9
+        if code == 0:
+            break
+        if fault == "kill-new-head":  # a new head node: another home, no local files
+            env = {**env, "HOME": tempfile.mkdtemp(prefix="head-")}
+    return injected, env
+
+
+def interrupt_and_relocate(fault, spec_file, root, env, undisturbed_s) -> tuple[int, Path]:
+    """Kill once (a third of the way in, for copy and move) then copy or move the folder."""
+    code = launch(spec_file, env, undisturbed_s / 3 if fault in ("copy", "move") else None)
+    if fault == "copy":
+        copy = root.parent.parent / "copy" / SPEC["name"]
+        shutil.copytree(root, copy)
+        root = copy
+    elif fault == "move":
+        moved = root.parent.parent / "moved" / SPEC["name"]
+        moved.parent.mkdir(parents=True)
+        root.rename(moved)
+        root = moved
+    return int(code != 0), root
+
+
+def print_table(table: list[dict]) -> None:
+    header = "| fault | injected | planned | complete | rows lost | rows dup | differ |"
+    print(header + "\n|" + "---|" * 7)
+    for r in table:
+        print(
+            f"| {r['fault']} | {r['injected']} | {r['planned']} | {r['complete']} | "
+            f"{r['lost']} | {r['dup']} | {r['differ']} |"
+        )
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--kills", type=int, default=5, help="driver kills at spread moments")
@@ -159,50 +200,22 @@ def main() -> None:
     table = []
     for fault in args.faults.split(","):
         spec_file, root = fresh(fault)
-        injected = 0
         run_env = dict(env)
         if fault == "view-written":
             run_env["PLASTICITY_FAULT"] = "view-written"
         if fault in ("kill", "kill-new-head"):
-            # kills at spread moments of the undisturbed run's length (search and evaluation)
-            moments = [undisturbed_s * (i + 1) / (args.kills + 1) for i in range(args.kills)]
-            code, first = -9, True
-            for m in moments:
-                code = launch(spec_file, run_env, m) if first else resume(root, run_env, m)
-                first = False
-                injected += code == -9
-                if code == 0:
-                    break
-                if fault == "kill-new-head":  # a new head node: another home, no local files
-                    run_env = {**run_env, "HOME": tempfile.mkdtemp(prefix="head-")}
-        else:
-            code = launch(
-                spec_file, run_env, undisturbed_s / 3 if fault in ("copy", "move") else None
+            injected, run_env = kill_and_resume(
+                fault, spec_file, root, run_env, undisturbed_s, args.kills
             )
-            injected += code != 0
-            if fault == "copy":
-                copy = root.parent.parent / "copy" / SPEC["name"]
-                shutil.copytree(root, copy)
-                root = copy
-            elif fault == "move":
-                moved = root.parent.parent / "moved" / SPEC["name"]
-                moved.parent.mkdir(parents=True)
-                root.rename(moved)
-                root = moved
+        else:
+            injected, root = interrupt_and_relocate(fault, spec_file, root, run_env, undisturbed_s)
         tries = 0
         run_env.pop("PLASTICITY_FAULT", None)
         while not finished(root) and tries < 5:
             resume(root, run_env)
             tries += 1
         table.append({"fault": fault, "injected": injected, **compare(root, expected)})
-
-    header = "| fault | injected | planned | complete | rows lost | rows dup | differ |"
-    print(header + "\n|" + "---|" * 7)
-    for r in table:
-        print(
-            f"| {r['fault']} | {r['injected']} | {r['planned']} | {r['complete']} | "
-            f"{r['lost']} | {r['dup']} | {r['differ']} |"
-        )
+    print_table(table)
     print(f"wall time {time.time() - started:.0f} s; studies under {work}")
 
 

@@ -154,6 +154,11 @@ def world(tmp_path_factory):
         s = {**state, "best": {}}
         change(s)
         (broken / "study.json").write_text(json.dumps(s))
+    broken_run = w / "truncated-run"
+    broken_run.mkdir()
+    (broken_run / "config.json").write_text((w / "run" / "config.json").read_text())
+    records = (w / "run" / "records.parquet").read_bytes()
+    (broken_run / "records.parquet").write_bytes(records[: len(records) // 2])
     (w / "empty-data").mkdir()
     truncated = w / "truncated-data" / "MNIST" / "raw"
     truncated.mkdir(parents=True)
@@ -210,10 +215,7 @@ BAD_INPUT = [
             "--out",
             "{w}-nan",
         ],
-        "tau",
-        marks=pytest.mark.xfail(
-            strict=True, reason="plasticity/strategies/base.py _coerce accepts nan and inf"
-        ),
+        "redo.tau must be a finite number",
     ),
     (["run", "--dataset", "mnist", "--data-dir", "{w}/empty-data"], "mnist not found"),
     (
@@ -240,6 +242,9 @@ BAD_INPUT = [
     (["study", "resume", "{w}/studies/old-version"], "study.json"),
     # plasticity analyze
     (["analyze", "{w}/nowhere"], "nowhere"),
+    (["analyze", "{w}/truncated-run"], "records.parquet is unreadable"),
+    (["analyze", "{w}/run", "--bootstrap", "0"], "--bootstrap must be a positive integer"),
+    (["analyze", "{w}/run", "--out", "{w}/good.yaml"], "exists and is not a folder"),
 ]
 
 
@@ -271,7 +276,6 @@ def test_bad_input_is_one_line_and_changes_nothing(world, argv, message, capsys,
     assert _bytes(world) == before
 
 
-@pytest.mark.xfail(strict=True, reason="plasticity/strategies/base.py _coerce accepts nan and inf")
 def test_a_nan_strategy_value_in_a_study_file_is_refused():
     from plasticity.errors import UserError
     from study.spec import load_spec

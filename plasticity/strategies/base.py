@@ -29,6 +29,7 @@ A strategy that adds, replaces or re-initialises parameters must bring the optim
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -185,6 +186,8 @@ def _coerce(strategy: str, key: str, value: Any, kind: type) -> Any:
             raise bad from None
         if kind is int and float(value) != out:
             raise bad
+        if kind is float and not math.isfinite(out):  # nan would disable a threshold silently
+            raise UserError(f"{strategy}.{key} must be a finite number, got {value!r}")
         return out
     if not isinstance(value, str):
         raise bad
