@@ -88,6 +88,12 @@ def run_columns(run: dict[str, Any], strategy: str) -> dict[str, Any]:
     return cols
 
 
+def searched_values(space: dict[str, Any], run: dict[str, Any], strategy: str) -> dict[str, Any]:
+    """The values that a strategy's search ``space`` (a study file's) set in a trial's ``run``."""
+    columns = run_columns(run, strategy)
+    return {k: columns.get(k) for k in space}
+
+
 def _load_run(path: Path, out: Loaded) -> pd.DataFrame | None:
     meta = json.loads((path / "config.json").read_text())
     config = meta.get("config")

@@ -15,7 +15,7 @@ import pandas as pd
 import yaml
 
 from analysis import render, scenarios
-from analysis.load import Loaded, run_columns
+from analysis.load import Loaded, searched_values
 from analysis.scenarios import ScenarioResults
 from analysis.stats import (
     METRICS,
@@ -295,12 +295,6 @@ def _read_study(root: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
     except (OSError, ValueError, yaml.YAMLError):
         return None
     return state, spec
-
-
-def searched_values(space: dict[str, Any], run: dict[str, Any], strategy: str) -> dict[str, Any]:
-    """The values that a strategy's search ``space`` (a study file's) set in a trial's ``run``."""
-    columns = run_columns(run, strategy)
-    return {k: columns.get(k) for k in space}
 
 
 def _best_rows(

@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 from pyarrow import fs as pafs
 
-from analysis.report import searched_values
+from analysis.load import searched_values
 from plasticity import __version__
 from plasticity.errors import UserError
 from plasticity.metrics import OBJECTIVES
