@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from plasticity import diagnostics, strategies
+from plasticity.allocator import keep_freed_memory
 from plasticity.config import RunConfig, resolve_device
 from plasticity.data import Dataset, load_dataset
 from plasticity.errors import UserError
@@ -308,7 +309,9 @@ def load_state(path: str | Path, device: torch.device | str = "cpu") -> dict[str
 
 
 def prepare(config: RunConfig) -> Dataset:
-    """Seeding block and data loading, shared by the CLI and the study trainable."""
+    """Seeding block and data loading, shared by the CLI and the study trainable; the
+    allocator settings of :mod:`plasticity.allocator` for the process that trains."""
+    keep_freed_memory()
     device = resolve_device(config.device)
     set_deterministic(config.deterministic)
     return load_dataset(config.dataset, config.data_dir, config.download, device)

@@ -28,6 +28,7 @@ import ray
 import torch
 from ray import tune
 
+from plasticity.allocator import keep_freed_memory
 from plasticity.config import RunConfig
 from plasticity.loop import StrategyRun, load_state, prepare, save_state
 from plasticity.metrics import objectives
@@ -37,6 +38,10 @@ log = logging.getLogger(__name__)
 
 # Keys this trainable reports besides the epoch record and the objectives. Ray fills keys of its
 # own (done, training_iteration, trial_id, ...): ours never take one of those names.
+# A Ray worker imports this module in its main thread, before it starts the thread that runs a
+# trial: the allocator settings must come first to reach that thread (plasticity.allocator).
+keep_freed_memory()
+
 RUN_COMPLETE = "run_complete"
 """True in the report of a trial's last epoch only: the trial ran every epoch of every task."""
 RESTART_EPOCHS = "restart_epochs_done"

