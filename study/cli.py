@@ -1,4 +1,4 @@
-"""``plasticity study``: launch, resume and list Ray Tune + Optuna studies.
+"""``plasticity study``: launch, resume, inspect and list Ray Tune + Optuna studies.
 
 Heavy imports (Ray, Optuna) happen inside the commands, so ``plasticity --help`` stays fast.
 """
@@ -28,6 +28,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     resume.add_argument("--address", help="Ray cluster address (default: a local Ray)")
     resume.add_argument("--no-analysis", action="store_true", help="skip the analysis report")
     resume.set_defaults(func=cmd_resume)
+    status = sub.add_parser("status", help="a study's phases, trials and best so far")
+    status.add_argument("path", help="the study folder (STORAGE/NAME), local or URI")
+    status.set_defaults(func=cmd_status)
+    listing = sub.add_parser("list", help="the studies in a storage, one line each")
+    listing.add_argument("storage", nargs="?", default="studies", help="[default: studies]")
+    listing.set_defaults(func=cmd_list)
     presets = sub.add_parser("presets", help="list the shipped studies")
     presets.set_defaults(func=cmd_presets)
 
@@ -83,6 +89,20 @@ def finish(root: Any, args: argparse.Namespace | None) -> int:
     loaded = load([folder.root])
     report = write_report(loaded, Path(folder.root) / "analysis")
     print(f"analysis: {report}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from study.status import status_text
+
+    print(status_text(args.path))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from study.status import list_text
+
+    print(list_text(args.storage))
     return 0
 
 

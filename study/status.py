@@ -1,0 +1,239 @@
+"""``plasticity study status`` and ``plasticity study list``: what a study holds, read-only.
+
+No Ray, no training code: ``study.json`` (phases, bests) and, in every experiment folder of
+the study, Ray's newest experiment snapshot (each trial's status, config and last result),
+which are the files a resume restores from. So status is right for a running, interrupted or
+finished study, on a local path or a URI, and does not depend on how the study lays out its
+experiments: trials are grouped by the strategy and phase their own config names.
+
+A trial is *finished* when its last result says it ran every epoch (``run_complete``),
+*stopped* when ASHA ended it early (Optuna holds it as PRUNED), *failed* after its retries,
+*running* when the snapshot last saw it running (for an interrupted study: it continues from
+its checkpoint on resume), *pending* when created but not started; trials of the plan that
+Ray has not created yet are *to do*.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pyarrow.fs as pafs
+
+from plasticity.errors import UserError
+
+STATES = ("finished", "running", "pending", "stopped", "failed")
+
+
+@dataclass
+class Trial:
+    strategy: str
+    phase: str  # "search" or "eval"
+    state: str  # one of STATES
+    objective: float
+    run: dict[str, Any]
+    started: float
+    last: float
+
+
+@dataclass
+class StrategyStatus:
+    strategy: str
+    planned: dict[str, int]
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    best: float = math.nan
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def trial_state(status: str, last_result: dict[str, Any]) -> str:
+    """Ray's trial status and last result → one of :data:`STATES`."""
+    if status == "TERMINATED":
+        return "finished" if last_result.get("run_complete") else "stopped"
+    if status == "ERROR":
+        return "failed"
+    if status == "PENDING":
+        return "pending"
+    return "running"  # RUNNING, PAUSED: the snapshot saw it under way
+
+
+def read_trials(folder: Any, metric: str) -> list[Trial]:
+    """Every trial of every experiment folder in the study, from Ray's newest snapshots."""
+    trials = []
+    for snapshot in _snapshots(folder):
+        try:
+            state = json.loads(folder.read_text(snapshot))
+            data = state["trial_data"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise UserError(f"{folder.root}/{snapshot} is unreadable (truncated?)") from None
+        for trial_json, runtime_json in data:
+            t, rt = json.loads(trial_json), json.loads(runtime_json)
+            config = t.get("config", {})
+            config = config.get("trial", config)
+            last = rt.get("last_result") or {}
+            trials.append(
+                Trial(
+                    strategy=config.get("strategy", "?"),
+                    phase=config.get("phase", "?"),
+                    state=trial_state(t.get("status", ""), last),
+                    objective=float(last.get(metric, math.nan)),
+                    run=config.get("run", {}),
+                    started=float(rt.get("start_time") or math.nan),
+                    last=float(rt.get("last_result_time") or math.nan),
+                )
+            )
+    return trials
+
+
+def _snapshots(folder: Any) -> list[str]:
+    """``EXPERIMENT/experiment_state-<time>.json``, the newest of each experiment folder."""
+    out = []
+    for info in folder.fs.get_file_info(pafs.FileSelector(folder.path)):
+        if info.type != pafs.FileType.Directory:
+            continue
+        names = sorted(
+            f.base_name
+            for f in folder.fs.get_file_info(pafs.FileSelector(info.path))
+            if f.base_name.startswith("experiment_state-") and f.base_name.endswith(".json")
+        )
+        if names:
+            out.append(f"{info.base_name}/{names[-1]}")
+    return out
+
+
+def strategy_status(spec: Any, state: dict[str, Any], trials: list[Trial]) -> list[StrategyStatus]:
+    """Per strategy: trial counts per phase and state against the plan; the best finished
+    search trial's objective and searched parameters."""
+    from analysis.load import searched_values
+
+    out = []
+    for s in spec.strategies:
+        row = StrategyStatus(
+            s, {"search": spec.budget.trials_per_strategy, "eval": spec.budget.eval_seeds}
+        )
+        for phase in ("search", "eval"):
+            mine = [t for t in trials if t.strategy == s and t.phase == phase]
+            row.counts[phase] = {k: sum(t.state == k for t in mine) for k in STATES}
+        done = [
+            t
+            for t in trials
+            if t.strategy == s and t.phase == "search" and t.state == "finished"
+            and not math.isnan(t.objective)
+        ]  # fmt: skip
+        if done:
+            best = max(done, key=lambda t: t.objective)
+            row.best, row.params = best.objective, searched_values(spec.strategies[s], best.run, s)
+        elif s in state.get("best", {}):
+            row.best = state["best"][s].get("objective", math.nan)
+        out.append(row)
+    return out
+
+
+def _count(counts: dict[str, int], planned: int) -> str:
+    seen = sum(counts.values())
+    parts = [f"{counts['finished']}/{planned} done"]
+    parts += [f"{counts[k]} {k}" for k in STATES[1:] if counts[k]]
+    if planned > seen:
+        parts.append(f"{planned - seen} to do")
+    return ", ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    if math.isnan(seconds):
+        return "-"
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s"
+
+
+def _created(state: dict[str, Any]) -> float:
+    try:
+        return datetime.strptime(state.get("created", ""), "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    except ValueError:
+        return math.nan
+
+
+def overall(state: dict[str, Any], trials: list[Trial]) -> str:
+    """``finished``, ``not started`` or ``running or interrupted``."""
+    phases = state.get("phases", {})
+    if phases and all(v == "done" for v in phases.values()):
+        return "finished"
+    if all(v == "pending" for v in phases.values()) and not trials:
+        return "not started"
+    return "running or interrupted"
+
+
+def status_text(path: str) -> str:
+    """The report ``plasticity study status PATH`` prints."""
+    from study.driver import open_study
+
+    folder, spec, state = open_study(path)
+    trials = read_trials(folder, spec.metric)
+    last = max((t.last for t in trials if not math.isnan(t.last)), default=math.nan)
+    created = _created(state)
+    lines = [
+        f"study {spec.name!r} at {folder.root}: {overall(state, trials)}",
+        f"  created {state.get('created', '?')} by plasticity {state.get('version', '?')}; "
+        f"wall time so far {_duration(last - created)}; last report "
+        f"{_duration(time.time() - last)} ago",
+        "  phases: " + ", ".join(f"{p} {v}" for p, v in state.get("phases", {}).items()),
+        f"  metric: {spec.metric} (max); search: {spec.budget.search_kind()}",
+    ]
+    rows = strategy_status(spec, state, trials)
+    width = max(len(r.strategy) for r in rows)
+    for r in rows:
+        best = "-" if math.isnan(r.best) else f"{r.best:.4f}"
+        params = ", ".join(f"{k}={_short(v)}" for k, v in sorted(r.params.items()))
+        lines.append(
+            f"  {r.strategy:{width}s}  search {_count(r.counts['search'], r.planned['search'])}"
+            f"; eval {_count(r.counts['eval'], r.planned['eval'])}; best {best}"
+            + (f" ({params})" if params else "")
+        )
+    return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def list_text(storage: str) -> str:
+    """One line per study under ``storage`` (``plasticity study list``)."""
+    from study.driver import StudyFolder, open_study
+
+    base = StudyFolder(storage)
+    info = base.fs.get_file_info(base.path)
+    if info.type == pafs.FileType.NotFound:
+        raise UserError(f"no such storage: {storage}")
+    if info.type != pafs.FileType.Directory:
+        raise UserError(f"{storage} is a file, not a folder of studies")
+    lines = []
+    for entry in sorted(base.fs.get_file_info(pafs.FileSelector(base.path)), key=_name):
+        if entry.type != pafs.FileType.Directory:
+            continue
+        root = f"{base.root}/{entry.base_name}"
+        if not StudyFolder(root).exists("study.json"):
+            continue
+        try:
+            folder, spec, state = open_study(root)
+            trials = read_trials(folder, spec.metric)
+        except UserError as e:
+            lines.append(f"{entry.base_name}: unreadable ({e})")
+            continue
+        planned = len(spec.strategies) * (spec.budget.trials_per_strategy + spec.budget.eval_seeds)
+        done = sum(t.state == "finished" for t in trials)
+        phases = state["phases"]
+        lines.append(
+            f"{entry.base_name}: {overall(state, trials)}; "
+            f"{sum(v == 'done' for v in phases.values())}/{len(phases)} phases, "
+            f"{done}/{planned} trials finished; {spec.setting.model}/{spec.setting.dataset} "
+            f"{spec.setting.objective}, {len(spec.strategies)} strategies; "
+            f"created {state.get('created', '?')}"
+        )
+    return "\n".join(lines) if lines else f"no studies in {storage}"
+
+
+def _name(info: pafs.FileInfo) -> str:
+    return info.base_name

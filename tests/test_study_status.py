@@ -1,0 +1,143 @@
+"""plasticity study status / list, on study folders written as a study writes them (no Ray)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from plasticity.cli import main
+from study.spec import load_spec
+
+SPEC = {
+    "name": "s",
+    "setting": {"dataset": "mnist-5k", "model": "mlp-small", "restarts": 1, "epochs": 2},
+    "strategies": {
+        "reset": {"lr": {"low": 1e-4, "high": 1e-2, "log": True}},
+        "expanded": {"lr": {"low": 1e-4, "high": 1e-2, "log": True}, "alpha0": [0.0, 0.5]},
+    },
+    "budget": {"trials_per_strategy": 3, "eval_seeds": 2},
+    "metric": "auc_test_acc",
+}
+
+
+def ray_trial(strategy, phase, status, objective=None, complete=True, lr=1e-3, alpha0=None):
+    """One ``trial_data`` entry of a Ray experiment snapshot (the keys status reads)."""
+    run = {"strategies": [strategy], "lr": lr, "seed": 0}
+    if alpha0 is not None:
+        run["strategy_params"] = {"expanded": {"alpha0": alpha0}}
+    last = {} if objective is None else {"auc_test_acc": objective, "run_complete": complete}
+    trial = {"status": status, "config": {"strategy": strategy, "phase": phase, "run": run}}
+    if phase == "eval":
+        trial["config"] = {"trial": trial["config"]}
+    runtime = {"start_time": 1000.0, "last_result_time": 1060.0, "last_result": last}
+    return [json.dumps(trial), json.dumps(runtime)]
+
+
+def write_study(root, phases, experiments):
+    spec = load_spec(SPEC, storage=str(root.parent), name=root.name)
+    root.mkdir(parents=True)
+    (root / "study.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+    state = {
+        "kind": "plasticity-study",
+        "version": "0.1.0",
+        "name": root.name,
+        "created": "2026-11-25T10:00:00+0000",
+        "phases": phases,
+        "best": {},
+    }
+    (root / "study.json").write_text(json.dumps(state))
+    for name, trials in experiments.items():
+        (root / name).mkdir()
+        for stamp, data in (("2026-11-25_10-00-00", []), ("2026-11-25_10-05-00", trials)):
+            (root / name / f"experiment_state-{stamp}.json").write_text(
+                json.dumps({"trial_data": data, "runner_data": {}, "stats": {}})
+            )
+    return root
+
+
+def interrupted(tmp_path):
+    """Killed during search-expanded: reset's search done, expanded's half done."""
+    return write_study(
+        tmp_path / "studies" / "killed",
+        {"search-reset": "done", "search-expanded": "running", "eval": "pending"},
+        {
+            "search-reset": [
+                ray_trial("reset", "search", "TERMINATED", 0.80, lr=0.002),
+                ray_trial("reset", "search", "TERMINATED", 0.85, lr=0.004),
+                ray_trial("reset", "search", "TERMINATED", 0.40, complete=False),  # ASHA
+            ],
+            "search-expanded": [
+                ray_trial("expanded", "search", "TERMINATED", 0.70, alpha0=0.5),
+                ray_trial("expanded", "search", "RUNNING", 0.20, complete=False),
+                ray_trial("expanded", "search", "ERROR"),
+            ],
+        },
+    )
+
+
+def test_status_of_a_killed_study_counts_each_state_against_the_plan(tmp_path, capsys):
+    root = interrupted(tmp_path)
+    assert main(["study", "status", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "running or interrupted" in out
+    assert "search-reset done, search-expanded running, eval pending" in out
+    lines = {line.split()[0]: line for line in out.splitlines()[4:]}
+    # the newest snapshot counts (the older, empty one is ignored); a stopped trial is no best
+    assert (
+        "search 2/3 done, 1 stopped; eval 0/2 done, 2 to do; best 0.8500 (lr=0.004)"
+        in (lines["reset"])
+    )
+    assert (
+        "search 1/3 done, 1 running, 1 failed; eval 0/2 done, 2 to do; best 0.7000"
+        in (lines["expanded"])
+    )
+    assert "alpha0=0.5" in lines["expanded"]
+    assert "wall time so far" in out
+
+
+def test_status_of_a_finished_study_and_the_eval_phase(tmp_path, capsys):
+    trials = [ray_trial(s, "search", "TERMINATED", 0.5) for s in ("reset", "expanded")]
+    evals = [ray_trial(s, "eval", "TERMINATED", 0.6) for s in ("reset", "expanded")] * 2
+    root = write_study(
+        tmp_path / "studies" / "done",
+        {"search-reset": "done", "search-expanded": "done", "eval": "done"},
+        {"search-reset": trials[:1], "search-expanded": trials[1:], "eval": evals},
+    )
+    main(["study", "status", str(root)])
+    out = capsys.readouterr().out
+    assert f"study 'done' at {root}: finished" in out
+    assert out.count("eval 2/2 done;") == 2
+
+
+def test_list_gives_one_line_per_study_and_skips_other_folders(tmp_path, capsys):
+    interrupted(tmp_path)
+    (tmp_path / "studies" / "a-run").mkdir()
+    (tmp_path / "studies" / "a-run" / "records.parquet").write_bytes(b"")
+    assert main(["study", "list", str(tmp_path / "studies")]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out == [
+        "killed: running or interrupted; 1/3 phases, 3/10 trials finished; mlp-small/mnist-5k "
+        "class_shuffle, 2 strategies; created 2026-11-25T10:00:00+0000"
+    ]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["study", "status", "{tmp}/nowhere"], "is not a study (no study.json)"),
+        (["study", "list", "{tmp}/nowhere"], "no such storage"),
+    ],
+)
+def test_status_and_list_errors_are_one_line(tmp_path, capsys, argv, message):
+    assert main([a.format(tmp=tmp_path) for a in argv]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+
+
+def test_a_truncated_snapshot_is_named(tmp_path, capsys):
+    root = interrupted(tmp_path)
+    (root / "search-reset" / "experiment_state-2026-11-25_10-05-00.json").write_text('{"tri')
+    assert main(["study", "status", str(root)]) != 0
+    assert "experiment_state-2026-11-25_10-05-00.json is unreadable" in capsys.readouterr().err
