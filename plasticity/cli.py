@@ -28,7 +28,7 @@ log = logging.getLogger("plasticity")
 # Subcommands that live in other layers: (name, module, help). Their modules keep heavy imports
 # (Ray, matplotlib) inside functions, so building the parser stays cheap.
 EXTERNAL = (
-    ("study", "study.cli", "Ray Tune + Optuna studies: launch, resume, presets"),
+    ("study", "study.cli", "Ray Tune + Optuna studies: validate, launch, resume, presets"),
     ("analyze", "analysis.cli", "figures, tables and a report from run or study folders"),
 )
 

@@ -333,6 +333,7 @@ def progress_reporter(spec: StudySpec, name: str):
         metric=spec.metric,
         mode="max",
         print_intermediate_tables=True,
+        sort_by_metric=True,  # finished trials best first
         max_report_frequency=30,
     )
 
