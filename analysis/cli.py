@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 from plasticity.errors import UserError
 
@@ -23,13 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from analysis.load import load
-    from analysis.report import write_report
-
     if args.bootstrap < 1:
         raise UserError("--bootstrap must be a positive integer")
     start = time.perf_counter()
-    loaded = load(args.paths)
     out = (
         Path(args.out)
         if args.out
@@ -37,7 +34,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     )
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
-    report = write_report(loaded, out, pdf=args.pdf, seed=args.seed, reps=args.bootstrap)
+    loaded, report = analyse(args.paths, out, pdf=args.pdf, seed=args.seed, reps=args.bootstrap)
     for w in loaded.warnings:
         print(f"warning: {w}")
     for r in loaded.running:
@@ -47,3 +44,27 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         f"in {time.perf_counter() - start:.1f} s: {report}"
     )
     return 0
+
+
+def analyse(
+    paths: list[Any], out: Path, pdf: bool = False, seed: int = 0, reps: int = 2000
+) -> tuple[Any, Path]:
+    """Read, compute and write the report, saying on stdout what each long step does; returns
+    what was loaded and the report's path."""
+    from analysis import render
+    from analysis.load import load
+    from analysis.report import build_report
+
+    say(f"analysis: reading {len(paths)} folder(s)")
+    loaded = load(paths)
+    say(
+        f"analysis: {len(loaded.table)} records of {loaded.table.trial.nunique()} trial(s); "
+        f"95% CIs from {reps} bootstrap resamples"
+    )
+    report = build_report(loaded, seed, reps)
+    say(f"analysis: writing tables, figures and report.md to {out}")
+    return loaded, render.write(report, out, pdf)
+
+
+def say(line: str) -> None:
+    print(line, flush=True)

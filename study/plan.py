@@ -1,0 +1,149 @@
+"""What a study will do, from its file alone: the search spaces, the trials and epochs of each
+phase, and how many trials the cluster can hold at once (``plasticity study validate``).
+
+Pure functions of a :class:`~study.spec.StudySpec` (and of Ray's node list for the cluster):
+nothing here starts Ray or touches storage.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from study.spec import Range, StudySpec
+
+
+def describe_param(value: Any) -> str:
+    """One searchable parameter as text: a range, a set of choices or a fixed value."""
+    if isinstance(value, Range):
+        kind = "integer" if value.int else "log-uniform" if value.log else "uniform"
+        if value.int and value.log:
+            kind = "log-integer"
+        return f"{kind} [{value.low:g}, {value.high:g}]"
+    if isinstance(value, list):
+        return "one of " + ", ".join(map(str, value))
+    return f"fixed {value}"
+
+
+def space_rows(spec: StudySpec) -> list[tuple[str, str, str]]:
+    """(strategy, parameter, description) for every parameter of every strategy's space."""
+    rows = []
+    for strategy, space in spec.strategies.items():
+        for key, value in space.items():
+            text = describe_param(value)
+            if key == "ramp" and "step" in _options(space.get("schedule")):
+                text += " (called step_epoch for step schedules)"
+            rows.append((strategy, key, text))
+    return rows
+
+
+def epochs_per_trial(spec: StudySpec, strategy: str) -> tuple[int, int]:
+    """The fewest and most epochs one trial of ``strategy`` trains: (restarts + 1) tasks x the
+    epochs per task (searched or fixed)."""
+    value = spec.strategies[strategy].get("epochs", spec.setting.epochs)
+    options = [value.low, value.high] if isinstance(value, Range) else _options(value)
+    tasks = spec.setting.restarts + 1
+    return tasks * int(min(options)), tasks * int(max(options))
+
+
+def phase_rows(spec: StudySpec) -> list[dict[str, Any]]:
+    """Per phase: its name, planned trials, epochs (low, high) and how its trials are chosen.
+    With ``scheduler: asha`` the epochs are an upper bound (trials may be stopped early)."""
+    n = spec.budget.trials_per_strategy
+    rows = []
+    for s in spec.strategies:
+        lo, hi = epochs_per_trial(spec, s)
+        rows.append(
+            {
+                "phase": f"search-{s}",
+                "trials": n,
+                "epochs": (n * lo, n * hi),
+                "how": spec.budget.search_kind(),
+            }
+        )
+    seeds = spec.budget.eval_seed_values()
+    if seeds:
+        lo = sum(epochs_per_trial(spec, s)[0] for s in spec.strategies) * len(seeds)
+        hi = sum(epochs_per_trial(spec, s)[1] for s in spec.strategies) * len(seeds)
+        rows.append(
+            {
+                "phase": "eval",
+                "trials": len(spec.strategies) * len(seeds),
+                "epochs": (lo, hi),
+                "how": f"each strategy's best on seeds {_seed_text(seeds)}",
+            }
+        )
+    return rows
+
+
+def fits(nodes: list[dict[str, Any]], cpu: float, gpu: float) -> int:
+    """How many trials of ``cpu`` CPUs and ``gpu`` GPUs the alive nodes of ``ray.nodes()``
+    hold at once."""
+    total = 0
+    for node in nodes:
+        have = node.get("Resources", {}) if node.get("Alive") else {}
+        k = math.floor(have.get("CPU", 0) / cpu + 1e-9)
+        if gpu > 0:
+            k = min(k, math.floor(have.get("GPU", 0) / gpu + 1e-9))
+        total += k
+    return total
+
+
+def plan_text(spec: StudySpec, phases: list[str]) -> str:
+    """The plan as printed by ``plasticity study validate``."""
+    s = spec.setting
+    lr = "as in the paper" if s.lr is None else f"{s.lr:g}"
+    lines = [
+        f"study {spec.name}: {s.model} on {s.dataset}, {s.objective}, {s.restarts + 1} tasks "
+        f"(task 0 + {s.restarts} restarts) x {s.epochs} epochs, batch {s.batch_size}, "
+        f"{s.optimizer}, lr {lr}",
+        f"objective: {spec.metric} (maximised); scheduler {spec.budget.scheduler}"
+        + (
+            f" (grace {spec.budget.grace_epochs} restart epochs)"
+            if spec.budget.scheduler == "asha"
+            else ""
+        )
+        + f"; {spec.concurrency} trial(s) at once, each {spec.resources.cpu:g} CPU + "
+        f"{spec.resources.gpu:g} GPU",
+        f"phases: {', '.join(phases)}",
+        "",
+        "search spaces (one Optuna study per strategy):",
+    ]
+    width = max(len(k) for k in spec.strategies)
+    keys = max(len(k) for _, k, _ in space_rows(spec))
+    last = None
+    for strategy, key, text in space_rows(spec):
+        name = strategy if strategy != last else ""
+        lines.append(f"  {name:{width}}  {key:{keys}}  {text}")
+        last = strategy
+    lines += ["", _table(phase_rows(spec))]
+    return "\n".join(lines)
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    body = [("phase", "trials", "epochs", "how")]
+    for r in rows:
+        body.append((r["phase"], str(r["trials"]), _range(*r["epochs"]), r["how"]))
+    total_lo = sum(r["epochs"][0] for r in rows)
+    total_hi = sum(r["epochs"][1] for r in rows)
+    body.append(("total", str(sum(r["trials"] for r in rows)), _range(total_lo, total_hi), ""))
+    widths = [max(len(row[i]) for row in body) for i in range(4)]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in body
+    )
+
+
+def _range(lo: int, hi: int) -> str:
+    return f"{lo}" if lo == hi else f"{lo}-{hi}"
+
+
+def _seed_text(seeds: list[int]) -> str:
+    if seeds == list(range(seeds[0], seeds[0] + len(seeds))) and len(seeds) > 2:
+        return f"{seeds[0]}..{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
+def _options(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]

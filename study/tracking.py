@@ -1,0 +1,94 @@
+"""Experiment tracking: a study file's ``tracking:`` block as Ray Tune logger callbacks.
+
+Off unless the study file names a backend::
+
+    tracking:
+      mlflow: {tracking_uri: "sqlite:///mlflow.db", experiment_name: my-study}
+      wandb: {project: plasticity, mode: offline}
+
+Ray Tune's own callbacks do the work (``ray.air.integrations.mlflow.MLflowLoggerCallback``,
+``ray.air.integrations.wandb.WandbLoggerCallback``): every trial becomes a run with its config
+as parameters and every epoch's report as metrics at step ``training_iteration`` (the epoch
+count). The clients are optional extras (``pip install -e ".[mlflow]"``, ``".[wandb]"``);
+:func:`check_tracking` names a missing one before anything is written.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+from plasticity.errors import UserError
+from study.spec import StudySpec
+
+CLIENTS = {"mlflow": ("mlflow", "mlflow"), "wandb": ("wandb", "wandb")}
+"""backend -> (module to import, the extra that installs it)."""
+
+
+def backends(spec: StudySpec) -> list[str]:
+    """The tracking backends a study uses, in a fixed order."""
+    return [name for name in CLIENTS if getattr(spec.tracking, name) is not None]
+
+
+def check_tracking(spec: StudySpec) -> None:
+    """Fail with one line if a backend's client is not installed, or MLflow would refuse its
+    tracking URI (a folder, which MLflow 3 accepts only with ``MLFLOW_ALLOW_FILE_STORE``)."""
+    for name in backends(spec):
+        module, extra = CLIENTS[name]
+        if importlib.util.find_spec(module) is None:
+            raise UserError(
+                f"tracking.{name} needs the {module} client, which is not installed: "
+                f'pip install "plasticity-study[{extra}]" (or remove tracking.{name})'
+            )
+    if spec.tracking.mlflow is not None:
+        uri = spec.tracking.mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        _check_mlflow_uri(uri)
+
+
+def _check_mlflow_uri(uri: str | None) -> None:
+    if uri is None or not _is_folder_uri(uri):
+        return
+    from mlflow import environment_variables as env  # present: check_tracking looked
+
+    allow = getattr(env, "MLFLOW_ALLOW_FILE_STORE", None)
+    if allow is not None and not allow.get():
+        raise UserError(
+            f"tracking.mlflow.tracking_uri {uri!r} is a folder, which this MLflow refuses "
+            "unless MLFLOW_ALLOW_FILE_STORE=true is set; use sqlite:///PATH/mlflow.db (a "
+            "local file) or a server"
+        )
+
+
+def _is_folder_uri(uri: str) -> bool:
+    return uri.startswith("file:") or ("://" not in uri and not uri.startswith("databricks"))
+
+
+def tracking_callbacks(spec: StudySpec, phase: str) -> list[Any]:
+    """Ray Tune logger callbacks for the study's backends; runs are tagged with the study and
+    ``phase`` (``search-STRATEGY`` or ``eval``)."""
+    check_tracking(spec)
+    callbacks: list[Any] = []
+    if spec.tracking.mlflow is not None:
+        from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+        m = spec.tracking.mlflow
+        callbacks.append(
+            MLflowLoggerCallback(
+                tracking_uri=m.tracking_uri,
+                experiment_name=m.experiment_name or spec.name,
+                tags={**m.tags, "study": spec.name, "phase": phase},
+            )
+        )
+    if spec.tracking.wandb is not None:
+        from ray.air.integrations.wandb import WandbLoggerCallback
+
+        w = spec.tracking.wandb
+        init = {"mode": w.mode, "job_type": phase, "tags": [spec.name, phase]}
+        if w.entity:
+            init["entity"] = w.entity
+        if w.dir:  # the logging actor may run in another working directory
+            init["dir"] = str(Path(w.dir).expanduser().resolve())
+        callbacks.append(WandbLoggerCallback(project=w.project, group=w.group or spec.name, **init))
+    return callbacks
