@@ -150,16 +150,26 @@ def open_study(path: str) -> tuple[StudyFolder, StudySpec, dict[str, Any]]:
     if not isinstance(raw, dict):
         raise UserError(f"{path}: study.yaml does not hold a study")
     spec = load_spec(raw, storage=storage, name=folder.root.rsplit("/", 1)[1])
-    phases_now = state.get("phases")
-    layout_ok = state.get("layout") == LAYOUT
-    if not layout_ok or not isinstance(phases_now, dict) or set(phases_now) != set(phases(spec)):
-        raise UserError(
-            f"{path}: study.json's phases {sorted(phases_now or [])} are not this study's "
-            f"{phases(spec)} (written by plasticity {state.get('version', '?')}, this is "
-            f"{__version__}); resume it with that version"
-        )
+    _check_version(path, state, spec)
     state.setdefault("best", {})
     return folder, spec, state
+
+
+def _check_version(path: str, state: dict[str, Any], spec: StudySpec) -> None:
+    """A study.json this plasticity cannot continue: another layout, or other phases."""
+    written = f"written by plasticity {state.get('version', '?')}, this is {__version__}"
+    if state.get("layout", 1) != LAYOUT:
+        raise UserError(
+            f"{path}: study.json is of layout {state.get('layout', 1)} (an experiment per "
+            f"phase; {written}, which runs layout {LAYOUT}); resume it with that version "
+            "(plasticity analyze reads both)"
+        )
+    phases_now = state.get("phases")
+    if not isinstance(phases_now, dict) or set(phases_now) != set(phases(spec)):
+        raise UserError(
+            f"{path}: study.json's phases {sorted(phases_now or [])} are not this study's "
+            f"{phases(spec)} ({written}); resume it with that version"
+        )
 
 
 def resume(path: str, address: str | None = None) -> Path | str | None:

@@ -183,9 +183,18 @@ def test_the_study_wide_cap_is_validated():
             load_spec({**base, "max_concurrent_trials": bad})
 
 
-def test_a_study_of_the_earlier_layout_is_refused_with_one_line(tmp_path, monkeypatch):
-    """Same phase names as a study without evaluation, but an experiment per phase: resuming
-    it here would start its searches again in trials/."""
+@pytest.mark.parametrize(
+    "written,message",
+    [
+        # the same phase names as a study without evaluation, but an experiment per phase:
+        # resuming it here would start its searches again in trials/
+        ({"phases": {"search-reset": "running"}}, "study.json is of layout 1 .*0.1.0.*resume"),
+        ({"layout": 2, "phases": {"search": "done"}}, "study.json's phases .*0.1.0.*resume"),
+    ],
+)
+def test_a_study_this_plasticity_cannot_continue_is_refused_with_one_line(
+    tmp_path, monkeypatch, written, message
+):
     import study.driver
     from study.driver import KIND, resume
 
@@ -198,9 +207,8 @@ def test_a_study_of_the_earlier_layout_is_refused_with_one_line(tmp_path, monkey
         "budget": {"eval_seeds": 0},
     }
     (root / "study.yaml").write_text(yaml.safe_dump(spec))
-    state = {"kind": KIND, "version": "0.1.0", "phases": {"search-reset": "running"}}
-    (root / "study.json").write_text(json.dumps(state))
-    with pytest.raises(UserError, match="study.json.*plasticity 0.1.0.*resume it with that"):
+    (root / "study.json").write_text(json.dumps({"kind": KIND, "version": "0.1.0", **written}))
+    with pytest.raises(UserError, match=message):
         resume(str(root))
 
 
