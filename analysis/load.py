@@ -8,7 +8,9 @@ and its hyperparameters as columns. Columns always present:
 ``global_epoch`` (task · epochs + epoch), ``epochs``, ``lr``, the strategy's parameters, and the
 record fields of :class:`plasticity.loop.Record`.
 
-Studies: trials are read from each experiment's ``result.json`` (one JSON object per report).
+Studies: trials are read from each experiment's ``result.json`` (one JSON object per report):
+the study's one experiment ``trials/``, or, in studies written before it, ``search-STRATEGY/``
+and ``eval/``. A trial's phase is its config's ``phase`` (search or eval).
 A resumed trial repeats ``training_iteration`` values; the last report of each iteration wins.
 Trial folders that the newest ``experiment_state-*.json`` does not know (orphans of a restore)
 are left out and counted. A truncated or corrupt result file is skipped and named.
@@ -32,6 +34,8 @@ RUN_KIND = "plasticity-run"
 STUDY_KIND = "plasticity-study"
 # Run fields that are not hyperparameter columns (seed and strategy are columns of the record).
 RUN_SKIP = ("strategies", "seed", "device", "data_dir", "strategy_params")
+EXPERIMENTS = ("trials", "eval")
+"""A study's Ray Tune experiments besides ``search-STRATEGY`` (the layout before ``trials``)."""
 
 
 @dataclass
@@ -134,7 +138,7 @@ def _load_study(path: Path, out: Loaded) -> pd.DataFrame | None:
         out.running.append(f"{path} ({', '.join(unfinished)} not finished)")
     frames = []
     for experiment in sorted(p for p in path.iterdir() if p.is_dir()):
-        if experiment.name == "eval" or experiment.name.startswith("search-"):
+        if experiment.name in EXPERIMENTS or experiment.name.startswith("search-"):
             frames += _load_experiment(path, experiment, out)
     if not frames:
         out.warnings.append(f"{path}: no trial has reported yet")
@@ -144,7 +148,7 @@ def _load_study(path: Path, out: Loaded) -> pd.DataFrame | None:
 
 def _load_experiment(study: Path, experiment: Path, out: Loaded) -> list[pd.DataFrame]:
     """One frame per trial of a Ray Tune experiment that its newest state knows."""
-    phase = "eval" if experiment.name == "eval" else "search"
+    folder_phase = "eval" if experiment.name == "eval" else "search"
     known = _known_trials(experiment)
     frames, orphans = [], 0
     for result in sorted(experiment.glob("*/result.json")):
@@ -156,7 +160,8 @@ def _load_experiment(study: Path, experiment: Path, out: Loaded) -> list[pd.Data
             orphans += 1
             continue
         config = rows[-1].get("config") or _params(result.parent)
-        run = config.get("trial", config).get("run")
+        trial = config.get("trial", config)
+        run, phase = trial.get("run"), trial.get("phase", folder_phase)
         if not isinstance(run, dict):
             out.warnings.append(
                 f"skipped {result.parent}: its config has no run (a trial from an older "

@@ -3,7 +3,9 @@
 Writes what the analysis reads: ``study.json``, ``study.yaml``, and per experiment an
 ``experiment_state-*.json`` naming the trials plus one folder per trial with ``params.json`` and
 ``result.json`` (one JSON report per line). Options reproduce what a resumed study leaves:
-repeated ``training_iteration`` reports and orphan trial folders.
+repeated ``training_iteration`` reports and orphan trial folders. ``layout=2`` (the default) is
+the driver's: one experiment ``trials/`` with folders ``PHASE-STRATEGY_ID``; ``layout=1`` the
+earlier one: ``search-STRATEGY/`` and ``eval/``, folders ``STRATEGY_ID``.
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ def write_experiment(
     tasks: int,
     orphans: int = 0,
     repeat: dict[str, int] | None = None,
+    phase_in_name: bool = False,
 ) -> None:
     exp = root / name
     exp.mkdir(parents=True)
@@ -102,9 +105,10 @@ def write_experiment(
     }
     (exp / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps(state))
     for tid, cfg in trials:
-        strategy = cfg.get("trial", cfg)["strategy"]
+        trial = cfg.get("trial", cfg)
+        kind = f"{trial['phase']}-{trial['strategy']}" if phase_in_name else trial["strategy"]
         write_trial(
-            exp / f"{strategy}_{tid}", tid, cfg, epochs, tasks, repeat_from=(repeat or {}).get(tid)
+            exp / f"{kind}_{tid}", tid, cfg, epochs, tasks, repeat_from=(repeat or {}).get(tid)
         )
     for i in range(orphans):
         tid, cfg = trials[0]
@@ -120,6 +124,7 @@ def make_study(
     repeat: bool = False,
     setting: dict[str, Any] | None = None,
     scenario: dict[str, Any] | None = None,
+    layout: int = 2,
 ) -> Path:
     """A finished study folder at ``root``; returns it."""
     setting = {**SETTING, **(setting or {})}
@@ -134,39 +139,37 @@ def make_study(
     if scenario is not None:
         spec["scenario"] = scenario
     (root / "study.yaml").write_text(yaml.safe_dump(spec))
-    best = {}
-    n = 0
-    phases = {}
+    ids = (f"{n:08x}" for n in range(1, 10**6))
+    search, best = {}, {}
     for s in strategies:
-        trials = []
-        for i in range(trials_per_strategy):
-            n += 1
-            trials.append(
-                (
-                    f"{n:08x}",
-                    trial_config(s, "search", {**setting, "lr": 10 ** -(2 + i % 3)}, seed=0),
-                )
-            )
-        repeat_map = {trials[0][0]: epochs + 1} if repeat else None
-        write_experiment(
-            root, f"search-{s}", trials, epochs, tasks, orphans=orphans, repeat=repeat_map
-        )
-        best[s] = {"config": trials[0][1], "objective": 0.5}
-        phases[f"search-{s}"] = "done"
-    if eval_seeds:
-        trials = []
+        search[s] = [
+            (next(ids), trial_config(s, "search", {**setting, "lr": 10 ** -(2 + i % 3)}, seed=0))
+            for i in range(trials_per_strategy)
+        ]
+        best[s] = {"config": search[s][0][1], "objective": 0.5}
+    evals = [
+        (next(ids), trial_config(s, "eval", best[s]["config"]["run"], 1000 + k))
+        for s in strategies
+        for k in range(eval_seeds)
+    ]
+    repeated = {trials[0][0]: epochs + 1 for trials in search.values()} if repeat else None
+    phases = {f"search-{s}": "done" for s in strategies}
+    if layout == 1:
         for s in strategies:
-            for k in range(eval_seeds):
-                n += 1
-                trials.append(
-                    (
-                        f"{n:08x}",
-                        {"trial": trial_config(s, "eval", best[s]["config"]["run"], 1000 + k)},
-                    )
-                )
-        write_experiment(root, "eval", trials, epochs, tasks)
-        phases["eval"] = "done"
-    (root / "study.json").write_text(
-        json.dumps({"kind": "plasticity-study", "name": root.name, "phases": phases, "best": best})
-    )
+            write_experiment(
+                root, f"search-{s}", search[s], epochs, tasks, orphans=orphans, repeat=repeated
+            )
+        if evals:
+            write_experiment(root, "eval", [(t, {"trial": c}) for t, c in evals], epochs, tasks)
+            phases["eval"] = "done"
+    else:
+        trials = [t for s in strategies for t in search[s]] + evals
+        write_experiment(
+            root, "trials", trials, epochs, tasks, orphans, repeat=repeated, phase_in_name=True
+        )
+        phases.update({f"eval-{s}": "done" for s in strategies if eval_seeds})
+    state = {"kind": "plasticity-study", "name": root.name, "phases": phases, "best": best}
+    if layout != 1:
+        state["layout"] = layout
+    (root / "study.json").write_text(json.dumps(state))
     return root

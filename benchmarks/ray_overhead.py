@@ -63,7 +63,8 @@ def main() -> None:
             ray.shutdown()
         study_s = time.perf_counter() - start
         configs = [
-            json.loads(p.read_text()) for p in sorted(root.glob("search-reset/*/params.json"))
+            json.loads(p.read_text())
+            for p in sorted(root.glob("*/*/params.json"))  # trials/ (or search-reset/ before)
         ]
 
     torch.set_num_threads(cores)

@@ -1,31 +1,35 @@
-"""Launch and resume studies: one Optuna search per strategy, then an evaluation phase.
+"""Launch and resume studies: an Optuna search per strategy, all side by side, each followed by
+its evaluation on fresh seeds.
 
 A study folder (``STORAGE/NAME``; a local or NFS path, or an ``s3://``/``gs://`` URI) holds::
 
     study.yaml        the validated study file
-    study.json        kind, phases and their status, the best configuration of each strategy
-    search-STRATEGY/  Ray Tune experiment of that strategy's search; its snapshot holds the
-                      search's one record (the Optuna study: see :mod:`study.search`)
-    optuna.db         a view of those records, one Optuna study per strategy ("NAME.STRATEGY"),
-                      readable by optuna-dashboard; rebuilt from the snapshots on resume
-    eval/             Ray Tune experiment re-running every best configuration on fresh seeds
+    study.json        kind, layout, phases and their status, each strategy's best configuration
+                      and the evaluation's objectives: a view of the search's record
+    trials/           the study's one Ray Tune experiment: every search and evaluation trial
+                      (folders PHASE-STRATEGY_ID); its snapshot holds the search's one record
+                      (the Optuna studies and the study's progress: see :mod:`study.search`)
+    optuna.db         a view of that record, one Optuna study per strategy ("NAME.STRATEGY"),
+                      readable by optuna-dashboard; rebuilt from the snapshot on resume
     summary.csv, summary.md
 
-The driver is a small state machine over the phases in ``study.json``: ``resume`` skips
-finished phases, restores an interrupted one with ``Tuner.restore`` (the searcher, and with it
-the Optuna study, comes back from the same snapshot as the trials) and starts the rest. Nothing
-in a study folder names its own location, so a folder can be copied or moved (or resumed from
-another head node, for a URI) and resumed there.
+One experiment for the whole study: its searcher (:class:`study.search.StudySearch`) hands out
+every strategy's trials side by side, each strategy within its own ``concurrency`` and the study
+within ``max_concurrent_trials``, so the cluster is shared rather than used one strategy at a
+time; a strategy's evaluation starts as soon as its own search has ended. ``resume`` restores
+the experiment with ``Tuner.restore`` (the searcher comes back from the same snapshot as the
+trials). Nothing in a study folder names its own location, so a folder can be copied or moved
+(or resumed from another head node, for a URI) and resumed there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import statistics
-import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -37,15 +41,19 @@ from pyarrow import fs as pafs
 from analysis.load import searched_values
 from plasticity import __version__
 from plasticity.errors import UserError
-from plasticity.metrics import OBJECTIVES
 from plasticity.seeding import derive_seed
 from study.space import define_space
 from study.spec import Range, StudySpec, load_spec
-from study.trainable import RESTART_EPOCHS, RUN_COMPLETE
+from study.trainable import RESTART_EPOCHS
 
 log = logging.getLogger(__name__)
 
 KIND = "plasticity-study"
+LAYOUT = 2
+"""study.json's ``layout``: 2 is one experiment (``trials/``) for the whole study; studies
+without it have an experiment per phase (``search-STRATEGY/``, ``eval/``) and resume with the
+plasticity that wrote them (``plasticity analyze`` reads both)."""
+EXPERIMENT = "trials"
 
 
 class StudyFolder:
@@ -90,8 +98,9 @@ class StudyFolder:
 
 
 def phases(spec: StudySpec) -> list[str]:
+    """study.json's phases: each strategy's search, then (with evaluation) its evaluation."""
     names = [f"search-{s}" for s in spec.strategies]
-    return names + (["eval"] if spec.budget.eval_seeds > 0 else [])
+    return names + ([f"eval-{s}" for s in spec.strategies] if spec.budget.eval_seeds > 0 else [])
 
 
 def launch(spec: StudySpec, address: str | None = None) -> Path | str:
@@ -109,6 +118,7 @@ def launch(spec: StudySpec, address: str | None = None) -> Path | str:
     state = {
         "kind": KIND,
         "version": __version__,
+        "layout": LAYOUT,
         "name": spec.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "phases": {p: "pending" for p in phases(spec)},
@@ -139,15 +149,26 @@ def open_study(path: str) -> tuple[StudyFolder, StudySpec, dict[str, Any]]:
     if not isinstance(raw, dict):
         raise UserError(f"{path}: study.yaml does not hold a study")
     spec = load_spec(raw, storage=storage, name=folder.root.rsplit("/", 1)[1])
+    _check_version(path, state, spec)
+    state.setdefault("best", {})
+    return folder, spec, state
+
+
+def _check_version(path: str, state: dict[str, Any], spec: StudySpec) -> None:
+    """A study.json this plasticity cannot continue: another layout, or other phases."""
+    written = f"written by plasticity {state.get('version', '?')}, this is {__version__}"
+    if state.get("layout", 1) != LAYOUT:
+        raise UserError(
+            f"{path}: study.json is of layout {state.get('layout', 1)} (an experiment per "
+            f"phase; {written}, which runs layout {LAYOUT}); resume it with that version "
+            "(plasticity analyze reads both)"
+        )
     phases_now = state.get("phases")
     if not isinstance(phases_now, dict) or set(phases_now) != set(phases(spec)):
         raise UserError(
             f"{path}: study.json's phases {sorted(phases_now or [])} are not this study's "
-            f"{phases(spec)} (written by plasticity {state.get('version', '?')}, this is "
-            f"{__version__}); resume it with that version"
+            f"{phases(spec)} ({written}); resume it with that version"
         )
-    state.setdefault("best", {})
-    return folder, spec, state
 
 
 def resume(path: str, address: str | None = None) -> Path | str | None:
@@ -207,19 +228,7 @@ def _drive(
             folder.write_text("study.yaml", text)
             folder.write_text("study.json", json.dumps(state, indent=2))
         refresh_views(folder, spec, state)
-        trainable = make_trainable(spec)
-        for phase in phases(spec):
-            if state["phases"][phase] == "done":
-                continue
-            state["phases"][phase] = "running"
-            folder.write_text("study.json", json.dumps(state, indent=2))
-            if phase == "eval":
-                _run_eval(folder, spec, state, trainable)
-            else:
-                strategy = phase.removeprefix("search-")
-                state["best"][strategy] = _run_search(folder, spec, strategy, trainable)
-            state["phases"][phase] = "done"
-            folder.write_text("study.json", json.dumps(state, indent=2))
+        _run_study(folder, spec, state, make_trainable(spec))
     finally:
         if started:
             ray.shutdown()
@@ -227,19 +236,29 @@ def _drive(
 
 
 def refresh_views(folder: StudyFolder, spec: StudySpec, state: dict[str, Any]) -> None:
-    """Rewrite optuna.db from every search's snapshot: a view that a crash left ahead of the
-    snapshot, a deleted one or one copied with its folder is made whole again."""
-    from study.search import ViewWriter, saved_study
+    """Rewrite optuna.db and study.json from the study's snapshot: views that a crash left
+    ahead of the snapshot, deleted ones or ones copied with their folder are made whole again."""
+    from study.search import ViewWriter, saved_search
 
-    for strategy in spec.strategies:
-        phase = f"search-{strategy}"
-        try:
-            study = saved_study(folder.fs, f"{folder.path}/{phase}")
-        except Exception as e:  # a truncated snapshot: Ray's restore will say what it can
-            log.warning("%s: cannot read the search's snapshot (%s)", phase, type(e).__name__)
-            continue
-        if study is not None:
-            ViewWriter(folder)(study, final=state["phases"][phase] == "done")
+    try:
+        search = saved_search(folder.fs, f"{folder.path}/{EXPERIMENT}")
+    except Exception as e:  # a truncated snapshot: Ray's restore will say what it can
+        log.warning("cannot read the study's snapshot (%s)", type(e).__name__)
+        return
+    if search is None:
+        return
+    for strategy, searcher in search.searchers.items():
+        ViewWriter(folder)(searcher._ot_study, final=search.search_ended(strategy))
+    record(folder, state, search)
+
+
+def record(folder: StudyFolder, state: dict[str, Any], search: Any) -> None:
+    """Write study.json from the searcher (:class:`study.search.StudySearch`): each phase's
+    status, each strategy's best and the evaluation's objectives."""
+    state["phases"] = search.phases()
+    state["best"] = search.bests()
+    state["eval"] = search.eval_rows()
+    folder.write_text("study.json", json.dumps(state, indent=2))
 
 
 def make_trainable(spec: StudySpec):
@@ -313,20 +332,24 @@ PROGRESS_METRICS = {"task": "task", "epochs_done": "epochs", "epochs_total": "of
 
 
 def progress_reporter(spec: StudySpec, name: str):
-    """Ray's live status table for phase ``name``: per trial the objective so far and its epoch
-    progress, the searched parameters only (a search phase, ``search-STRATEGY``) or the strategy
-    and seed (the evaluation), and the best trial so far. Ray 2.60's default output ignores a
-    reporter and prints every trial's whole config; the legacy engine, which honours it, is
-    chosen unless ``RAY_AIR_NEW_OUTPUT`` is set. The reporter holds the metric and mode, so a
-    phase's ``TuneConfig`` must not set them (Ray refuses both; the searcher has them)."""
+    """Ray's live status table for experiment ``name``: per trial the objective so far and its
+    epoch progress, and the best trial so far; for the study's experiment the trial's strategy,
+    phase and seed and the searched parameters every strategy shares (e.g. ``lr``), for a
+    single strategy's search (``search-STRATEGY``) its searched parameters. Ray 2.60's default
+    output ignores a reporter and prints every trial's whole config; the legacy engine, which
+    honours it, is chosen unless ``RAY_AIR_NEW_OUTPUT`` is set. The reporter holds the metric
+    and mode, so the ``TuneConfig`` must not set them (Ray refuses both; the searcher has them).
+    """
     from ray import tune
 
     legacy_console()
     strategy = name.removeprefix("search-")
     if strategy in spec.strategies:
         params = searched_names(spec.strategies[strategy])
-    else:
-        params = ["trial/strategy", "trial/run/seed"]
+    else:  # the study's one experiment: every strategy's search and evaluation trials
+        spaces = [searched_names(space) for space in spec.strategies.values()]
+        shared = [p for p in spaces[0] if all(p in other for other in spaces[1:])]
+        params = ["strategy", "phase", "run/seed", *shared]
     return tune.CLIReporter(
         metric_columns={spec.metric: spec.metric, **PROGRESS_METRICS},
         parameter_columns={p: p.rsplit("/", 1)[-1] for p in params},
@@ -356,12 +379,15 @@ def searched_names(space: dict[str, Any]) -> list[str]:
 
 
 def trial_dirname(trial: Any) -> str:
-    """``STRATEGY_TRIALID`` (Ray's default folder names spell out the whole config)."""
+    """``PHASE-STRATEGY_TRIALID``, e.g. ``search-reset_1a2b3_00000`` (Ray's default folder
+    names spell out the whole config)."""
     config = trial.config.get("trial", trial.config)
-    return f"{config.get('strategy', 'trial')}_{trial.trial_id}"
+    return f"{config.get('phase', 'trial')}-{config.get('strategy', 'trial')}_{trial.trial_id}"
 
 
-def _fit(folder: StudyFolder, phase: str, trainable, make_tuner, planned: int):
+def _fit(folder: StudyFolder, phase: str, trainable, make_tuner, planned: int, during=None):
+    """Fit (or restore and fit) the experiment ``phase``; ``during()`` names what is not
+    finished when it stops short (default: ``phase``)."""
     from ray import tune
 
     path = folder.experiment(phase)
@@ -371,12 +397,6 @@ def _fit(folder: StudyFolder, phase: str, trainable, make_tuner, planned: int):
     else:
         tuner = make_tuner()
     results = tuner.fit()
-    if results.num_terminated + results.num_errors < planned:
-        # Ctrl-C (Tune stops gracefully and returns): the phase is not done
-        raise UserError(
-            f"study interrupted during {phase}; continue it with: "
-            f"plasticity study resume {folder.root}"
-        )
     if results.errors:  # never "finished" with fewer complete trials than planned
         last = str(results.errors[0]).strip().splitlines() or ["?"]
         raise UserError(
@@ -384,28 +404,102 @@ def _fit(folder: StudyFolder, phase: str, trainable, make_tuner, planned: int):
             f"({last[-1][:160]}); the study is not finished: fix the cause, then "
             f"plasticity study resume {folder.root}"
         )
+    if results.num_terminated < planned:
+        # Ctrl-C (Tune stops gracefully and returns): the phase is not done
+        raise UserError(
+            f"study interrupted during {during() if during else phase}; continue it with: "
+            f"plasticity study resume {folder.root}"
+        )
     return results
 
 
-def _run_search(folder: StudyFolder, spec: StudySpec, strategy: str, trainable) -> dict:
+def _run_study(folder: StudyFolder, spec: StudySpec, state: dict[str, Any], trainable) -> None:
+    """Run (or restore and run) the study's experiment to its end; study.json follows the
+    searcher as trials end, and says what is done when it stops."""
+    from study.search import PROGRESS, VIEWS, ViewWriter
+
+    views = {f"{spec.name}.{s}": ViewWriter(folder) for s in spec.strategies}
+    VIEWS.update(views)
+    PROGRESS[spec.name] = partial(record, folder, state)
+    planned = len(spec.strategies) * spec.budget.trials_per_strategy + len(eval_templates(spec))
+
+    def unfinished() -> str:
+        return ", ".join(p for p, v in state["phases"].items() if v != "done") or "the study"
+
+    stopped = None
+    try:
+        with _pending_trials(spec):
+            _fit(
+                folder,
+                EXPERIMENT,
+                trainable,
+                partial(make_tuner, folder, spec, trainable),
+                planned,
+                during=unfinished,
+            )
+    except UserError as e:  # the study stopped unfinished; a lost strategy says more
+        stopped = e
+    finally:
+        for name in views:
+            VIEWS.pop(name, None)
+        PROGRESS.pop(spec.name, None)
+        lost = _final_views(folder, state, views)
+    if lost:
+        raise UserError(
+            f"no trial of {lost[0]!r} ran every epoch; see {folder.experiment(EXPERIMENT)}"
+        )
+    if stopped is not None:
+        raise stopped
+
+
+def _final_views(folder: StudyFolder, state: dict[str, Any], views: dict) -> list[str]:
+    """optuna.db and study.json from the experiment's last snapshot (what a resume restores);
+    returns the strategies whose search ended with no trial that ran every epoch."""
+    from study.search import saved_search
+
+    search = saved_search(folder.fs, f"{folder.path}/{EXPERIMENT}")
+    if search is None:
+        return []
+    for strategy, searcher in search.searchers.items():
+        views[searcher._study_name](searcher._ot_study, final=search.search_ended(strategy))
+    record(folder, state, search)
+    return [s for s, best in search.best.items() if best is None]
+
+
+@contextlib.contextmanager
+def _pending_trials(spec: StudySpec):
+    """Let Tune queue as many trials as the searcher may run at once (for a searcher of its
+    own, Tune queues one at a time unless ``TUNE_MAX_PENDING_TRIALS_PG`` says otherwise, and
+    trials would start one after another); a value the user set is kept."""
+    name = "TUNE_MAX_PENDING_TRIALS_PG"
+    slots = len(spec.strategies) * spec.concurrency
+    if spec.max_concurrent_trials is not None:
+        slots = min(slots, spec.max_concurrent_trials)
+    before = os.environ.get(name)
+    os.environ.setdefault(name, str(slots))
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+
+
+def make_tuner(folder: StudyFolder, spec: StudySpec, trainable):
+    """The study's Tuner: one :class:`study.search.StudySearch` over every strategy."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search import ConcurrencyLimiter
 
     from study.search import (
-        VIEWS,
+        PerStrategyScheduler,
         RootedSearchGenerator,
-        ViewWriter,
+        StudySearch,
         WholeTrialSearch,
-        saved_study,
     )
 
-    def make_tuner():
-        space = {
-            k: (v.model_dump() if hasattr(v, "model_dump") else v)
-            for k, v in spec.strategies[strategy].items()
-        }
-        searcher = WholeTrialSearch(
+    searchers = {}
+    for strategy, params in spec.strategies.items():
+        space = {k: (v.model_dump() if hasattr(v, "model_dump") else v) for k, v in params.items()}
+        searchers[strategy] = WholeTrialSearch(
             partial(
                 define_space,
                 space=space,
@@ -418,45 +512,38 @@ def _run_search(folder: StudyFolder, spec: StudySpec, strategy: str, trainable) 
             sampler=make_sampler(spec, strategy),
             study_name=f"{spec.name}.{strategy}",  # in memory: saved with Ray's snapshot
         )
-        scheduler = None
-        if spec.budget.scheduler == "asha":
-            scheduler = ASHAScheduler(
-                time_attr=RESTART_EPOCHS,  # task 0 does not count: see RESTART_EPOCHS
-                metric=spec.metric,
-                mode="max",
-                grace_period=spec.budget.grace_epochs,
-                max_t=10**9,
-            )
-        return tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(
-                search_alg=RootedSearchGenerator(
-                    ConcurrencyLimiter(searcher, max_concurrent=spec.concurrency)
-                ),
-                scheduler=scheduler,
-                num_samples=spec.budget.trials_per_strategy,
-                trial_dirname_creator=trial_dirname,
-                reuse_actors=True,
-            ),
-            run_config=_run_config(folder, spec, f"search-{strategy}"),
+    evals = eval_templates(spec)
+    search = StudySearch(
+        spec.name,
+        searchers,
+        trials=spec.budget.trials_per_strategy,
+        concurrency=spec.concurrency,
+        evals={s: [c for c in evals if c["strategy"] == s] for s in spec.strategies},
+        cap=spec.max_concurrent_trials,
+        metric=spec.metric,
+    )
+    scheduler = None
+    if spec.budget.scheduler == "asha":
+        asha = partial(
+            ASHAScheduler,
+            time_attr=RESTART_EPOCHS,  # task 0 does not count: see RESTART_EPOCHS
+            metric=spec.metric,
+            mode="max",
+            grace_period=spec.budget.grace_epochs,
+            max_t=10**9,
         )
-
-    phase, view = f"search-{strategy}", ViewWriter(folder)
-    VIEWS[f"{spec.name}.{strategy}"] = view
-    try:
-        results = _fit(folder, phase, trainable, make_tuner, spec.budget.trials_per_strategy)
-    finally:
-        VIEWS.pop(f"{spec.name}.{strategy}", None)
-        study = saved_study(folder.fs, f"{folder.path}/{phase}")  # fit's last snapshot
-        if study is not None:
-            view(study, final=sys.exc_info()[0] is None)
-    finished = [r for r in results if not r.error and r.metrics and r.metrics.get(RUN_COMPLETE)]
-    if not finished:
-        raise UserError(
-            f"no trial of {strategy!r} finished; see {folder.experiment('search-' + strategy)}"
-        )
-    best = max(finished, key=lambda r: r.metrics[spec.metric])
-    return {"config": best.config, "objective": best.metrics[spec.metric]}
+        scheduler = PerStrategyScheduler(asha, list(spec.strategies), spec.metric)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=RootedSearchGenerator(search),
+            scheduler=scheduler,
+            num_samples=len(spec.strategies) * spec.budget.trials_per_strategy + len(evals),
+            trial_dirname_creator=trial_dirname,
+            reuse_actors=True,
+        ),
+        run_config=_run_config(folder, spec, EXPERIMENT),
+    )
 
 
 def make_sampler(spec: StudySpec, strategy: str):
@@ -488,35 +575,11 @@ def eval_configs(spec: StudySpec, best: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _run_eval(folder: StudyFolder, spec: StudySpec, state: dict[str, Any], trainable) -> None:
-    from ray import tune
-
-    def make_tuner():
-        return tune.Tuner(
-            trainable,
-            param_space={"trial": tune.grid_search(eval_configs(spec, state["best"]))},
-            tune_config=tune.TuneConfig(
-                num_samples=1,
-                max_concurrent_trials=spec.concurrency,
-                trial_dirname_creator=trial_dirname,
-                reuse_actors=True,
-            ),
-            run_config=_run_config(folder, spec, "eval"),
-        )
-
-    results = _fit(folder, "eval", trainable, make_tuner, len(eval_configs(spec, state["best"])))
-    rows = []
-    for r in results:
-        if r.metrics and r.metrics.get(RUN_COMPLETE):
-            run = r.config["trial"]["run"]
-            rows.append(
-                {
-                    "strategy": run["strategies"][0],
-                    "seed": run["seed"],
-                    **{m: r.metrics[m] for m in OBJECTIVES},
-                }
-            )
-    state["eval"] = rows
+def eval_templates(spec: StudySpec) -> list[dict[str, Any]]:
+    """:func:`eval_configs` with no best run yet: each config's ``run`` holds only what the
+    evaluation sets (the seed); the searcher lays it over a strategy's best run once that
+    strategy's search has ended."""
+    return eval_configs(spec, {s: {"config": {"run": {}}} for s in spec.strategies})
 
 
 def summary_rows(spec: StudySpec, state: dict[str, Any]) -> list[dict[str, Any]]:

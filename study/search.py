@@ -18,6 +18,13 @@ report has :data:`~study.trainable.RUN_COMPLETE`; a stopped trial is PRUNED and 
 FAIL. (Optuna gives a PRUNED trial its last intermediate value as its value, and TPE ranks
 pruned trials below every complete one.)
 
+A study runs as ONE Ray Tune experiment: :class:`StudySearch` holds one
+:class:`WholeTrialSearch` per strategy and hands out their trials side by side, each strategy
+within its own ``concurrency`` (so TPE still learns between a strategy's trials), the study
+within an optional cap; once a strategy's search trials have all ended it picks that
+strategy's best whole trial and hands out its evaluation runs (fixed seeds, no Optuna).
+:class:`PerStrategyScheduler` keeps ASHA's ranking within one strategy's search.
+
 It lives in an importable module (never ``__main__``): Ray pickles the searcher by reference.
 """
 
@@ -27,6 +34,7 @@ import contextlib
 import copy
 import datetime
 import logging
+import math
 import pickle
 import tempfile
 import time
@@ -36,9 +44,11 @@ from typing import Any
 
 import optuna
 from optuna.trial import TrialState
-from ray.tune.search import SearchGenerator
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.search import Searcher, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
 
+from plasticity.metrics import OBJECTIVES
 from study.trainable import RUN_COMPLETE
 
 log = logging.getLogger(__name__)
@@ -47,8 +57,15 @@ RAY_TRIAL_ID = "ray_trial_id"
 """Optuna user attribute naming the Ray trial (and so its folder ``STRATEGY_ID``)."""
 
 VIEWS: dict[str, Callable[[optuna.Study], None]] = {}
-"""The running driver's writers of optuna.db, by Optuna study name: set for the phase it runs,
-never pickled (the searcher must hold no path)."""
+"""The running driver's writers of optuna.db, by Optuna study name ("STUDY.STRATEGY"): set
+while it runs the study, never pickled (the searcher must hold no path)."""
+
+PROGRESS: dict[str, Callable[[StudySearch], None]] = {}
+"""The running driver's recorder of a study's progress (study.json), by study name; called
+whenever a trial ends. Never pickled."""
+
+SEARCH, EVAL = "search", "eval"
+"""The two kinds of trial (a trial config's ``phase``)."""
 
 # optuna.db is rewritten routinely: its "A new study created in RDB" line says nothing
 logging.getLogger("optuna.storages._rdb.storage").setLevel(logging.WARNING)
@@ -127,18 +144,255 @@ class WholeTrialSearch(OptunaSearch):
         )
 
 
+class StudySearch(Searcher):
+    """Every strategy's search and evaluation as one Ray Tune searcher.
+
+    ``searchers``: a :class:`WholeTrialSearch` per strategy, in the study's order; ``trials``:
+    search trials per strategy; ``concurrency``: trials of one strategy running at once (search
+    or evaluation: TPE learns between a strategy's trials); ``cap``: trials of the whole study
+    running at once (None: as many as the strategies' concurrency allows); ``evals``: per
+    strategy, its evaluation configs, whose ``run`` holds only what evaluation changes (the
+    seed) and is laid over the best trial's run once the search has picked it.
+
+    A suggestion goes round the strategies in a fixed order, starting after the one served last,
+    to the first with a free slot and work left: which strategy gets a slot depends on which
+    trials have ended, never on how long anything took. A strategy's search has ended when its
+    planned trials all have; its best is then the best trial that ran every epoch (the earliest
+    on a tie), and its evaluation trials follow. A search trial that crashed after its retries
+    holds its strategy's evaluation back: the study ends unfinished, and a resume (Ray runs the
+    errored trials again) carries on from there.
+
+    Saved whole with Ray's experiment snapshot (:meth:`save`): the Optuna studies, which trials
+    belong to which strategy and phase, how each ended and the bests, so a restore rolls the
+    search back together with the trials. It holds no path.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        searchers: dict[str, WholeTrialSearch],
+        trials: int,
+        concurrency: int,
+        evals: dict[str, list[dict[str, Any]]],
+        cap: int | None = None,
+        metric: str = "auc_test_acc",
+    ) -> None:
+        super().__init__(metric=metric, mode="max")
+        self.name, self.searchers, self.order = name, dict(searchers), list(searchers)
+        self.trials, self.concurrency, self.cap = trials, concurrency, cap
+        self.evals = {s: list(evals.get(s, [])) for s in self.order}
+        self.owner: dict[str, tuple[str, str]] = {}
+        """trial id -> (strategy, phase), in the order the trials were suggested"""
+        self.configs: dict[str, dict[str, Any]] = {}
+        self.live: set[str] = set()
+        self.ended: dict[str, dict[str, Any]] = {}
+        """trial id -> how it ended: error, complete (every epoch ran), value, objectives"""
+        self.best: dict[str, dict[str, Any] | None] = {}
+        """strategy -> {"config", "objective"} once its search has ended; None: no whole trial"""
+        self.next = 0
+
+    # -- what Ray asks -------------------------------------------------------------------------
+    def suggest(self, trial_id: str) -> dict | str | None:
+        if self.cap is not None and len(self.live) >= self.cap:
+            return None
+        n = len(self.order)
+        for k in range(n):
+            strategy = self.order[(self.next + k) % n]
+            config = self._suggest_for(strategy, trial_id)
+            if config is not None:
+                self.next = (self.next + k + 1) % n
+                self.configs[trial_id] = config
+                self.live.add(trial_id)
+                return config
+        return Searcher.FINISHED if all(self._closed(s) for s in self.order) else None
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        strategy, phase = self.owner.get(trial_id, ("", ""))
+        if phase == SEARCH:
+            self.searchers[strategy].on_trial_result(trial_id, result)
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
+        if trial_id not in self.owner:
+            log.warning("trial %s is unknown to the search; not recorded", trial_id)
+            return
+        strategy, phase = self.owner[trial_id]
+        if phase == SEARCH:
+            self.searchers[strategy].on_trial_complete(trial_id, result, error)
+        complete = trial_state(result, error) == TrialState.COMPLETE
+        self.ended[trial_id] = {
+            "error": error,
+            "complete": complete,
+            "value": result[self.metric] if complete else None,
+            "objectives": {m: result[m] for m in OBJECTIVES} if complete else None,
+        }
+        self.live.discard(trial_id)
+        self._pick_best(strategy)
+        hook = PROGRESS.get(self.name)
+        if hook is not None:
+            hook(self)
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__.copy(), f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Back to a snapshot's state. The driver restores with ``resume_errored``: Ray runs
+        every trial that had errored again, so they are running, not ended, from here on."""
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))
+        for trial_id in [t for t, end in self.ended.items() if end["error"]]:
+            del self.ended[trial_id]
+            self.live.add(trial_id)
+
+    # -- the study's progress ------------------------------------------------------------------
+    def trials_of(self, strategy: str, phase: str) -> list[str]:
+        return [t for t, owner in self.owner.items() if owner == (strategy, phase)]
+
+    def search_ended(self, strategy: str) -> bool:
+        """Every planned search trial of ``strategy`` has ended (complete, stopped or errored)."""
+        ids = self.trials_of(strategy, SEARCH)
+        return len(ids) == self.trials and all(t in self.ended for t in ids)
+
+    def phases(self) -> dict[str, str]:
+        """``search-STRATEGY`` and (with evaluation) ``eval-STRATEGY``: pending, running or
+        done."""
+        out = {f"search-{s}": self._status(s, SEARCH) for s in self.order}
+        if any(self.evals.values()):
+            out.update({f"eval-{s}": self._status(s, EVAL) for s in self.order})
+        return out
+
+    def bests(self) -> dict[str, dict[str, Any]]:
+        return {s: b for s, b in self.best.items() if b is not None}
+
+    def eval_rows(self) -> list[dict[str, Any]]:
+        """One row per evaluation trial that ran every epoch: strategy, seed, objectives."""
+        rows = []
+        for trial_id, (strategy, phase) in self.owner.items():
+            end = self.ended.get(trial_id)
+            if phase == EVAL and end and end["complete"]:
+                seed = self.configs[trial_id]["run"]["seed"]
+                rows.append({"strategy": strategy, "seed": seed, **end["objectives"]})
+        return rows
+
+    def _status(self, strategy: str, phase: str) -> str:
+        ids = self.trials_of(strategy, phase)
+        if not ids:
+            return "pending"
+        if phase == SEARCH:
+            done = self.best.get(strategy) is not None
+        else:
+            planned = len(self.evals[strategy])
+            done = len(ids) == planned and all(self.ended.get(t, {}).get("complete") for t in ids)
+        return "done" if done else "running"
+
+    # -- choosing ------------------------------------------------------------------------------
+    def _suggest_for(self, strategy: str, trial_id: str) -> dict | None:
+        if sum(self.owner[t][0] == strategy for t in self.live) >= self.concurrency:
+            return None
+        if len(self.trials_of(strategy, SEARCH)) < self.trials:
+            config, phase = self.searchers[strategy].suggest(trial_id), SEARCH
+            if not isinstance(config, dict):
+                return None
+        else:
+            done = len(self.trials_of(strategy, EVAL))
+            if not self._pick_best(strategy) or done >= len(self.evals[strategy]):
+                return None
+            template = self.evals[strategy][done]
+            best_run = self.best[strategy]["config"]["run"]  # type: ignore[index]
+            config, phase = {**template, "run": {**best_run, **template["run"]}}, EVAL
+        self.owner[trial_id] = (strategy, phase)
+        return config
+
+    def _errored(self, strategy: str, phase: str) -> bool:
+        return any(self.ended.get(t, {}).get("error") for t in self.trials_of(strategy, phase))
+
+    def _pick_best(self, strategy: str) -> bool:
+        """Whether ``strategy``'s evaluation may start: its search has ended with no errored
+        trial and with a whole trial (its best is then recorded)."""
+        if strategy not in self.best:
+            if not self.search_ended(strategy) or self._errored(strategy, SEARCH):
+                return False
+            whole = [
+                (self.ended[t]["value"], -i, t)
+                for i, t in enumerate(self.trials_of(strategy, SEARCH))
+                if self.ended[t]["complete"] and math.isfinite(self.ended[t]["value"])
+            ]
+            if whole:
+                value, _, trial_id = max(whole)
+                self.best[strategy] = {"config": self.configs[trial_id], "objective": value}
+            else:
+                self.best[strategy] = None
+        return self.best[strategy] is not None
+
+    def _closed(self, strategy: str) -> bool:
+        """Nothing more can be suggested for ``strategy`` in this run of the study."""
+        if not self.search_ended(strategy):
+            return False
+        if not self._pick_best(strategy):  # an errored trial, or no whole trial
+            return True
+        return len(self.trials_of(strategy, EVAL)) >= len(self.evals[strategy])
+
+
+class PerStrategyScheduler(FIFOScheduler):
+    """A scheduler per strategy's search (``make()`` builds one, e.g. ASHA), so trials are
+    ranked only against trials of the same strategy; evaluation trials always run to the end.
+    Trials start first come, first served (FIFO), as the searcher suggested them."""
+
+    def __init__(self, make: Callable[[], TrialScheduler], strategies: list[str], metric: str):
+        super().__init__()
+        self.schedulers = {s: make() for s in strategies}
+        self._metric, self._mode = metric, "max"
+
+    def _of(self, trial: Any) -> TrialScheduler | None:
+        config = trial.config
+        if config.get("phase") != SEARCH:
+            return None
+        return self.schedulers.get(config.get("strategy"))
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        return all(s.set_search_properties(metric, mode, **spec) for s in self.schedulers.values())
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        if (scheduler := self._of(trial)) is not None:
+            scheduler.on_trial_add(tune_controller, trial)
+
+    def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
+        if (scheduler := self._of(trial)) is not None:
+            scheduler.on_trial_error(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        if (scheduler := self._of(trial)) is not None:
+            return scheduler.on_trial_result(tune_controller, trial, result)
+        return TrialScheduler.CONTINUE
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
+        if (scheduler := self._of(trial)) is not None:
+            scheduler.on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
+        if (scheduler := self._of(trial)) is not None:
+            scheduler.on_trial_remove(tune_controller, trial)
+
+    def debug_string(self) -> str:
+        return "\n".join(f"{s}: {x.debug_string()}" for s, x in self.schedulers.items())
+
+
 class RootedSearchGenerator(SearchGenerator):
     """Ray's SearchGenerator, which restores the Experiment of its snapshot, storage path and
     all: a copied or moved study would create its new trials in the original's folder. Here a
     restored generator puts them where the study is now (the folder of the running driver's
-    :data:`VIEWS` entry)."""
+    :data:`VIEWS` entries), and asks the searcher again even if it had said it was finished:
+    a restore runs errored trials again, after which the searcher may have more to suggest
+    (their strategies' evaluations)."""
 
     def set_state(self, state: dict) -> None:
         super().set_state(state)
+        self._finished = False  # the searcher says FINISHED again if it is
         searcher = self.searcher
-        while hasattr(searcher, "searcher"):  # ConcurrencyLimiter -> WholeTrialSearch
-            searcher = searcher.searcher
-        view = VIEWS.get(getattr(searcher, "_study_name", ""))
+        names = [getattr(s, "_study_name", "") for s in getattr(searcher, "searchers", {}).values()]
+        view = next((VIEWS[n] for n in names if n in VIEWS), None)
         if view is None or self._experiment is None:
             return
         storage = copy.copy(self._experiment.storage)
@@ -148,9 +402,9 @@ class RootedSearchGenerator(SearchGenerator):
         self._experiment.storage = self._experiment.spec["storage"] = storage
 
 
-def saved_study(fs: Any, experiment: str) -> optuna.Study | None:
-    """The Optuna study of the newest searcher snapshot of a Ray Tune experiment (on the
-    pyarrow filesystem ``fs``); None if it has none yet."""
+def saved_search(fs: Any, experiment: str) -> StudySearch | None:
+    """The :class:`StudySearch` of the newest searcher snapshot of a Ray Tune experiment (on
+    the pyarrow filesystem ``fs``), as saved; None if it has none yet."""
     from pyarrow import fs as pafs
 
     infos = fs.get_file_info(pafs.FileSelector(experiment, allow_not_found=True))
@@ -163,7 +417,11 @@ def saved_study(fs: Any, experiment: str) -> optuna.Study | None:
         return None
     with fs.open_input_stream(names[-1]) as f:
         saved = pickle.loads(f.read())
-    return saved.get("_ot_study") if isinstance(saved, dict) else None
+    if not isinstance(saved, dict) or "searchers" not in saved:
+        return None
+    search = StudySearch.__new__(StudySearch)
+    search.__dict__.update(saved)
+    return search
 
 
 def view_trials(study: optuna.Study, final: bool) -> list[optuna.trial.FrozenTrial]:

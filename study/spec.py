@@ -248,7 +248,12 @@ class StudySpec(_Strict):
     """The objective, maximised: see study.metrics."""
     resources: Resources = Resources()
     concurrency: int = Field(2, ge=1)
-    """Trials running at once."""
+    """Trials of one strategy running at once (its search's trials, then its evaluation's);
+    the strategies run side by side. TPE learns from a strategy's finished trials, so a lower
+    value makes a strategy's search more guided and less parallel."""
+    max_concurrent_trials: StrictInt | None = Field(None, ge=1)
+    """Trials of the whole study running at once, all strategies together (none: only each
+    strategy's concurrency and the cluster's resources limit them)."""
     storage: str = "studies"
     """Local or NFS path, or an s3:// / gs:// URI; the study lives in STORAGE/NAME."""
     checkpoint_every: int = Field(0, ge=0)

@@ -138,22 +138,25 @@ def test_tables_match_values_worked_out_by_hand(tmp_path):
     assert (row.auc_test_acc, row.final_test_acc) == (pytest.approx(0.7), pytest.approx(0.8))
 
 
-def test_resumed_study_rows_once_and_orphans_left_out(tmp_path):
-    root = make_study(tmp_path / "st", orphans=2, repeat=True)
+@pytest.mark.parametrize("layout,experiments", [(2, 1), (1, 2)])
+def test_resumed_study_rows_once_and_orphans_left_out(tmp_path, layout, experiments):
+    """Both layouts: the study's one experiment (2), an experiment per phase (1, before)."""
+    root = make_study(tmp_path / "st", orphans=2, repeat=True, layout=layout)
     loaded = load([root])
     t = loaded.table
     # 2 strategies x (2 search + 2 eval) trials x 3 tasks x 3 epochs, each exactly once
     assert len(t) == 2 * 4 * 9
     assert not t.duplicated(["trial", "task", "epoch"]).any()
     assert not t.trial.str.contains("orphan").any()
-    assert sum("orphan" in w for w in loaded.warnings) == 2  # one warning per search experiment
+    # one warning per experiment with orphans (layout 1: each search experiment)
+    assert sum("orphan" in w for w in loaded.warnings) == experiments
     assert "left out 2 orphan" in loaded.warnings[0]
     assert set(t.phase) == {"search", "eval"} and set(t[t.phase == "eval"].seed) == {1000, 1001}
 
 
 def test_corrupt_result_file_is_skipped_and_named(tmp_path):
     root = make_study(tmp_path / "st", eval_seeds=0)
-    result = next((root / "search-reset").glob("*/result.json"))
+    result = next((root / "trials").glob("search-reset_*/result.json"))
     text = result.read_text()
     result.write_text(text[: len(text) - 40])  # truncated mid-line, as after a crash
     loaded = load([root])

@@ -247,8 +247,8 @@ def test_status_table_shows_objective_progress_and_only_searched_parameters(tmp_
     ]
     assert (search._metric, search._mode) == ("auc_test_acc", "max")  # the best trial line
     assert list(progress_reporter(spec, "search-reset")._parameter_columns) == ["lr"]
-    evaluation = progress_reporter(spec, "eval")._parameter_columns
-    assert evaluation == {"trial/strategy": "strategy", "trial/run/seed": "seed"}
+    study = progress_reporter(spec, "trials")._parameter_columns
+    assert study == {"strategy": "strategy", "phase": "phase", "run/seed": "seed", "lr": "lr"}
 
 
 # -- plasticity run's bars, the analysis' lines ----------------------------------------------

@@ -56,10 +56,13 @@ def local_ray():
     ray.shutdown()
 
 
-def trial_results(experiment: Path) -> dict[str, list[dict]]:
-    """result.json of every trial folder, de-duplicated on training_iteration (last wins)."""
+def trial_results(experiment: Path, kind: str = "") -> dict[str, list[dict]]:
+    """result.json of every trial folder (of one ``kind``, ``PHASE-STRATEGY``: the folder
+    ``PHASE-STRATEGY_ID``), de-duplicated on training_iteration (last wins)."""
     out = {}
     for result in sorted(experiment.glob("*/result.json")):
+        if kind and result.parent.name.rsplit("_", 1)[0] != kind:
+            continue
         rows = {}
         for line in result.read_text().splitlines():
             if line.strip():
@@ -80,16 +83,23 @@ def test_four_trial_study_end_to_end(tmp_path, local_ray, capsys):
             tmp_path,
             budget={"trials_per_strategy": 2, "eval_seeds": 1},
             storage=f"file://{tmp_path}/studies",
+            concurrency=1,
         )
     )
     uri = launch(spec)
     assert uri == f"file://{tmp_path}/studies/t"
     root = tmp_path / "studies" / "t"
     state = json.loads((root / "study.json").read_text())
-    assert set(state["phases"].values()) == {"done"}
+    assert state["phases"] == {
+        f"{p}-{s}": "done" for p in ("search", "eval") for s in ("reset", "expanded")
+    }
     storage = f"sqlite:///{root / 'optuna.db'}"
+    spans = {}
     for strategy in ("reset", "expanded"):
-        trials = trial_results(root / f"search-{strategy}")
+        trials = trial_results(root / "trials", f"search-{strategy}")
+        spans[strategy] = sorted(
+            (r[0]["started_at"], r[-1]["reported_at"]) for r in trials.values()
+        )
         assert len(trials) == 2
         for rows in trials.values():
             assert len(rows) == 4 and rows[-1]["run_complete"] and rows[-1]["strategy"] == strategy
@@ -99,8 +109,21 @@ def test_four_trial_study_end_to_end(tmp_path, local_ray, capsys):
         # Optuna recorded each trial's last reported objective
         finals = sorted(rows[-1]["auc_test_acc"] for rows in trials.values())
         assert sorted(t.value for t in done) == pytest.approx(finals)
-    evals = trial_results(root / "eval")
-    assert len(evals) == 2 and all(rows[-1]["seed"] == 1000 for rows in evals.values())
+        # one search trial of a strategy at a time (concurrency 1), then its evaluation
+        assert spans[strategy][0][1] <= spans[strategy][1][0]
+        (evaluation,) = trial_results(root / "trials", f"eval-{strategy}").values()
+        assert evaluation[-1]["seed"] == 1000 and evaluation[-1]["run_complete"]
+        assert evaluation[0]["started_at"] >= spans[strategy][-1][1]
+        assert (
+            evaluation[-1]["config"]["run"]["lr"] == state["best"][strategy]["config"]["run"]["lr"]
+        )
+    # the strategies' searches ran side by side
+    assert spans["expanded"][0][0] < spans["reset"][0][1]
+    assert spans["reset"][0][0] < spans["expanded"][0][1]
+    assert sorted((r["strategy"], r["seed"]) for r in state["eval"]) == [
+        ("expanded", 1000),
+        ("reset", 1000),
+    ]
     assert finish(uri, None) == 0
     assert "expanded" in (root / "summary.csv").read_text()
 
@@ -189,7 +212,7 @@ def test_interrupted_study_resumes_to_exactly_the_planned_trials(tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    experiment = tmp_path / "studies" / "t" / "search-expanded"
+    experiment = tmp_path / "studies" / "t" / "trials"
     deadline = time.time() + 240
     try:
         while time.time() < deadline:  # wait until one trial has finished and another runs
@@ -254,7 +277,7 @@ def test_two_node_cluster_packs_four_quarter_gpu_trials_per_gpu_and_falls_back_t
     finally:
         ray.shutdown()
         cluster.shutdown()
-    trials = trial_results(root / "search-reset")
+    trials = trial_results(root / "trials", "search-reset")
     assert len(trials) == 8 and all(rows[-1]["run_complete"] for rows in trials.values())
     assert {rows[-1]["device"] for rows in trials.values()} == {"cpu"}
     spans: dict[str, list[tuple[float, float]]] = {}
@@ -287,7 +310,7 @@ def test_every_strategy_runs_in_a_study(tmp_path, local_ray):
     )
     root = Path(launch(load_spec(spec)))
     for s in STRATEGIES:
-        trials = trial_results(root / f"search-{s}")
+        trials = trial_results(root / "trials", f"search-{s}")
         assert len(trials) == 1, s
         rows = next(iter(trials.values()))
         assert rows[-1]["run_complete"] and rows[-1]["strategy"] == s
@@ -308,7 +331,7 @@ def test_asha_stopped_trials_are_pruned_and_the_best_is_a_whole_trial(tmp_path, 
         strategies={"reset": {"lr": {"low": 1e-5, "high": 1e-1, "log": True}}},
     )
     root = Path(launch(load_spec(spec)))
-    trials = trial_results(root / "search-reset")
+    trials = trial_results(root / "trials", "search-reset")
     assert len(trials) == 4
     stopped = {k for k, rows in trials.items() if not rows[-1]["run_complete"]}
     assert stopped, "ASHA stopped no trial: the test shows nothing"
@@ -318,7 +341,7 @@ def test_asha_stopped_trials_are_pruned_and_the_best_is_a_whole_trial(tmp_path, 
     by_ray_id = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
     assert len(by_ray_id) == len(study.trials) == 4
     for folder, rows in trials.items():
-        t = by_ray_id[folder.removeprefix("reset_")]
+        t = by_ray_id[folder.removeprefix("search-reset_")]
         # Optuna gives a PRUNED trial its last intermediate value (and TPE ranks it below every
         # complete one); the state is what says the trial is partial
         state = optuna.trial.TrialState
@@ -407,9 +430,7 @@ def test_a_copied_study_resumes_on_its_own_data(tmp_path):
     """The saved search holds no path: resuming a copy never writes to the original."""
     import shutil
 
-    root = launch_and_kill(
-        tmp_path, killable_spec(tmp_path), one_done_one_running("search-expanded")
-    )
+    root = launch_and_kill(tmp_path, killable_spec(tmp_path), one_done_one_running("trials"))
     copy = tmp_path / "elsewhere" / "t"
     shutil.copytree(root, copy)
     before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
@@ -417,15 +438,13 @@ def test_a_copied_study_resumes_on_its_own_data(tmp_path):
     after = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
     assert after == before, "resuming the copy changed the original"
     assert optuna_states(copy, "t.expanded") == ["COMPLETE"] * 3
-    done = [r for r in trial_results(copy / "search-expanded").values() if r[-1]["run_complete"]]
+    done = [r for r in trial_results(copy / "trials").values() if r[-1]["run_complete"]]
     assert len(done) >= 3
 
 
 @SLOW
 def test_a_moved_study_resumes(tmp_path):
-    root = launch_and_kill(
-        tmp_path, killable_spec(tmp_path), one_done_one_running("search-expanded")
-    )
+    root = launch_and_kill(tmp_path, killable_spec(tmp_path), one_done_one_running("trials"))
     moved = tmp_path / "moved" / "t"
     moved.parent.mkdir()
     root.rename(moved)
@@ -445,7 +464,7 @@ def test_driver_killed_after_optuna_wrote_and_before_rays_snapshot_resumes(tmp_p
         env={"PLASTICITY_FAULT": "view-written"},
     )
     assert optuna_states(root, "t.expanded")[:1] == ["COMPLETE"]
-    state = json.loads(next((root / "search-expanded").glob("experiment_state-*.json")).read_text())
+    state = json.loads(next((root / "trials").glob("experiment_state-*.json")).read_text())
     statuses = [json.loads(t[0])["status"] for t in state["trial_data"]]
     assert "TERMINATED" not in statuses, "the snapshot already had the trial ended: no window"
     resume_here(root)

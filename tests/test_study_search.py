@@ -1,0 +1,223 @@
+"""The study's one searcher (every strategy side by side, then each one's evaluation), its
+per-strategy scheduler and the study-wide cap, without Ray running (the whole study under a real
+Ray is in test_study_ray.py)."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from types import SimpleNamespace
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from plasticity.errors import UserError
+from plasticity.metrics import OBJECTIVES
+from study.search import PerStrategyScheduler, StudySearch, WholeTrialSearch
+
+METRIC = "auc_test_acc"
+
+
+def space(trial, strategy: str) -> dict:
+    lr = trial.suggest_float("lr", 1e-4, 1e-2, log=True)
+    return {"strategy": strategy, "phase": "search", "run": {"lr": lr, "seed": 0}}
+
+
+def make_search(strategies="abc", trials=2, concurrency=1, cap=None, evals=1) -> StudySearch:
+    searchers = {
+        s: WholeTrialSearch(
+            partial(space, strategy=s),
+            metric=METRIC,
+            mode="max",
+            sampler=optuna.samplers.RandomSampler(seed=0),
+            study_name=f"t.{s}",
+        )
+        for s in strategies
+    }
+    templates = {
+        s: [{"strategy": s, "phase": "eval", "run": {"seed": 1000 + k}} for k in range(evals)]
+        for s in strategies
+    }
+    return StudySearch("t", searchers, trials, concurrency, templates, cap=cap, metric=METRIC)
+
+
+def end(value: float, complete: bool = True) -> dict:
+    return {"training_iteration": 2, "run_complete": complete, **dict.fromkeys(OBJECTIVES, value)}
+
+
+def strategy_of(config) -> str | None:
+    return config["strategy"] if isinstance(config, dict) else config
+
+
+def test_strategies_take_turns_within_their_concurrency_and_the_study_cap():
+    s = make_search(cap=2)
+    assert [strategy_of(s.suggest(t)) for t in ("1", "2", "3")] == ["a", "b", None]  # the cap
+    s.on_trial_complete("1", end(0.5))
+    assert strategy_of(s.suggest("3")) == "c"  # the turn goes on after b
+    assert s.suggest("4") is None
+    s.on_trial_complete("2", end(0.5))
+    assert strategy_of(s.suggest("4")) == "a"
+    uncapped = make_search()
+    assert [strategy_of(uncapped.suggest(t)) for t in "1234"] == ["a", "b", "c", None]
+    # one trial per strategy at a time: a's second trial waits for its first
+    uncapped.on_trial_complete("2", end(0.5))
+    assert [strategy_of(uncapped.suggest(t)) for t in "56"] == ["b", None]
+
+
+def test_a_strategys_evaluation_starts_when_its_own_search_ends_with_its_best_whole_trial():
+    s = make_search("ab", concurrency=2)
+    configs = {t: s.suggest(t) for t in ("a1", "b1", "a2", "b2")}
+    assert [c["strategy"] for c in configs.values()] == ["a", "b", "a", "b"]
+    s.on_trial_complete("a1", end(0.9, complete=False))  # stopped early: never the best
+    assert s.suggest("x") is None  # a's search has not ended, b is at its concurrency
+    s.on_trial_complete("a2", end(0.4))
+    evaluation = s.suggest("ea")
+    assert evaluation == {
+        "strategy": "a",
+        "phase": "eval",
+        "run": {"lr": pytest.approx(configs["a2"]["run"]["lr"]), "seed": 1000},
+    }
+    assert s.bests() == {"a": {"config": configs["a2"], "objective": 0.4}}
+    assert s.phases() == {
+        "search-a": "done",
+        "search-b": "running",
+        "eval-a": "running",
+        "eval-b": "pending",
+    }
+    s.on_trial_complete("ea", end(0.3))
+    assert s.eval_rows() == [{"strategy": "a", "seed": 1000, **dict.fromkeys(OBJECTIVES, 0.3)}]
+    assert s.suggest("y") is None  # b's search is still running
+    s.on_trial_complete("b1", end(0.6))
+    s.on_trial_complete("b2", end(0.6))  # a tie: the earlier trial is the best
+    assert s.bests()["b"]["config"] is configs["b1"]
+    assert s.suggest("eb")["run"]["seed"] == 1000
+    s.on_trial_complete("eb", end(0.2))
+    assert s.suggest("z") == StudySearch.FINISHED
+    assert set(s.phases().values()) == {"done"}
+    states = [t.state for t in s.searchers["a"]._ot_study.trials]
+    assert states == [TrialState.PRUNED, TrialState.COMPLETE]  # evaluations are not Optuna's
+
+
+def test_a_crashed_search_trial_holds_back_its_evaluation_until_a_resume_runs_it(tmp_path):
+    s = make_search("ab", trials=1)
+    s.suggest("a1"), s.suggest("b1")
+    s.on_trial_complete("a1", error=True)  # crashed after its retries
+    s.on_trial_complete("b1", end(0.5))
+    assert s.suggest("eb")["strategy"] == "b"
+    s.on_trial_complete("eb", end(0.5))
+    assert s.suggest("x") == StudySearch.FINISHED  # the study stops unfinished
+    assert s.phases()["search-a"] == "running" and s.phases()["eval-a"] == "pending"
+    path = tmp_path / "searcher-state.pkl"
+    s.save(str(path))
+    assert str(tmp_path).encode() not in path.read_bytes()  # the record holds no path
+    restored = make_search("ab", trials=1)
+    restored.restore(str(path))  # a resume: Ray runs the errored trial again
+    assert restored.suggest("x") is None  # waiting for it, not finished
+    restored.on_trial_complete("a1", end(0.7))
+    assert restored.suggest("ea") == {
+        "strategy": "a",
+        "phase": "eval",
+        "run": {**restored.configs["a1"]["run"], "seed": 1000},
+    }
+    states = [t.state for t in restored.searchers["a"]._ot_study.trials]
+    assert states == [TrialState.FAIL, TrialState.COMPLETE]  # the retry is recorded whole
+
+
+def test_a_restored_search_goes_on_exactly_as_the_original(tmp_path):
+    s = make_search("ab", trials=3)
+    for t in ("1", "2"):
+        s.suggest(t)
+    s.on_trial_complete("1", end(0.5))
+    s.save(str(tmp_path / "s.pkl"))
+    restored = make_search("ab", trials=3)
+    restored.restore(str(tmp_path / "s.pkl"))
+    for search in (s, restored):
+        search.on_trial_complete("2", end(0.6))
+    assert [s.suggest(t) for t in "345"] == [restored.suggest(t) for t in "345"]
+
+
+def test_a_strategy_with_no_whole_trial_has_no_best_and_no_evaluation():
+    s = make_search("a", trials=1)
+    s.suggest("1")
+    s.on_trial_complete("1", end(0.5, complete=False))
+    assert s.best == {"a": None} and s.bests() == {}
+    assert s.suggest("2") == StudySearch.FINISHED
+    assert s.phases() == {"search-a": "running", "eval-a": "pending"}
+
+
+def test_asha_ranks_a_trial_only_against_its_own_strategys_search():
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    asha = partial(
+        ASHAScheduler, time_attr="t", metric=METRIC, mode="max", grace_period=1, max_t=100
+    )
+    scheduler = PerStrategyScheduler(asha, ["a", "b"], METRIC)
+
+    def trial(trial_id: str, strategy: str, phase: str = "search"):
+        return SimpleNamespace(trial_id=trial_id, config={"strategy": strategy, "phase": phase})
+
+    trials = [trial("a1", "a"), trial("b1", "b"), trial("a2", "a"), trial("e1", "a", "eval")]
+    for t in trials:
+        scheduler.on_trial_add(None, t)
+    decisions = [
+        scheduler.on_trial_result(None, t, {"t": 1, METRIC: value})
+        for t, value in zip(trials, (0.9, 0.1, 0.1, 0.0), strict=True)
+    ]
+    # b1 is alone in b's rung; a2 is below a1 in a's; an evaluation is never stopped
+    stop, go = TrialScheduler.STOP, TrialScheduler.CONTINUE
+    assert decisions == [go, go, stop, go]
+    for t in trials:
+        scheduler.on_trial_complete(None, t, {"t": 2, METRIC: 0.5})
+
+
+def test_the_study_wide_cap_is_validated():
+    from study.spec import load_spec
+
+    base = {"name": "x", "strategies": {"reset": {"lr": [1e-3, 2e-3]}}}
+    assert load_spec({**base, "max_concurrent_trials": 3}).max_concurrent_trials == 3
+    assert load_spec(base).max_concurrent_trials is None
+    for bad in (0, True, "4", 2.5):
+        with pytest.raises(UserError, match="max_concurrent_trials"):
+            load_spec({**base, "max_concurrent_trials": bad})
+
+
+@pytest.mark.parametrize(
+    "written,message",
+    [
+        # the same phase names as a study without evaluation, but an experiment per phase:
+        # resuming it here would start its searches again in trials/
+        ({"phases": {"search-reset": "running"}}, "study.json is of layout 1 .*0.1.0.*resume"),
+        ({"layout": 2, "phases": {"search": "done"}}, "study.json's phases .*0.1.0.*resume"),
+    ],
+)
+def test_a_study_this_plasticity_cannot_continue_is_refused_with_one_line(
+    tmp_path, monkeypatch, written, message
+):
+    import study.driver
+    from study.driver import KIND, resume
+
+    monkeypatch.setattr(study.driver, "_drive", lambda *a, **k: pytest.fail("it would run"))
+    root = tmp_path / "studies" / "old"
+    root.mkdir(parents=True)
+    spec = {
+        "name": "old",
+        "strategies": {"reset": {"lr": [1e-3, 2e-3]}},
+        "budget": {"eval_seeds": 0},
+    }
+    (root / "study.yaml").write_text(yaml.safe_dump(spec))
+    (root / "study.json").write_text(json.dumps({"kind": KIND, "version": "0.1.0", **written}))
+    with pytest.raises(UserError, match=message):
+        resume(str(root))
+
+
+def test_a_restored_generator_asks_the_searcher_again():
+    """A snapshot taken after the searcher said FINISHED (a study stopped by a crashed trial,
+    or by Ctrl-C): after the restore, the errored trials run again and their strategies'
+    evaluations must still be asked for."""
+    from study.search import RootedSearchGenerator
+
+    generator = RootedSearchGenerator(make_search("a", trials=1))
+    generator.set_state({"counter": 1, "total_samples": 2, "finished": True, "experiment": None})
+    assert not generator.is_finished()
