@@ -154,10 +154,41 @@ def open_study(path: str) -> tuple[StudyFolder, StudySpec, dict[str, Any]]:
 def resume(path: str, address: str | None = None) -> Path | str | None:
     """Continue an interrupted study; returns None (and says so) when it had finished."""
     folder, spec, state = open_study(path)
+    check_saved_trials(folder, spec)
     if all(v == "done" for v in state["phases"].values()):
         print(f"study {spec.name!r} at {folder.root} has already finished; nothing to do")
         return None
     return _drive(folder, spec, state, address)
+
+
+def check_saved_trials(folder: StudyFolder, spec: StudySpec) -> None:
+    """Refuse a study whose saved trials (each search's snapshot, and so the checkpoints its
+    trials would restore from) were made with another configuration than its study.yaml: an
+    edited study file would mix two studies. Searched values, the device and the data's place
+    may differ; nothing else."""
+    from study.search import saved_trial_configs
+
+    free = {"strategy_params", "device", "data_dir", "download"}
+    for strategy in spec.strategies:
+        base = base_run(spec, strategy, spec.budget.search_seed)
+        fixed = [k for k in base if k not in free | set(spec.strategies[strategy])]
+        try:
+            configs = saved_trial_configs(folder.fs, f"{folder.path}/search-{strategy}")
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # an unreadable snapshot: Ray's restore says what it can
+        for config in configs:
+            run = config.get("run", {})
+            diff = [
+                f"{k}: {run.get(k)!r} saved, {base[k]!r} now"
+                for k in fixed
+                if run.get(k) != base[k]
+            ]
+            if diff:
+                raise UserError(
+                    f"{folder.root}: the trials of search-{strategy} were made with another "
+                    f"configuration than study.yaml ({'; '.join(diff[:3])}); put the study file "
+                    "back as it was, or launch a new study"
+                )
 
 
 # -- the driver --------------------------------------------------------------------------------
