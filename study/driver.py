@@ -205,6 +205,22 @@ class ExpectedOnRestore(logging.Filter):
         return True
 
 
+class DiskFullInOneLine(logging.Filter):
+    """A full storage fails every write of a study: each trial's checkpoint (Ray retries it,
+    in vain), Ray's syncs, the driver's files. Ray logs each with a traceback; one line each
+    says it (the driver then stops with its own one line, and a resume after space is freed
+    continues). Every other record passes unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        text = f"{record.getMessage()} {error or ''}"
+        if "No space left on device" in text:
+            first = record.getMessage().splitlines()[0].rstrip(" :")
+            record.msg, record.args = f"{first}: no space left on the storage", ()
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def quiet_restores() -> None:
     """Filter what Ray logs about situations a restore makes normal (see ExpectedOnRestore) and
     its warning that snapshots are frequent (each trial checkpoint forces one, by design)."""
@@ -212,6 +228,10 @@ def quiet_restores() -> None:
     controller = logging.getLogger("ray.tune.execution.tune_controller")
     if not any(isinstance(f, ExpectedOnRestore) for f in controller.filters):
         controller.addFilter(ExpectedOnRestore())
+    for name in ("ray.tune.execution.tune_controller", "ray.train._internal.syncer"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, DiskFullInOneLine) for f in logger.filters):
+            logger.addFilter(DiskFullInOneLine())
 
 
 def _drive(

@@ -348,3 +348,34 @@ def test_only_the_expected_restore_error_is_quieted():
     assert not keep(record("Trial %s: Error handling checkpoint %s", FileNotFoundError("x")))
     assert keep(record("Trial %s: Error handling checkpoint %s", OSError(28, "No space")))
     assert keep(record("Trial %s: something else", FileNotFoundError("x")))
+
+
+def test_a_full_disk_is_one_line_per_failed_write_and_other_records_keep_their_traceback():
+    import logging
+    import sys
+
+    from study.driver import DiskFullInOneLine
+
+    def record(msg: str, error: Exception | None) -> logging.LogRecord:
+        info = None
+        if error is not None:
+            try:
+                raise error
+            except type(error):
+                info = sys.exc_info()
+        return logging.LogRecord("ray", logging.ERROR, "f", 1, msg, (), info)
+
+    full = OSError(28, "Error writing bytes to file. Detail: [errno 28] No space left on device")
+    r = record("Trial task failed for trial %s", full)
+    r.args = ("train_1",)
+    assert DiskFullInOneLine().filter(r)
+    text = logging.Formatter().format(r)
+    assert text == "Trial task failed for trial train_1: no space left on the storage"
+    sync = record(f"Last sync command failed with the following error:\nTraceback...{full}", None)
+    assert DiskFullInOneLine().filter(sync)
+    assert (
+        sync.getMessage()
+        == "Last sync command failed with the following error: no space left on the storage"
+    )
+    other = record("Trial task failed for trial %s", ValueError("a bug"))
+    assert DiskFullInOneLine().filter(other) and other.exc_info is not None
