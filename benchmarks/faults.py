@@ -143,6 +143,12 @@ class Where:
     def key(self) -> tuple[int, int, int]:
         return (self.phase, self.complete, self.partial)
 
+    def __str__(self) -> str:
+        """e.g. ``search-expanded 1+5``: one trial complete, the running one at 5 epochs."""
+        if 0 <= self.phase < len(PHASES):
+            return f"{PHASES[self.phase]} {self.complete}+{self.partial}"
+        return "finished" if self.phase == len(PHASES) else "not started"
+
 
 def where(root: Path) -> Where:
     try:
@@ -344,6 +350,7 @@ def driver_kills(case: Case, new_head: bool = False) -> None:
         if code != -9:
             break  # the study ended first
         case.injected += 1
+        case.note += f"{'; ' if case.note else 'killed at '}{where(case.root())}"
         if new_head:
             new_head_node(case)
     case.resume_until_done()
