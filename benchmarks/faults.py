@@ -627,7 +627,9 @@ def main() -> None:
     repo = str(Path(__file__).resolve().parents[1])
     os.environ["PYTHONPATH"] = repo  # the drivers, and Ray's workers, import this checkout
     sys.path.insert(0, repo)
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # Ray adds 15 to its workers' niceness: under `nice -n 10` on a shared CPU they then starve
+    # (a trial took minutes to start); 0 leaves them at the driver's
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_worker_niceness": "0"}
     started = time.time()
 
     base = Case("undisturbed", work, env)  # kept from an earlier run in the same --work
