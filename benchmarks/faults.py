@@ -1,18 +1,35 @@
 """The fault suite, in full: tiny studies disturbed in the ways long sweeps on spot machines
 die, each resumed until done and compared with the same study undisturbed.
 
-    PYTHONPATH=. python benchmarks/faults.py [--faults kill-search,copy,...] [--kills 5]
+    PYTHONPATH=. python benchmarks/faults.py [--faults kill,worker,...]
 
-Prints one row per fault: times injected, trials planned, trials complete, rows lost, rows
-duplicated, and trials whose records differ from the undisturbed study's (same config, seed,
-thread count and CPU, so they must be bit-identical). A study is one strategy (expanded), 3
-search trials of 3 tasks x 3 epochs, then 1 evaluation seed, one trial at a time (so the
-search's order, and so its suggestions, do not depend on timing).
+Prints one row per fault: times injected, trials planned, trials complete (in Ray's snapshot,
+and COMPLETE in optuna.db), rows lost, rows duplicated, and trials whose records differ from
+the undisturbed study's (same config, seed, thread count and CPU, so they must be
+bit-identical), then the total wall time. A study is one strategy (expanded), 3 search trials
+of 3 tasks x 3 epochs, then 1 evaluation seed, one trial at a time (so the search's order, and
+so its suggestions, do not depend on timing): 4 trials, 9 epoch rows each.
+
+Every fault strikes at a moment of the study's own progress, read from the study folder (the
+phase that runs, trials complete, epochs reported by the running trial), never at a fraction of
+a wall-clock time: the CPU may be shared and slow.
+
+Faults: ``kill`` (the driver and its local Ray SIGKILLed at 6 moments across search and
+evaluation, resumed on this machine after each), ``kill-new-head`` (the same on ``file://``
+storage, each resume from a "new head node": another HOME and TMPDIR, and a fresh copy of the
+storage, the old one deleted), ``view-written`` (the driver dies right after optuna.db is
+written, before Ray's snapshot), ``copy`` and ``move`` (the folder copied or moved after a kill),
+``worker`` (the worker process running the trial SIGKILLed in the search and the evaluation),
+``corrupt`` (the running trial's newest checkpoint garbled, then its worker killed: the retry
+must go on from the older one), ``node`` (a worker node of a 3-node local cluster removed while
+its trial runs), ``disk-full`` (the storage, a small tmpfs, filled while a trial checkpoints:
+one clear line, then resume after space is freed; needs root).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -20,7 +37,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -46,177 +66,591 @@ SPEC = {
     "resources": {"cpu": 1},
     "concurrency": 1,
 }
+PHASES = ["search-expanded", "eval"]
+ROWS = 9  # epoch rows of a whole trial: (restarts + 1) x epochs
+PLANNED = SPEC["budget"]["trials_per_strategy"] + SPEC["budget"]["eval_seeds"]
 FIELDS = ("task", "epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "alpha")
+ALL = "kill,kill-new-head,view-written,copy,move,worker,corrupt,node,disk-full"
+TIMEOUT = 900  # seconds one driver may take before the suite gives up on it
 
 
-def trial_rows(experiment: Path) -> dict[str, list[tuple]]:
-    """Per trial (keyed by its whole run config): its epoch rows, de-duplicated on
-    training_iteration as the analysis does (orphans of a restore left out)."""
-    states = sorted(experiment.glob("experiment_state-*.json"))
-    known = set()
-    if states:
-        for trial, _ in json.loads(states[-1].read_text())["trial_data"]:
-            known.add(json.loads(trial)["trial_id"])
-    out = {}
-    for result in sorted(experiment.glob("*/result.json")):
-        if result.parent.name.rsplit("_", 1)[-1] not in known:
-            continue
-        rows = {}
-        config = None
-        for line in result.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                rows[row["training_iteration"]] = tuple(row[f] for f in FIELDS)
-                run = row["config"].get("trial", row["config"])["run"]
-                config = json.dumps(run, sort_keys=True)
-        out[config] = [rows[k] for k in sorted(rows)]
-    return out
-
-
-def study_rows(root: Path) -> dict[str, list[tuple]]:
+# -- reading a study folder ------------------------------------------------------------------------
+def result_rows(result: Path) -> dict[int, dict]:
+    """One trial's result.json, de-duplicated on training_iteration (a restored trial replays
+    its checkpoint's epochs; the last row wins, as in the analysis)."""
     rows = {}
-    for experiment in sorted(p for p in root.iterdir() if p.is_dir()):
-        rows.update({f"{experiment.name}:{k}": v for k, v in trial_rows(experiment).items()})
+    with contextlib.suppress(OSError):
+        for line in result.read_text().splitlines():
+            with contextlib.suppress(ValueError):  # a line being written
+                row = json.loads(line)
+                rows[row["training_iteration"]] = row
     return rows
 
 
-def launch(spec_file: Path, env: dict, kill_after: float | None = None) -> int:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "plasticity.cli",
-            "study",
-            "launch",
-            str(spec_file),
-            "--no-analysis",
-        ],
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return _wait(proc, kill_after)
+def known_trials(experiment: Path) -> set[str] | None:
+    """Trial ids in the experiment's newest snapshot (None: no snapshot yet)."""
+    states = sorted(experiment.glob("experiment_state-*.json"))
+    if not states:
+        return None
+    return {json.loads(t)["trial_id"] for t, _ in json.loads(states[-1].read_text())["trial_data"]}
 
 
-def resume(root: Path, env: dict, kill_after: float | None = None) -> int:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "plasticity.cli", "study", "resume", str(root), "--no-analysis"],
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return _wait(proc, kill_after)
+def trial_rows(experiment: Path) -> list[tuple[str, list[tuple]]]:
+    """(whole run config, epoch rows) of every trial in the newest snapshot: orphans that a
+    restore left behind do not count."""
+    known = known_trials(experiment) or set()
+    out = []
+    for result in sorted(experiment.glob("*/result.json")):
+        if not any(result.parent.name.endswith(f"_{t}") for t in known):  # STRATEGY_TRIALID
+            continue
+        rows = result_rows(result)
+        if rows:
+            run = rows[max(rows)]["config"]
+            run = run.get("trial", run)["run"]
+            out.append((json.dumps(run, sort_keys=True), [rows[k] for k in sorted(rows)]))
+    return out
 
 
-def _wait(proc: subprocess.Popen, kill_after: float | None) -> int:
+def study_rows(root: Path) -> list[tuple[str, list[tuple]]]:
+    """(phase:config, rows as FIELDS tuples) of every trial of the study."""
+    return [
+        (f"{phase}:{key}", [tuple(r[f] for f in FIELDS) for r in rows])
+        for phase in PHASES
+        for key, rows in trial_rows(root / phase)
+    ]
+
+
+def optuna_complete(root: Path) -> int:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    db = root / "optuna.db"
+    if not db.exists():
+        return 0
+    study = optuna.load_study(study_name=f"{SPEC['name']}.expanded", storage=f"sqlite:///{db}")
+    return sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+
+
+@dataclass(frozen=True)
+class Where:
+    """How far a study has got: the phase that runs (its index; len(PHASES) when finished),
+    trials of it that ran every epoch, and the most epochs reported by one that has not."""
+
+    phase: int
+    complete: int
+    partial: int
+
+    def key(self) -> tuple[int, int, int]:
+        return (self.phase, self.complete, self.partial)
+
+    def __str__(self) -> str:
+        """e.g. ``search-expanded 1+5``: one trial complete, the running one at 5 epochs."""
+        if 0 <= self.phase < len(PHASES):
+            return f"{PHASES[self.phase]} {self.complete}+{self.partial}"
+        return "finished" if self.phase == len(PHASES) else "not started"
+
+
+def where(root: Path) -> Where:
     try:
-        return proc.wait(timeout=kill_after)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
-        proc.wait()
-        time.sleep(3)  # Ray's workers notice their owner died
-        return -9
+        state = json.loads((root / "study.json").read_text())["phases"]
+    except (OSError, ValueError, KeyError):
+        return Where(-1, 0, 0)
+    running = [i for i, p in enumerate(PHASES) if state.get(p) != "done"]
+    if not running:
+        return Where(len(PHASES), 0, 0)
+    complete, partial = 0, 0
+    for result in (root / PHASES[running[0]]).glob("*/result.json"):
+        rows = result_rows(result)
+        if rows and rows[max(rows)].get("run_complete"):
+            complete += 1
+        else:
+            partial = max(partial, len(rows))
+    return Where(running[0], complete, partial)
+
+
+@dataclass(frozen=True)
+class Moment:
+    """A point of a study's progress: reached once ``where`` is at or past it."""
+
+    name: str
+    phase: int
+    complete: int
+    partial: int
+
+    def reached(self, root: Path) -> bool:
+        return where(root).key() >= (self.phase, self.complete, self.partial)
+
+
+# Six distinct moments, three per phase kind: a trial mid-task 0, just after a trial completes
+# (the window between Optuna's write and Ray's snapshot), a trial mid-task 1 after a restore,
+# the search's last trial ending, and the evaluation trial early and late.
+KILL_MOMENTS = [
+    Moment("search: trial 1, task 0", 0, 0, 2),
+    Moment("search: trial 1 just complete", 0, 1, 0),
+    Moment("search: trial 2, task 1", 0, 1, 5),
+    Moment("search: trial 3 just complete", 0, 3, 0),
+    Moment("eval: task 0", 1, 0, 2),
+    Moment("eval: task 2", 1, 0, 7),
+]
+
+
+# -- driving a study in a process of its own ------------------------------------------------------
+@dataclass
+class Driver:
+    """``plasticity study ...`` in its own session (it leads its process group, and the local
+    Ray it starts lives under it); stderr kept in ``log``."""
+
+    argv: list[str]
+    env: dict
+    log: Path
+
+    def start(self) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "plasticity.cli", "study", *self.argv, "--no-analysis"]
+        with self.log.open("a") as err:
+            return subprocess.Popen(
+                cmd,
+                env=self.env,
+                start_new_session=True,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+
+
+def processes() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, start time) of every process, from /proc."""
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            out[int(stat.parent.name)] = (int(fields[1]), fields[19])
+    return out
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """Every process below ``pid``, with its start time (read before a kill: an orphan loses
+    its link to the driver)."""
+    table = processes()
+    out, frontier = {}, [pid]
+    while frontier:
+        p = frontier.pop()
+        children = {c: start for c, (parent, start) in table.items() if parent == p}
+        out.update(children)
+        frontier += list(children)
+    return out
+
+
+def kill_all(tree: dict[int, str]) -> None:
+    """SIGKILL each process of ``tree`` that still is the one recorded (same start time)."""
+    now = processes()
+    for pid, start in tree.items():
+        if pid in now and now[pid][1] == start:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL the driver and everything it started: its process group, then any stray."""
+    tree = descendants(proc.pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    kill_all(tree)
+    proc.wait()
+    time.sleep(1)
+
+
+Action = Callable[[subprocess.Popen], bool]
+"""What a fault does to a running driver; True when it ended the driver."""
+
+
+def kill_driver(proc: subprocess.Popen) -> bool:
+    kill_tree(proc)
+    return True
+
+
+def run(driver: Driver, root: Callable[[], Path], events: list[tuple[Moment, Action]]) -> int:
+    """Run ``driver``; as the study (``root()``) reaches each of ``events``' moments, in order,
+    do its action. Returns the driver's exit code, -9 if an action ended it. Whatever the
+    driver started and left behind (it may kill itself: a fault hook) is killed after it."""
+    proc = driver.start()
+    deadline, seen, looked = time.time() + TIMEOUT, {}, 0.0
+    events = list(events)
+    try:
+        while proc.poll() is None:
+            if time.time() > deadline:
+                raise RuntimeError(f"{driver.argv} stalled for {TIMEOUT} s; see {driver.log}")
+            if time.time() - looked > 2:
+                seen.update(descendants(proc.pid))
+                looked = time.time()
+            if events and events[0][0].reached(root()) and events.pop(0)[1](proc):
+                return -9
+            time.sleep(0.1)
+        return proc.returncode
+    finally:
+        if proc.poll() is None:
+            kill_tree(proc)
+        kill_all(seen)
 
 
 def finished(root: Path) -> bool:
-    state = json.loads((root / "study.json").read_text())
-    return all(v == "done" for v in state["phases"].values())
+    return where(root).phase == len(PHASES)
 
 
-def compare(root: Path, expected: dict) -> dict:
-    got = study_rows(root)
-    planned = SPEC["budget"]["trials_per_strategy"] + SPEC["budget"]["eval_seeds"]
-    complete = sum(1 for rows in got.values() if len(rows) == 9)
-    lost = sum(max(0, len(v) - len(got.get(k, []))) for k, v in expected.items())
-    dup = sum(len(v) - len(set(v)) for v in got.values())
-    differ = sum(1 for k, v in expected.items() if got.get(k) != v)
-    return {"planned": planned, "complete": complete, "lost": lost, "dup": dup, "differ": differ}
+# -- the faults ----------------------------------------------------------------------------------
+@dataclass
+class Case:
+    """One fault's study: its work folder, storage (a path or URI), spec file, environment."""
+
+    name: str
+    work: Path
+    env: dict
+    storage: str = ""
+    injected: int = 0
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        self.storage = self.storage or str(self.work / self.name)
+        self.spec_file = self.work / f"{self.name}.yaml"
+        self.spec_file.write_text(yaml.safe_dump({**SPEC, "storage": self.storage}))
+        self.log = self.work / f"{self.name}.log"
+
+    def retarget(self, storage: str) -> None:
+        """A new storage for the study, before its launch."""
+        self.storage = storage
+        self.__post_init__()
+
+    def root(self) -> Path:
+        return Path(self.storage.removeprefix("file://")) / SPEC["name"]
+
+    def launch(self, events=(), env: dict | None = None) -> int:
+        argv = ["launch", str(self.spec_file)]
+        return run(Driver(argv, env or self.env, self.log), self.root, list(events))
+
+    def resume(self, events=()) -> int:
+        argv = ["resume", f"{self.storage.rstrip('/')}/{SPEC['name']}"]
+        return run(Driver(argv, self.env, self.log), self.root, list(events))
+
+    def resume_until_done(self, tries: int = 4) -> None:
+        for _ in range(tries):
+            if finished(self.root()):
+                return
+            self.resume()
 
 
-def kill_and_resume(fault, spec_file, root, env, undisturbed_s, kills) -> tuple[int, dict]:
-    """SIGKILL the driver at spread moments of the undisturbed run's length (search and
-    evaluation), resuming in between; ``kill-new-head`` resumes each time from a new home."""
-    moments = [undisturbed_s * (i + 1) / (kills + 1) for i in range(kills)]
-    injected, first = 0, True
-    for m in moments:
-        code = launch(spec_file, env, m) if first else resume(root, env, m)
+def driver_kills(case: Case, new_head: bool = False) -> None:
+    """SIGKILL the driver at each of KILL_MOMENTS (one that the previous run got past before
+    its kill is skipped), resuming in between; ``new_head``: each resume as on a new head node
+    (see :func:`new_head_node`)."""
+    first = True
+    for moment in KILL_MOMENTS:
+        if moment.reached(case.root()):
+            continue
+        events = [(moment, kill_driver)]
+        code = case.launch(events) if first else case.resume(events)
         first = False
-        injected += code == -9
-        if code == 0:
-            break
-        if fault == "kill-new-head":  # a new head node: another home, no local files
-            env = {**env, "HOME": tempfile.mkdtemp(prefix="head-")}
-    return injected, env
+        if code != -9:
+            break  # the study ended first
+        case.injected += 1
+        case.note += f"{'; ' if case.note else 'killed at '}{where(case.root())}"
+        if new_head:
+            new_head_node(case)
+    case.resume_until_done()
 
 
-def interrupt_and_relocate(fault, spec_file, root, env, undisturbed_s) -> tuple[int, Path]:
-    """Kill once (a third of the way in, for copy and move) then copy or move the folder."""
-    code = launch(spec_file, env, undisturbed_s / 3 if fault in ("copy", "move") else None)
-    if fault == "copy":
-        copy = root.parent.parent / "copy" / SPEC["name"]
-        shutil.copytree(root, copy)
-        root = copy
-    elif fault == "move":
-        moved = root.parent.parent / "moved" / SPEC["name"]
-        moved.parent.mkdir(parents=True)
-        root.rename(moved)
-        root = moved
-    return int(code != 0), root
+def new_head_node(case: Case) -> None:
+    """What a new head node has: its own HOME and temporary folder (no Ray session, no cache
+    of the old head) and the storage, here a fresh copy of it (the old one deleted, so nothing
+    can still be read or written there)."""
+    fresh = Path(tempfile.mkdtemp(prefix="st-", dir=case.work))
+    shutil.copytree(case.root(), fresh / SPEC["name"])
+    shutil.rmtree(case.root())
+    case.storage = f"file://{fresh}"
+    home = tempfile.mkdtemp(prefix="h-", dir="/tmp")  # short: Ray's socket paths are limited
+    case.env = {**case.env, "HOME": home, "TMPDIR": home}
+
+
+def fault_kill(case: Case) -> None:
+    driver_kills(case)
+
+
+def fault_kill_new_head(case: Case) -> None:
+    case.retarget(f"file://{case.work / case.name}")
+    driver_kills(case, new_head=True)
+
+
+def fault_view_written(case: Case) -> None:
+    """The driver dies right after an optuna.db write (a fault hook; the first comes as trial 1
+    completes), before Ray's snapshot holds that trial as ended."""
+    code = case.launch(env={**case.env, "PLASTICITY_FAULT": "view-written"})
+    case.injected = int(code != 0)
+    case.resume_until_done()
+
+
+def relocate(case: Case, how: str) -> None:
+    """Kill the driver while trial 2 runs, then copy the study folder (and resume the copy: the
+    original must not change) or move it (and resume it there)."""
+    case.injected = int(case.launch([(KILL_MOMENTS[2], kill_driver)]) == -9)
+    old, other = case.root(), case.work / f"{case.name}-elsewhere"
+    other.mkdir()
+    before = tree_bytes(old)
+    if how == "copy":
+        shutil.copytree(old, other / SPEC["name"])
+    else:
+        old.rename(other / SPEC["name"])
+    case.storage = str(other)
+    case.resume_until_done()
+    if how == "copy" and tree_bytes(old) != before:
+        case.note = "resuming the copy changed the original"
+
+
+def tree_bytes(root: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def fault_copy(case: Case) -> None:
+    relocate(case, "copy")
+
+
+def fault_move(case: Case) -> None:
+    relocate(case, "move")
+
+
+def trial_workers(proc: subprocess.Popen) -> list[int]:
+    """The driver's Ray workers that run a trainable (Ray titles them ray::ImplicitFunc...)."""
+    out = []
+    for pid in descendants(proc.pid):
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::ImplicitFunc"):
+                out.append(pid)
+    return out
+
+
+def running_trial(root: Path) -> Path | None:
+    """The folder of the trial that runs now: the newest result.json without a complete row."""
+    phase = PHASES[min(where(root).phase, len(PHASES) - 1)]
+    results = sorted((root / phase).glob("*/result.json"), key=lambda p: p.stat().st_mtime)
+    for result in reversed(results):
+        rows = result_rows(result)
+        if rows and not rows[max(rows)].get("run_complete"):
+            return result.parent
+    return None
+
+
+def kill_worker(case: Case, before: Callable[[Path], None] | None = None) -> Action:
+    """An action: SIGKILL the worker running the trial (Ray retries the trial on a new one,
+    from its checkpoint); ``before(trial folder)`` runs first."""
+
+    def act(proc: subprocess.Popen) -> bool:
+        trial = running_trial(case.root())
+        if before is not None and trial is not None:
+            before(trial)
+        workers = trial_workers(proc)
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        case.injected += bool(workers)
+        return False
+
+    return act
+
+
+def fault_worker(case: Case) -> None:
+    """The worker killed mid-task 1 of search trial 2 and mid-task 1 of the evaluation."""
+    case.launch(
+        [(KILL_MOMENTS[2], kill_worker(case)), (Moment("eval", 1, 0, 4), kill_worker(case))]
+    )
+    case.resume_until_done()
+
+
+def garble_newest(trial: Path) -> None:
+    checkpoints = sorted(trial.glob("checkpoint_*"))
+    if len(checkpoints) < 2:
+        raise RuntimeError(f"{trial}: the fault wants two checkpoints, found {len(checkpoints)}")
+    (checkpoints[-1] / "state.pt").write_bytes(b"garbage, not a checkpoint")
+
+
+def fault_corrupt(case: Case) -> None:
+    """Search trial 2 in task 2 (checkpoints after tasks 0 and 1): its newest checkpoint is
+    garbled, then its worker killed. The retry must go on from the older one, and say so."""
+    case.launch([(Moment("search: trial 2, task 2", 0, 1, 7), kill_worker(case, garble_newest))])
+    case.resume_until_done()
+    starts = {
+        r.get("restored_from")
+        for result in (case.root() / PHASES[0]).glob("*/result.json")
+        for r in result_rows(result).values()
+    }
+    case.note = f"restored_from {sorted(s for s in starts if s)}"
+
+
+def fault_node(case: Case) -> None:
+    """A local cluster: a head with no CPU for trials and two 1-CPU worker nodes. While search
+    trial 2 runs, the node running it is removed (not gracefully): the trial must go on on the
+    other node from its checkpoint. The driver runs here (nodes are added from this thread)."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from study.driver import launch
+    from study.spec import load_spec
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    ray.init(address=cluster.address, log_to_driver=False)
+    remover = threading.Thread(target=remove_busy_node, args=(case, cluster, workers), daemon=True)
+    try:
+        cluster.wait_for_nodes()
+        remover.start()
+        with case.log.open("a") as log, contextlib.redirect_stdout(log):
+            launch(load_spec(yaml.safe_load(case.spec_file.read_text())))
+    except Exception as e:  # the fault's finding: reported in the table, not a crash here
+        case.note = f"driver: {type(e).__name__}: {str(e)[:120]}"
+    finally:
+        remover.join(timeout=5)
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def remove_busy_node(case: Case, cluster, workers) -> None:
+    deadline = time.time() + TIMEOUT
+    while not KILL_MOMENTS[2].reached(case.root()) and time.time() < deadline:
+        time.sleep(0.1)
+    trial = running_trial(case.root())
+    if trial is None:
+        return
+    rows = result_rows(trial / "result.json")
+    busy = rows[max(rows)]["node"]
+    for node in workers:
+        if node.node_id == busy:
+            cluster.remove_node(node, allow_graceful=False)
+            case.injected += 1
+            case.note = f"removed the node of {trial.name}"
+
+
+def fill(folder: Path) -> Action:
+    """An action: fill the file system of ``folder`` (a file of zeros until ENOSPC)."""
+
+    def act(proc: subprocess.Popen) -> bool:
+        block = b"\0" * 2**16
+        with contextlib.suppress(OSError), (folder / "filler").open("wb") as f:
+            while True:
+                f.write(block)
+                f.flush()
+        return False
+
+    return act
+
+
+def fault_disk_full(case: Case) -> None:
+    """The storage is a 48 MiB tmpfs (a whole study takes ~26 MiB), filled during search trial
+    2's task 1, so its next checkpoint (or Ray's next snapshot) cannot be written. The driver
+    must stop by itself with one clear last line; after the filler is deleted a resume must
+    complete the study. The study is then copied off the tmpfs for the comparison."""
+    mount = case.work / "tmpfs"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mount)], check=True)
+    try:
+        case.retarget(str(mount))
+        start = case.log.stat().st_size if case.log.exists() else 0
+        code = case.launch([(KILL_MOMENTS[2], fill(mount))])
+        case.injected = int((mount / "filler").exists())
+        err = case.log.read_text()[start:]
+        last = err.strip().splitlines()[-1] if err.strip() else ""
+        traceback = "Traceback" in err
+        case.note = f"exit {code}, traceback in stderr: {traceback}, last line: {last[:150]}"
+        (mount / "filler").unlink(missing_ok=True)
+        case.resume_until_done()
+        shutil.copytree(mount, case.work / "disk-full-copy", symlinks=True)
+        case.storage = str(case.work / "disk-full-copy")
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+FAULTS = {
+    "kill": fault_kill,
+    "kill-new-head": fault_kill_new_head,
+    "view-written": fault_view_written,
+    "copy": fault_copy,
+    "move": fault_move,
+    "worker": fault_worker,
+    "corrupt": fault_corrupt,
+    "node": fault_node,
+    "disk-full": fault_disk_full,
+}
+
+
+# -- comparing with the undisturbed study ---------------------------------------------------------
+def compare(root: Path, expected: list[tuple[str, list[tuple]]]) -> dict:
+    """Trials complete (every epoch, in the newest snapshots), optuna.db's COMPLETE trials,
+    rows lost (expected rows no trial of the same config holds), rows duplicated (rows of a
+    second trial of the same config), trials that differ (an expected trial whose rows are not
+    bit-identical, or a trial of a config the undisturbed study did not run)."""
+    got: dict[str, list[list[tuple]]] = {}
+    for key, rows in study_rows(root):
+        got.setdefault(key, []).append(rows)
+    want = dict(expected)
+    complete = sum(len(rows) == ROWS for runs in got.values() for rows in runs)
+    lost = sum(
+        max(0, len(v) - max((len(r) for r in got.get(k, [])), default=0)) for k, v in want.items()
+    )
+    dup = sum(sum(len(r) for r in runs) - max(len(r) for r in runs) for runs in got.values())
+    differ = sum(want[k] not in got.get(k, []) for k in want) + sum(k not in want for k in got)
+    return {
+        "complete": complete,
+        "optuna": optuna_complete(root),
+        "lost": lost,
+        "dup": dup,
+        "differ": differ,
+    }
 
 
 def print_table(table: list[dict]) -> None:
-    header = "| fault | injected | planned | complete | rows lost | rows dup | differ |"
-    print(header + "\n|" + "---|" * 7)
+    columns = "fault injected planned complete optuna-COMPLETE rows-lost rows-dup differ s note"
+    print("| " + " | ".join(c.replace("-", " ") for c in columns.split()) + " |")
+    print("|" + "---|" * len(columns.split()))
     for r in table:
         print(
-            f"| {r['fault']} | {r['injected']} | {r['planned']} | {r['complete']} | "
-            f"{r['lost']} | {r['dup']} | {r['differ']} |"
+            f"| {r['fault']} | {r['injected']} | {PLANNED} | {r['complete']} | "
+            f"{r['optuna']}/{SPEC['budget']['trials_per_strategy']} | {r['lost']} | {r['dup']} | "
+            f"{r['differ']} | {r['s']:.0f} | {r['note']} |"
         )
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--kills", type=int, default=5, help="driver kills at spread moments")
-    p.add_argument("--faults", default="kill,kill-new-head,view-written,copy,move")
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--faults", default=ALL, help=f"comma-separated, of {ALL}")
+    p.add_argument("--work", help="folder for the studies (default: a new temporary one)")
     args = p.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="faults-"))
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    faults = args.faults.split(",")
+    unknown = [f for f in faults if f not in FAULTS]
+    if unknown:
+        p.error(f"unknown fault(s) {unknown}; choose from {ALL}")
+    work = Path(args.work or tempfile.mkdtemp(prefix="faults-"))
+    work.mkdir(parents=True, exist_ok=True)
+    repo = str(Path(__file__).resolve().parents[1])
+    os.environ["PYTHONPATH"] = repo  # the drivers, and Ray's workers, import this checkout
+    sys.path.insert(0, repo)
+    # Ray adds 15 to its workers' niceness: under `nice -n 10` on a shared CPU they then starve
+    # (a trial took minutes to start); 0 leaves them at the driver's
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_worker_niceness": "0"}
     started = time.time()
 
-    def fresh(name: str) -> tuple[Path, Path]:
-        spec = {**SPEC, "storage": str(work / name)}
-        (work / f"{name}.yaml").write_text(yaml.safe_dump(spec))
-        return work / f"{name}.yaml", work / name / SPEC["name"]
-
-    spec_file, root = fresh("undisturbed")
-    t0 = time.time()
-    assert launch(spec_file, env) == 0, "the undisturbed study failed"
-    undisturbed_s = time.time() - t0
-    expected = study_rows(root)
-    print(f"undisturbed study: {len(expected)} trials in {undisturbed_s:.0f} s")
+    base = Case("undisturbed", work, env)  # kept from an earlier run in the same --work
+    if not finished(base.root()) and (base.launch() != 0 or not finished(base.root())):
+        sys.exit(f"the undisturbed study failed; see {base.log}")
+    expected = study_rows(base.root())
+    print(f"undisturbed study: {len(expected)} trials in {time.time() - started:.0f} s", flush=True)
 
     table = []
-    for fault in args.faults.split(","):
-        spec_file, root = fresh(fault)
-        run_env = dict(env)
-        if fault == "view-written":
-            run_env["PLASTICITY_FAULT"] = "view-written"
-        if fault in ("kill", "kill-new-head"):
-            injected, run_env = kill_and_resume(
-                fault, spec_file, root, run_env, undisturbed_s, args.kills
-            )
-        else:
-            injected, root = interrupt_and_relocate(fault, spec_file, root, run_env, undisturbed_s)
-        tries = 0
-        run_env.pop("PLASTICITY_FAULT", None)
-        while not finished(root) and tries < 5:
-            resume(root, run_env)
-            tries += 1
-        table.append({"fault": fault, "injected": injected, **compare(root, expected)})
+    for name in faults:
+        t0 = time.time()
+        if (work / name).exists():
+            sys.exit(f"{work / name} exists: give another --work")
+        case = Case(name, work, env)
+        FAULTS[name](case)
+        row = {"fault": name, "injected": case.injected, **compare(case.root(), expected)}
+        table.append({**row, "s": time.time() - t0, "note": case.note})
+        print(f"{name}: {table[-1]}", flush=True)
+    print()
     print_table(table)
-    print(f"wall time {time.time() - started:.0f} s; studies under {work}")
+    print(f"\nwall time {time.time() - started:.0f} s; studies and drivers' stderr under {work}")
 
 
 if __name__ == "__main__":

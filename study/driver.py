@@ -174,10 +174,41 @@ def _check_version(path: str, state: dict[str, Any], spec: StudySpec) -> None:
 def resume(path: str, address: str | None = None) -> Path | str | None:
     """Continue an interrupted study; returns None (and says so) when it had finished."""
     folder, spec, state = open_study(path)
+    check_saved_trials(folder, spec)
     if all(v == "done" for v in state["phases"].values()):
         print(f"study {spec.name!r} at {folder.root} has already finished; nothing to do")
         return None
     return _drive(folder, spec, state, address)
+
+
+def check_saved_trials(folder: StudyFolder, spec: StudySpec) -> None:
+    """Refuse a study whose saved trials (each search's snapshot, and so the checkpoints its
+    trials would restore from) were made with another configuration than its study.yaml: an
+    edited study file would mix two studies. Searched values, the device and the data's place
+    may differ; nothing else."""
+    from study.search import saved_trial_configs
+
+    free = {"strategy_params", "device", "data_dir", "download"}
+    for strategy in spec.strategies:
+        base = base_run(spec, strategy, spec.budget.search_seed)
+        fixed = [k for k in base if k not in free | set(spec.strategies[strategy])]
+        try:
+            configs = saved_trial_configs(folder.fs, f"{folder.path}/search-{strategy}")
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # an unreadable snapshot: Ray's restore says what it can
+        for config in configs:
+            run = config.get("run", {})
+            diff = [
+                f"{k}: {run.get(k)!r} saved, {base[k]!r} now"
+                for k in fixed
+                if run.get(k) != base[k]
+            ]
+            if diff:
+                raise UserError(
+                    f"{folder.root}: the trials of search-{strategy} were made with another "
+                    f"configuration than study.yaml ({'; '.join(diff[:3])}); put the study file "
+                    "back as it was, or launch a new study"
+                )
 
 
 # -- the driver --------------------------------------------------------------------------------
@@ -194,6 +225,22 @@ class ExpectedOnRestore(logging.Filter):
         return True
 
 
+class DiskFullInOneLine(logging.Filter):
+    """A full storage fails every write of a study: each trial's checkpoint (Ray retries it,
+    in vain), Ray's syncs, the driver's files. Ray logs each with a traceback; one line each
+    says it (the driver then stops with its own one line, and a resume after space is freed
+    continues). Every other record passes unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        text = f"{record.getMessage()} {error or ''}"
+        if "No space left on device" in text:
+            first = record.getMessage().splitlines()[0].rstrip(" :")
+            record.msg, record.args = f"{first}: no space left on the storage", ()
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def quiet_restores() -> None:
     """Filter what Ray logs about situations a restore makes normal (see ExpectedOnRestore) and
     its warning that snapshots are frequent (each trial checkpoint forces one, by design)."""
@@ -202,6 +249,10 @@ def quiet_restores() -> None:
     controller = logging.getLogger("ray.tune.execution.tune_controller")
     if not any(isinstance(f, ExpectedOnRestore) for f in controller.filters):
         controller.addFilter(ExpectedOnRestore())
+    for name in ("ray.tune.execution.tune_controller", "ray.train._internal.syncer"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, DiskFullInOneLine) for f in logger.filters):
+            logger.addFilter(DiskFullInOneLine())
 
 
 def _drive(

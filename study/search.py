@@ -424,6 +424,26 @@ def saved_search(fs: Any, experiment: str) -> StudySearch | None:
     return search
 
 
+def saved_trial_configs(fs: Any, experiment: str) -> list[dict[str, Any]]:
+    """The configs of the trials in the newest snapshot of a Ray Tune experiment (on the
+    pyarrow filesystem ``fs``); [] if it has none yet."""
+    import json
+
+    from pyarrow import fs as pafs
+
+    infos = fs.get_file_info(pafs.FileSelector(experiment, allow_not_found=True))
+    names = sorted(
+        i.path
+        for i in infos
+        if i.base_name.startswith("experiment_state-") and i.base_name.endswith(".json")
+    )
+    if not names:
+        return []
+    with fs.open_input_stream(names[-1]) as f:
+        state = json.loads(f.read())
+    return [json.loads(trial)["config"] for trial, _ in state["trial_data"]]
+
+
 def view_trials(study: optuna.Study, final: bool) -> list[optuna.trial.FrozenTrial]:
     """The trials optuna.db shows. ``final`` (the search has ended): a trial still RUNNING can
     never report again and is shown FAIL."""

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -115,6 +116,8 @@ def train_strategy(config: dict[str, Any]) -> None:
         record = run.run_epoch().to_dict()
         records.append(record)
         if fault and _fault_due(fault, record):
+            if fault.get("how") == "sigkill":  # the worker process dies, as by the OOM killer
+                os.kill(os.getpid(), signal.SIGKILL)
             raise RuntimeError(f"injected fault at task {record['task']} epoch {record['epoch']}")
         if run.epochs_done % every == 0 or run.done:
             with tempfile.TemporaryDirectory() as folder:
@@ -192,7 +195,8 @@ def _older(checkpoint: tune.Checkpoint) -> list[tune.Checkpoint]:
 
 
 def _fault_due(fault: dict[str, Any], record: dict[str, Any]) -> bool:
-    """Testing hook: crash once, after epoch ``fault['epoch']`` of task ``fault['task']``
+    """Testing hook: crash once (raise, or with ``fault['how'] == "sigkill"`` kill the worker
+    process), after epoch ``fault['epoch']`` of task ``fault['task']``
     (``fault['marker']`` is a file that records that the crash happened; ``fault['corrupt']``,
     a glob of checkpoint folders, has the newest (or with ``which: all`` every) one garbled)."""
     if (record["task"], record["epoch"]) != (fault["task"], fault["epoch"]):

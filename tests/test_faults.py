@@ -154,6 +154,7 @@ def world(tmp_path_factory):
         s = {**state, "best": {}}
         change(s)
         (broken / "study.json").write_text(json.dumps(s))
+    _edited_study(w / "studies" / "edited", GOOD_STUDY, storage=w / "studies")
     broken_run = w / "truncated-run"
     broken_run.mkdir()
     (broken_run / "config.json").write_text((w / "run" / "config.json").read_text())
@@ -188,6 +189,29 @@ def world(tmp_path_factory):
             yaml.safe_dump({**GOOD_STUDY, "storage": str(w / "studies"), **changes})
         )
     return w
+
+
+def _edited_study(root, raw: dict, storage) -> None:
+    """A study whose search has a snapshot (a trial with its checkpoints, in Ray's layout)
+    made with 3 epochs per task, and whose study.yaml was then edited to 2."""
+    import json
+
+    import yaml
+
+    from study.driver import KIND, base_run
+    from study.spec import load_spec
+
+    spec = load_spec({**raw, "storage": str(storage)})
+    run = {**base_run(spec, "reset", spec.budget.search_seed), "epochs": 3, "lr": 1e-3}
+    trial = {"trial_id": "abc", "config": {"strategy": "reset", "phase": "search", "run": run}}
+    search = root / "search-reset"
+    (search / "reset_abc" / "checkpoint_000000").mkdir(parents=True)
+    (search / "reset_abc" / "checkpoint_000000" / "state.pt").write_bytes(b"a 3-epoch state")
+    state = {"trial_data": [[json.dumps(trial), "{}"]]}
+    (search / "experiment_state-2026-11-25_10-00-00.json").write_text(json.dumps(state))
+    (root / "study.yaml").write_text(yaml.safe_dump({**raw, "storage": str(storage)}))
+    phases = {"search-reset": "running"}
+    (root / "study.json").write_text(json.dumps({"kind": KIND, "phases": phases, "best": {}}))
 
 
 def _bytes(root) -> dict:
@@ -240,6 +264,10 @@ BAD_INPUT = [
     (["study", "resume", "{w}/nowhere"], "is not a study"),
     (["study", "resume", "{w}/studies/no-phases"], "study.json"),
     (["study", "resume", "{w}/studies/old-version"], "study.json"),
+    (  # a checkpoint from another configuration: the study file was edited after launch
+        ["study", "resume", "{w}/studies/edited"],
+        r"search-reset were made with another configuration than study.yaml \(epochs: 3 saved, 2",
+    ),
     # plasticity analyze
     (["analyze", "{w}/nowhere"], "nowhere"),
     (["analyze", "{w}/truncated-run"], "records.parquet is unreadable"),
@@ -314,6 +342,22 @@ def test_a_nan_strategy_value_in_a_study_file_is_refused():
         load_spec(raw)
 
 
+def test_a_study_whose_file_matches_its_saved_trials_passes_the_check(tmp_path):
+    """The check refuses only a real difference: searched values, the device and the data's
+    place may differ from study.yaml, and JSON's lists equal the run's tuples."""
+    import yaml
+
+    from study.driver import check_saved_trials, open_study
+
+    root = tmp_path / "studies" / "s1"
+    raw = {**GOOD_STUDY, "setting": {**GOOD_STUDY["setting"], "epochs": 3}}
+    _edited_study(root, raw, storage=tmp_path / "studies")
+    saved = yaml.safe_load((root / "study.yaml").read_text())
+    saved["setting"]["data_dir"] = str(tmp_path / "data-elsewhere")
+    (root / "study.yaml").write_text(yaml.safe_dump(saved))
+    check_saved_trials(*open_study(str(root))[:2])
+
+
 def test_only_the_expected_restore_error_is_quieted():
     import logging
     import sys
@@ -333,3 +377,34 @@ def test_only_the_expected_restore_error_is_quieted():
     assert not keep(record("Trial %s: Error handling checkpoint %s", FileNotFoundError("x")))
     assert keep(record("Trial %s: Error handling checkpoint %s", OSError(28, "No space")))
     assert keep(record("Trial %s: something else", FileNotFoundError("x")))
+
+
+def test_a_full_disk_is_one_line_per_failed_write_and_other_records_keep_their_traceback():
+    import logging
+    import sys
+
+    from study.driver import DiskFullInOneLine
+
+    def record(msg: str, error: Exception | None) -> logging.LogRecord:
+        info = None
+        if error is not None:
+            try:
+                raise error
+            except type(error):
+                info = sys.exc_info()
+        return logging.LogRecord("ray", logging.ERROR, "f", 1, msg, (), info)
+
+    full = OSError(28, "Error writing bytes to file. Detail: [errno 28] No space left on device")
+    r = record("Trial task failed for trial %s", full)
+    r.args = ("train_1",)
+    assert DiskFullInOneLine().filter(r)
+    text = logging.Formatter().format(r)
+    assert text == "Trial task failed for trial train_1: no space left on the storage"
+    sync = record(f"Last sync command failed with the following error:\nTraceback...{full}", None)
+    assert DiskFullInOneLine().filter(sync)
+    assert (
+        sync.getMessage()
+        == "Last sync command failed with the following error: no space left on the storage"
+    )
+    other = record("Trial task failed for trial %s", ValueError("a bug"))
+    assert DiskFullInOneLine().filter(other) and other.exc_info is not None

@@ -145,9 +145,13 @@ def test_resources_no_node_has_fail_before_any_trial(tmp_path, local_ray):
     assert not (tmp_path / "studies" / "t").exists()
 
 
-def test_crashed_trial_is_retried_from_its_checkpoint_with_identical_records(tmp_path, local_ray):
-    """The fault hits after epoch 0 of task 1; the retry restores the task-boundary checkpoint
-    and re-runs that epoch: the records equal an uninterrupted in-process run."""
+@pytest.mark.parametrize("how", ["raise", "sigkill"])
+def test_crashed_trial_is_retried_from_its_checkpoint_with_identical_records(
+    tmp_path, local_ray, how
+):
+    """The fault hits after epoch 0 of task 1 (an exception, or the worker process killed);
+    the retry restores the task-boundary checkpoint and re-runs that epoch: the records equal
+    an uninterrupted in-process run."""
     from ray import tune
 
     from plasticity.loop import run_experiment
@@ -164,7 +168,7 @@ def test_crashed_trial_is_retried_from_its_checkpoint_with_identical_records(tmp
         "strategy": "expanded",
         "checkpoint_every": 0,
         "run": resolve_run(base_run(spec, "expanded", 0), "expanded", values),
-        "fail_once_at": {"task": 1, "epoch": 0, "marker": str(tmp_path / "crashed")},
+        "fail_once_at": {"task": 1, "epoch": 0, "marker": str(tmp_path / "crashed"), "how": how},
     }
     tuner = tune.Tuner(
         make_trainable(spec),
@@ -179,6 +183,7 @@ def test_crashed_trial_is_retried_from_its_checkpoint_with_identical_records(tmp
     result = tuner.fit()[0]
     assert (tmp_path / "crashed").exists(), "the fault was not injected"
     assert result.error is None and result.metrics["run_complete"]
+    assert result.metrics["restored_from"] == "checkpoint_000000"
     rows = next(iter(trial_results(tmp_path / "fault").values()))
     import torch
 
@@ -527,3 +532,47 @@ def test_a_corrupt_checkpoint_is_never_loaded(tmp_path, local_ray, which, start)
     assert [[r[f] for f in fields] for r in rows] == [
         [getattr(e, f) for f in fields] for e in expected
     ]
+
+
+# -- the fault suite (benchmarks/faults.py), fault by fault ---------------------------------------
+@pytest.fixture(scope="module")
+def fault_suite(tmp_path_factory):
+    """benchmarks/faults.py, its undisturbed study run once, and the records it must match."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "faults.py"
+    spec = importlib.util.spec_from_file_location("faults_suite", path)
+    faults = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(faults)
+    work = tmp_path_factory.mktemp("faults")
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    base = faults.Case("undisturbed", work, env)
+    assert base.launch() == 0 and faults.finished(base.root())
+    return faults, work, env, faults.study_rows(base.root())
+
+
+@SLOW
+@pytest.mark.parametrize(
+    "fault", ["kill", "kill-new-head", "view-written", "worker", "corrupt", "node", "disk-full"]
+)
+def test_a_disturbed_study_ends_with_exactly_the_undisturbed_trials(fault_suite, fault):
+    """Each fault of the suite, struck at a moment of the study's progress: every planned trial
+    complete once (in Ray's snapshot and in optuna.db), no row lost or repeated, records
+    bit-identical to the undisturbed study's."""
+    faults, work, env, expected = fault_suite
+    if fault == "disk-full" and os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    case = faults.Case(fault, work, env)
+    faults.FAULTS[fault](case)
+    assert case.injected >= (5 if fault.startswith("kill") else 1), case.note
+    assert faults.compare(case.root(), expected) == {
+        "complete": faults.PLANNED,
+        "optuna": faults.SPEC["budget"]["trials_per_strategy"],
+        "lost": 0,
+        "dup": 0,
+        "differ": 0,
+    }
+    if fault == "corrupt":
+        assert case.note == "restored_from ['checkpoint_000000']"
+    if fault == "disk-full":  # the driver stopped by itself, with one clear last line
+        assert case.note.startswith("exit 1,") and "last line: plasticity: error:" in case.note
