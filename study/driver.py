@@ -182,33 +182,43 @@ def resume(path: str, address: str | None = None) -> Path | str | None:
 
 
 def check_saved_trials(folder: StudyFolder, spec: StudySpec) -> None:
-    """Refuse a study whose saved trials (each search's snapshot, and so the checkpoints its
+    """Refuse a study whose saved trials (the study's snapshot, and so the checkpoints its
     trials would restore from) were made with another configuration than its study.yaml: an
     edited study file would mix two studies. Searched values, the device and the data's place
-    may differ; nothing else."""
+    may differ (and an evaluation trial's seed); nothing else."""
     from study.search import saved_trial_configs
 
     free = {"strategy_params", "device", "data_dir", "download"}
-    for strategy in spec.strategies:
+    try:
+        configs = saved_trial_configs(folder.fs, f"{folder.path}/{EXPERIMENT}")
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # an unreadable snapshot: Ray's restore says what it can
+    for config in configs:
+        config = config.get("trial", config)
+        strategy = config.get("strategy")
+        if strategy not in spec.strategies:
+            raise UserError(
+                f"{folder.root}: its saved trials include strategy {strategy!r}, which "
+                "study.yaml does not have; put the study file back as it was, or launch a new study"
+            )
         base = base_run(spec, strategy, spec.budget.search_seed)
-        fixed = [k for k in base if k not in free | set(spec.strategies[strategy])]
-        try:
-            configs = saved_trial_configs(folder.fs, f"{folder.path}/search-{strategy}")
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # an unreadable snapshot: Ray's restore says what it can
-        for config in configs:
-            run = config.get("run", {})
-            diff = [
-                f"{k}: {run.get(k)!r} saved, {base[k]!r} now"
-                for k in fixed
-                if run.get(k) != base[k]
-            ]
-            if diff:
-                raise UserError(
-                    f"{folder.root}: the trials of search-{strategy} were made with another "
-                    f"configuration than study.yaml ({'; '.join(diff[:3])}); put the study file "
-                    "back as it was, or launch a new study"
-                )
+        loose = (
+            free
+            | set(spec.strategies[strategy])
+            | ({"seed"} if config.get("phase") == "eval" else set())
+        )
+        run = config.get("run", {})
+        diff = [
+            f"{k}: {run.get(k)!r} saved, {base[k]!r} now"
+            for k in base
+            if k not in loose and run.get(k) != base[k]
+        ]
+        if diff:
+            raise UserError(
+                f"{folder.root}: the {strategy} trials were made with another "
+                f"configuration than study.yaml ({'; '.join(diff[:3])}); put the study file "
+                "back as it was, or launch a new study"
+            )
 
 
 # -- the driver --------------------------------------------------------------------------------

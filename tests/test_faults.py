@@ -135,14 +135,15 @@ def world(tmp_path_factory):
     from conftest import TINY_RUN_ARGS
 
     from plasticity.cli import main
-    from study.driver import KIND
+    from study.driver import KIND, LAYOUT
 
     w = tmp_path_factory.mktemp("world")
     assert main(["run", *TINY_RUN_ARGS, "--strategies", "reset", "--out", str(w / "run")]) == 0
     study = w / "studies" / "s1"
     study.mkdir(parents=True)
     (study / "study.yaml").write_text(yaml.safe_dump({**GOOD_STUDY, "storage": str(w / "studies")}))
-    state = {"kind": KIND, "version": "0.1.0", "name": "s1", "phases": {"search-reset": "pending"}}
+    state = {"kind": KIND, "version": "0.1.0", "name": "s1", "layout": LAYOUT}
+    state["phases"] = {"search-reset": "pending"}
     (study / "study.json").write_text(json.dumps({**state, "best": {}}))
     for name, change in {
         "no-phases": lambda s: s.pop("phases"),
@@ -198,20 +199,21 @@ def _edited_study(root, raw: dict, storage) -> None:
 
     import yaml
 
-    from study.driver import KIND, base_run
+    from study.driver import EXPERIMENT, KIND, LAYOUT, base_run, phases
     from study.spec import load_spec
 
     spec = load_spec({**raw, "storage": str(storage)})
     run = {**base_run(spec, "reset", spec.budget.search_seed), "epochs": 3, "lr": 1e-3}
     trial = {"trial_id": "abc", "config": {"strategy": "reset", "phase": "search", "run": run}}
-    search = root / "search-reset"
-    (search / "reset_abc" / "checkpoint_000000").mkdir(parents=True)
-    (search / "reset_abc" / "checkpoint_000000" / "state.pt").write_bytes(b"a 3-epoch state")
+    search = root / EXPERIMENT
+    (search / "search-reset_abc" / "checkpoint_000000").mkdir(parents=True)
+    (search / "search-reset_abc" / "checkpoint_000000" / "state.pt").write_bytes(b"3 epochs")
     state = {"trial_data": [[json.dumps(trial), "{}"]]}
     (search / "experiment_state-2026-11-25_10-00-00.json").write_text(json.dumps(state))
     (root / "study.yaml").write_text(yaml.safe_dump({**raw, "storage": str(storage)}))
-    phases = {"search-reset": "running"}
-    (root / "study.json").write_text(json.dumps({"kind": KIND, "phases": phases, "best": {}}))
+    state = {"kind": KIND, "layout": LAYOUT, "best": {}}
+    state["phases"] = {p: "running" if p == "search-reset" else "pending" for p in phases(spec)}
+    (root / "study.json").write_text(json.dumps(state))
 
 
 def _bytes(root) -> dict:
@@ -266,7 +268,7 @@ BAD_INPUT = [
     (["study", "resume", "{w}/studies/old-version"], "study.json"),
     (  # a checkpoint from another configuration: the study file was edited after launch
         ["study", "resume", "{w}/studies/edited"],
-        r"search-reset were made with another configuration than study.yaml \(epochs: 3 saved, 2",
+        r"the reset trials were made with another configuration than study.yaml \(epochs: 3 saved",
     ),
     # plasticity analyze
     (["analyze", "{w}/nowhere"], "nowhere"),
