@@ -62,15 +62,14 @@ def phase_rows(spec: StudySpec) -> list[dict[str, Any]]:
             }
         )
     seeds = spec.budget.eval_seed_values()
-    if seeds:
-        lo = sum(epochs_per_trial(spec, s)[0] for s in spec.strategies) * len(seeds)
-        hi = sum(epochs_per_trial(spec, s)[1] for s in spec.strategies) * len(seeds)
+    for s in spec.strategies if seeds else []:
+        lo, hi = epochs_per_trial(spec, s)
         rows.append(
             {
-                "phase": "eval",
-                "trials": len(spec.strategies) * len(seeds),
-                "epochs": (lo, hi),
-                "how": f"each strategy's best on seeds {_seed_text(seeds)}",
+                "phase": f"eval-{s}",
+                "trials": len(seeds),
+                "epochs": (lo * len(seeds), hi * len(seeds)),
+                "how": f"its search's best on seeds {_seed_text(seeds)}",
             }
         )
     return rows

@@ -65,30 +65,54 @@ def _is_folder_uri(uri: str) -> bool:
     return uri.startswith("file:") or ("://" not in uri and not uri.startswith("databricks"))
 
 
-def tracking_callbacks(spec: StudySpec, phase: str) -> list[Any]:
-    """Ray Tune logger callbacks for the study's backends; runs are tagged with the study and
-    ``phase`` (``search-STRATEGY`` or ``eval``)."""
+def trial_phase(trial: Any) -> tuple[str, str]:
+    """``(PHASE-STRATEGY, STRATEGY)`` of a Ray trial, from its own config (the study's one
+    experiment holds every phase's trials)."""
+    config = trial.config.get("trial", trial.config)
+    strategy = config.get("strategy", "?")
+    return f"{config.get('phase', '?')}-{strategy}", strategy
+
+
+def tracking_callbacks(spec: StudySpec, experiment: str) -> list[Any]:
+    """Ray Tune logger callbacks for the study's backends; each trial's run is tagged with the
+    study, its phase (``search-STRATEGY`` or ``eval-STRATEGY``) and strategy."""
     check_tracking(spec)
     callbacks: list[Any] = []
     if spec.tracking.mlflow is not None:
         from ray.air.integrations.mlflow import MLflowLoggerCallback
 
+        class PhaseTaggedMLflow(MLflowLoggerCallback):
+            def log_trial_start(self, trial: Any) -> None:
+                base = self.tags
+                phase, strategy = trial_phase(trial)
+                self.tags = {**base, "phase": phase, "strategy": strategy}
+                try:
+                    super().log_trial_start(trial)
+                finally:
+                    self.tags = base
+
         m = spec.tracking.mlflow
         callbacks.append(
-            MLflowLoggerCallback(
+            PhaseTaggedMLflow(
                 tracking_uri=m.tracking_uri,
                 experiment_name=m.experiment_name or spec.name,
-                tags={**m.tags, "study": spec.name, "phase": phase},
+                tags={**m.tags, "study": spec.name},
             )
         )
     if spec.tracking.wandb is not None:
         from ray.air.integrations.wandb import WandbLoggerCallback
 
+        class PhaseTaggedWandb(WandbLoggerCallback):
+            def log_trial_start(self, trial: Any) -> None:
+                phase, strategy = trial_phase(trial)
+                self.kwargs.update(job_type=phase, tags=[spec.name, phase, strategy])
+                super().log_trial_start(trial)
+
         w = spec.tracking.wandb
-        init = {"mode": w.mode, "job_type": phase, "tags": [spec.name, phase]}
+        init: dict[str, Any] = {"mode": w.mode}
         if w.entity:
             init["entity"] = w.entity
         if w.dir:  # the logging actor may run in another working directory
             init["dir"] = str(Path(w.dir).expanduser().resolve())
-        callbacks.append(WandbLoggerCallback(project=w.project, group=w.group or spec.name, **init))
+        callbacks.append(PhaseTaggedWandb(project=w.project, group=w.group or spec.name, **init))
     return callbacks

@@ -102,9 +102,10 @@ def test_plan_counts_trials_and_epochs_per_phase(tmp_path):
     assert rows == {
         "search-reset": (3, (12, 12), kind),  # 3 trials x 2 tasks x 2 epochs
         "search-expanded": (3, (12, 24), kind),  # epochs per task searched in [2, 4]
-        "eval": (4, (16, 24), "each strategy's best on seeds 1000, 1001"),
+        "eval-reset": (2, (8, 8), "its search's best on seeds 1000, 1001"),
+        "eval-expanded": (2, (8, 16), "its search's best on seeds 1000, 1001"),
     }
-    text = plan_text(spec, ["search-reset", "search-expanded", "eval"])
+    text = plan_text(spec, ["search-reset", "search-expanded", "eval-reset", "eval-expanded"])
     assert re.search(r"\ntotal +10 +40-60\n", text + "\n"), text
     assert "alpha0    uniform [0, 0.8]" in text and "lr        log-uniform [0.0001, 0.01]" in text
     assert "ramp      integer [1, 2] (called step_epoch for step schedules)" in text
@@ -194,16 +195,25 @@ def test_wandb_block_becomes_rays_wandb_callback(tmp_path, monkeypatch):
     block = {"project": "plasticity", "dir": "wb", "entity": "lab"}
     spec = load_spec(study_file(tmp_path, tracking={"wandb": block}))
     monkeypatch.chdir(tmp_path)
-    [callback] = tracking_callbacks(spec, "search-reset")
+    [callback] = tracking_callbacks(spec, "trials")
     assert isinstance(callback, ray_wandb.WandbLoggerCallback)
     assert (callback.project, callback.group) == ("plasticity", "ops")
     assert callback.kwargs == {
         "mode": "offline",  # the default: nothing leaves the machine
-        "job_type": "search-reset",
-        "tags": ["ops", "search-reset"],
         "entity": "lab",
         "dir": str(tmp_path / "wb"),
     }
+    started = []
+    monkeypatch.setattr(callback, "_start_logging_actor", lambda t, ex, **kw: started.append(kw))
+    monkeypatch.setattr(ray_wandb, "_clean_log", lambda config: config)  # needs wandb itself
+    trial = SimpleNamespace(
+        config={"strategy": "reset", "phase": "eval", "run": {}},
+        trial_id="t1",
+        experiment_dir_name="x",
+    )
+    callback.log_trial_start(trial)  # each trial's run is tagged with its own phase
+    assert started[0]["job_type"] == "eval-reset"
+    assert started[0]["tags"] == ["ops", "eval-reset", "reset"]
 
 
 def test_no_tracking_block_no_callbacks(tmp_path):
@@ -225,7 +235,7 @@ def test_each_phase_runs_with_the_tracking_callbacks_and_the_status_table(tmp_pa
     [callback] = config.callbacks
     assert isinstance(callback, MLflowLoggerCallback)
     assert (callback.tracking_uri, callback.experiment_name) == ("sqlite:///x.db", "ops")
-    assert callback.tags == {"who": "me", "study": "ops", "phase": "search-reset"}
+    assert callback.tags == {"who": "me", "study": "ops"}  # + each trial's phase and strategy
     assert isinstance(config.progress_reporter, CLIReporter)
     assert list(config.progress_reporter._parameter_columns) == ["lr"]
 
@@ -326,7 +336,7 @@ def test_validate_prints_the_plan_checks_the_cluster_and_writes_nothing(
     assert main(["study", "validate", str(good)]) == 0
     out = capsys.readouterr().out
     assert "search-reset  2       8       random search (2 trials, all TPE start-up)" in out
-    assert "eval          2       8       each strategy's best on seeds 7, 9" in out
+    assert "eval-reset    2       8       its search's best on seeds 7, 9" in out
     assert "cluster: local Ray, 1 node(s), 2 CPU, 0 GPU: 2 trial(s) of 1 CPU + 0 GPU fit" in out
     assert "tracking: off" in out and "nothing written" in out
     assert main(["study", "launch", str(good), "--dry-run"]) == 0
@@ -359,11 +369,12 @@ def test_a_tracked_study_sends_every_trial_to_mlflow(tmp_path, capsys, ray_sessi
     assert "Current best trial" in out and "auc_test_acc" in out
     assert "strategy_params" not in out  # no trial's whole config
     results = {}
-    for phase in ("search-reset", "eval"):
-        for f in (root / phase).glob("*/result.json"):
-            rows = [json.loads(x) for x in f.read_text().splitlines() if x.strip()]
-            results[(phase, rows[-1]["trial_id"])] = rows
-    assert sorted(r[-1]["seed"] for (p, _), r in results.items() if p == "eval") == [7, 9]
+    for f in (root / "trials").glob("*/result.json"):
+        rows = [json.loads(x) for x in f.read_text().splitlines() if x.strip()]
+        phase = f.parent.name.split("_")[0]  # PHASE-STRATEGY_TRIALID
+        results[(phase, rows[-1]["trial_id"])] = rows
+    assert {p for p, _ in results} == {"search-reset", "eval-reset"}
+    assert sorted(r[-1]["seed"] for (p, _), r in results.items() if p == "eval-reset") == [7, 9]
 
     client = mlflow.tracking.MlflowClient(uri)
     experiment = client.get_experiment_by_name("ops")
