@@ -66,7 +66,7 @@ SPEC = {
     "resources": {"cpu": 1},
     "concurrency": 1,
 }
-PHASES = ["search-expanded", "eval"]
+PHASES = ["search-expanded", "eval-expanded"]  # study.json's; trial folders trials/PHASE_ID
 ROWS = 9  # epoch rows of a whole trial: (restarts + 1) x epochs
 PLANNED = SPEC["budget"]["trials_per_strategy"] + SPEC["budget"]["eval_seeds"]
 FIELDS = ("task", "epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "alpha")
@@ -95,12 +95,17 @@ def known_trials(experiment: Path) -> set[str] | None:
     return {json.loads(t)["trial_id"] for t, _ in json.loads(states[-1].read_text())["trial_data"]}
 
 
-def trial_rows(experiment: Path) -> list[tuple[str, list[tuple]]]:
-    """(whole run config, epoch rows) of every trial in the newest snapshot: orphans that a
-    restore left behind do not count."""
-    known = known_trials(experiment) or set()
+def phase_results(root: Path, phase: str) -> list[Path]:
+    """result.json of every trial folder of ``phase`` in the study's one experiment."""
+    return sorted((root / "trials").glob(f"{phase}_*/result.json"))
+
+
+def trial_rows(root: Path, phase: str) -> list[tuple[str, list[tuple]]]:
+    """(whole run config, epoch rows) of every trial of ``phase`` in the newest snapshot:
+    orphans that a restore left behind do not count."""
+    known = known_trials(root / "trials") or set()
     out = []
-    for result in sorted(experiment.glob("*/result.json")):
+    for result in phase_results(root, phase):
         if not any(result.parent.name.endswith(f"_{t}") for t in known):  # STRATEGY_TRIALID
             continue
         rows = result_rows(result)
@@ -116,7 +121,7 @@ def study_rows(root: Path) -> list[tuple[str, list[tuple]]]:
     return [
         (f"{phase}:{key}", [tuple(r[f] for f in FIELDS) for r in rows])
         for phase in PHASES
-        for key, rows in trial_rows(root / phase)
+        for key, rows in trial_rows(root, phase)
     ]
 
 
@@ -159,7 +164,7 @@ def where(root: Path) -> Where:
     if not running:
         return Where(len(PHASES), 0, 0)
     complete, partial = 0, 0
-    for result in (root / PHASES[running[0]]).glob("*/result.json"):
+    for result in phase_results(root, PHASES[running[0]]):
         rows = result_rows(result)
         if rows and rows[max(rows)].get("run_complete"):
             complete += 1
@@ -427,7 +432,7 @@ def trial_workers(proc: subprocess.Popen) -> list[int]:
 def running_trial(root: Path) -> Path | None:
     """The folder of the trial that runs now: the newest result.json without a complete row."""
     phase = PHASES[min(where(root).phase, len(PHASES) - 1)]
-    results = sorted((root / phase).glob("*/result.json"), key=lambda p: p.stat().st_mtime)
+    results = sorted(phase_results(root, phase), key=lambda p: p.stat().st_mtime)
     for result in reversed(results):
         rows = result_rows(result)
         if rows and not rows[max(rows)].get("run_complete"):
@@ -475,7 +480,7 @@ def fault_corrupt(case: Case) -> None:
     case.resume_until_done()
     starts = {
         r.get("restored_from")
-        for result in (case.root() / PHASES[0]).glob("*/result.json")
+        for result in phase_results(case.root(), PHASES[0])
         for r in result_rows(result).values()
     }
     case.note = f"restored_from {sorted(s for s in starts if s)}"
