@@ -395,11 +395,11 @@ PROGRESS_METRICS = {"task": "task", "epochs_done": "epochs", "epochs_total": "of
 def progress_reporter(spec: StudySpec, name: str):
     """Ray's live status table for experiment ``name``: per trial the objective so far and its
     epoch progress, and the best trial so far; for the study's experiment the trial's strategy,
-    phase and seed and the searched parameters every strategy shares (e.g. ``lr``), for a
-    single strategy's search (``search-STRATEGY``) its searched parameters. Ray 2.60's default
-    output ignores a reporter and prints every trial's whole config; the legacy engine, which
-    honours it, is chosen unless ``RAY_AIR_NEW_OUTPUT`` is set. The reporter holds the metric
-    and mode, so the ``TuneConfig`` must not set them (Ray refuses both; the searcher has them).
+    phase, seed and learning rate (keys every trial's config has), for a single strategy's
+    search (``search-STRATEGY``) its searched parameters. Ray 2.60's default output ignores a
+    reporter and prints every trial's whole config; the legacy engine, which honours it, is
+    chosen unless ``RAY_AIR_NEW_OUTPUT`` is set. The reporter holds the metric and mode, so the
+    ``TuneConfig`` must not set them (Ray refuses both; the searcher has them).
     """
     from ray import tune
 
@@ -407,10 +407,10 @@ def progress_reporter(spec: StudySpec, name: str):
     strategy = name.removeprefix("search-")
     if strategy in spec.strategies:
         params = searched_names(spec.strategies[strategy])
-    else:  # the study's one experiment: every strategy's search and evaluation trials
-        spaces = [searched_names(space) for space in spec.strategies.values()]
-        shared = [p for p in spaces[0] if all(p in other for other in spaces[1:])]
-        params = ["strategy", "phase", "run/seed", *shared]
+    else:  # the study's one experiment: every strategy's search and evaluation trials.
+        # Ray looks every column up in the best trial's config and fails on a missing key:
+        # only keys that every trial has (an evaluation trial has no Optuna parameters).
+        params = ["strategy", "phase", "run/seed", "run/lr"]
     return tune.CLIReporter(
         metric_columns={spec.metric: spec.metric, **PROGRESS_METRICS},
         parameter_columns={p: p.rsplit("/", 1)[-1] for p in params},

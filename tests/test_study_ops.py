@@ -257,8 +257,23 @@ def test_status_table_shows_objective_progress_and_only_searched_parameters(tmp_
     ]
     assert (search._metric, search._mode) == ("auc_test_acc", "max")  # the best trial line
     assert list(progress_reporter(spec, "search-reset")._parameter_columns) == ["lr"]
-    study = progress_reporter(spec, "trials")._parameter_columns
-    assert study == {"strategy": "strategy", "phase": "phase", "run/seed": "seed", "lr": "lr"}
+    study = progress_reporter(spec, "trials")
+    assert study._parameter_columns == {
+        "strategy": "strategy",
+        "phase": "phase",
+        "run/seed": "seed",
+        "run/lr": "lr",
+    }
+    # Ray looks each column up in the best trial's config: an evaluation trial has them all
+    from ray._private.dict import unflattened_lookup
+
+    evaluation = {"strategy": "expanded", "phase": "eval", "run": {"seed": 1000, "lr": 0.01}}
+    assert [unflattened_lookup(p, evaluation) for p in study._parameter_columns] == [
+        "expanded",
+        "eval",
+        1000,
+        0.01,
+    ]
 
 
 # -- plasticity run's bars, the analysis' lines ----------------------------------------------
