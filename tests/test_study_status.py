@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from plasticity.cli import main
+from study.driver import LAYOUT
 from study.spec import load_spec
 
 SPEC = {
@@ -41,6 +42,7 @@ def write_study(root, phases, experiments):
     (root / "study.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json")))
     state = {
         "kind": "plasticity-study",
+        "layout": LAYOUT,
         "version": "0.1.0",
         "name": root.name,
         "created": "2026-11-25T10:00:00+0000",
@@ -61,14 +63,17 @@ def interrupted(tmp_path):
     """Killed during search-expanded: reset's search done, expanded's half done."""
     return write_study(
         tmp_path / "studies" / "killed",
-        {"search-reset": "done", "search-expanded": "running", "eval": "pending"},
         {
-            "search-reset": [
+            "search-reset": "done",
+            "search-expanded": "running",
+            "eval-reset": "pending",
+            "eval-expanded": "pending",
+        },
+        {
+            "trials": [
                 ray_trial("reset", "search", "TERMINATED", 0.80, lr=0.002),
                 ray_trial("reset", "search", "TERMINATED", 0.85, lr=0.004),
                 ray_trial("reset", "search", "TERMINATED", 0.40, complete=False),  # ASHA
-            ],
-            "search-expanded": [
                 ray_trial("expanded", "search", "TERMINATED", 0.70, alpha0=0.5),
                 ray_trial("expanded", "search", "RUNNING", 0.20, complete=False),
                 ray_trial("expanded", "search", "ERROR"),
@@ -82,7 +87,9 @@ def test_status_of_a_killed_study_counts_each_state_against_the_plan(tmp_path, c
     assert main(["study", "status", str(root)]) == 0
     out = capsys.readouterr().out
     assert "running or interrupted" in out
-    assert "search-reset done, search-expanded running, eval pending" in out
+    assert (
+        "search-reset done, search-expanded running, eval-reset pending, eval-expanded pending"
+    ) in out
     lines = {line.split()[0]: line for line in out.splitlines()[4:]}
     # the newest snapshot counts (the older, empty one is ignored); a stopped trial is no best
     assert (
@@ -102,8 +109,8 @@ def test_status_of_a_finished_study_and_the_eval_phase(tmp_path, capsys):
     evals = [ray_trial(s, "eval", "TERMINATED", 0.6) for s in ("reset", "expanded")] * 2
     root = write_study(
         tmp_path / "studies" / "done",
-        {"search-reset": "done", "search-expanded": "done", "eval": "done"},
-        {"search-reset": trials[:1], "search-expanded": trials[1:], "eval": evals},
+        {p: "done" for p in ("search-reset", "search-expanded", "eval-reset", "eval-expanded")},
+        {"trials": trials + evals},
     )
     main(["study", "status", str(root)])
     out = capsys.readouterr().out
@@ -118,7 +125,7 @@ def test_list_gives_one_line_per_study_and_skips_other_folders(tmp_path, capsys)
     assert main(["study", "list", str(tmp_path / "studies")]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert out == [
-        "killed: running or interrupted; 1/3 phases, 3/10 trials finished; mlp-small/mnist-5k "
+        "killed: running or interrupted; 1/4 phases, 3/10 trials finished; mlp-small/mnist-5k "
         "class_shuffle, 2 strategies; created 2026-11-25T10:00:00+0000"
     ]
 
@@ -138,6 +145,6 @@ def test_status_and_list_errors_are_one_line(tmp_path, capsys, argv, message):
 
 def test_a_truncated_snapshot_is_named(tmp_path, capsys):
     root = interrupted(tmp_path)
-    (root / "search-reset" / "experiment_state-2026-11-25_10-05-00.json").write_text('{"tri')
+    (root / "trials" / "experiment_state-2026-11-25_10-05-00.json").write_text('{"tri')
     assert main(["study", "status", str(root)]) != 0
     assert "experiment_state-2026-11-25_10-05-00.json is unreadable" in capsys.readouterr().err
