@@ -402,20 +402,25 @@ class RootedSearchGenerator(SearchGenerator):
         self._experiment.storage = self._experiment.spec["storage"] = storage
 
 
-def saved_search(fs: Any, experiment: str) -> StudySearch | None:
-    """The :class:`StudySearch` of the newest searcher snapshot of a Ray Tune experiment (on
-    the pyarrow filesystem ``fs``), as saved; None if it has none yet."""
+def newest_snapshot(fs: Any, experiment: str, prefix: str, suffix: str) -> str | None:
+    """Path of the newest ``PREFIX<time>SUFFIX`` file of a Ray Tune experiment folder (on the
+    pyarrow filesystem ``fs``; Ray's timestamps sort by name); None if there is none."""
     from pyarrow import fs as pafs
 
     infos = fs.get_file_info(pafs.FileSelector(experiment, allow_not_found=True))
     names = sorted(
-        i.path
-        for i in infos
-        if i.base_name.startswith("searcher-state-") and i.base_name.endswith(".pkl")
+        i.path for i in infos if i.base_name.startswith(prefix) and i.base_name.endswith(suffix)
     )
-    if not names:
+    return names[-1] if names else None
+
+
+def saved_search(fs: Any, experiment: str) -> StudySearch | None:
+    """The :class:`StudySearch` of the newest searcher snapshot of a Ray Tune experiment (on
+    the pyarrow filesystem ``fs``), as saved; None if it has none yet."""
+    newest = newest_snapshot(fs, experiment, "searcher-state-", ".pkl")
+    if newest is None:
         return None
-    with fs.open_input_stream(names[-1]) as f:
+    with fs.open_input_stream(newest) as f:
         saved = pickle.loads(f.read())
     if not isinstance(saved, dict) or "searchers" not in saved:
         return None
@@ -429,17 +434,10 @@ def saved_trial_configs(fs: Any, experiment: str) -> list[dict[str, Any]]:
     pyarrow filesystem ``fs``); [] if it has none yet."""
     import json
 
-    from pyarrow import fs as pafs
-
-    infos = fs.get_file_info(pafs.FileSelector(experiment, allow_not_found=True))
-    names = sorted(
-        i.path
-        for i in infos
-        if i.base_name.startswith("experiment_state-") and i.base_name.endswith(".json")
-    )
-    if not names:
+    newest = newest_snapshot(fs, experiment, "experiment_state-", ".json")
+    if newest is None:
         return []
-    with fs.open_input_stream(names[-1]) as f:
+    with fs.open_input_stream(newest) as f:
         state = json.loads(f.read())
     return [json.loads(trial)["config"] for trial, _ in state["trial_data"]]
 

@@ -90,17 +90,15 @@ def read_trials(folder: Any, metric: str) -> list[Trial]:
 
 def _snapshots(folder: Any) -> list[str]:
     """``EXPERIMENT/experiment_state-<time>.json``, the newest of each experiment folder."""
+    from study.search import newest_snapshot
+
     out = []
     for info in folder.fs.get_file_info(pafs.FileSelector(folder.path)):
         if info.type != pafs.FileType.Directory:
             continue
-        names = sorted(
-            f.base_name
-            for f in folder.fs.get_file_info(pafs.FileSelector(info.path))
-            if f.base_name.startswith("experiment_state-") and f.base_name.endswith(".json")
-        )
-        if names:
-            out.append(f"{info.base_name}/{names[-1]}")
+        newest = newest_snapshot(folder.fs, info.path, "experiment_state-", ".json")
+        if newest is not None:
+            out.append(f"{info.base_name}/{newest.rsplit('/', 1)[1]}")
     return out
 
 
