@@ -360,20 +360,22 @@ def test_a_study_whose_file_matches_its_saved_trials_passes_the_check(tmp_path):
     check_saved_trials(*open_study(str(root))[:2])
 
 
-def test_only_the_expected_restore_error_is_quieted():
+def record(msg: str, error: Exception | None):
+    """A Ray error log record, with ``error``'s traceback as a logger would attach it."""
     import logging
     import sys
 
-    from study.driver import ExpectedOnRestore
+    info = None
+    if error is not None:
+        try:
+            raise error
+        except type(error):
+            info = sys.exc_info()
+    return logging.LogRecord("ray", logging.ERROR, "f", 1, msg, (), info)
 
-    def record(msg: str, error: Exception | None) -> logging.LogRecord:
-        info = None
-        if error is not None:
-            try:
-                raise error
-            except type(error):
-                info = sys.exc_info()
-        return logging.LogRecord("ray", logging.ERROR, "f", 1, msg, (), info)
+
+def test_only_the_expected_restore_error_is_quieted():
+    from study.driver import ExpectedOnRestore
 
     keep = ExpectedOnRestore().filter
     assert not keep(record("Trial %s: Error handling checkpoint %s", FileNotFoundError("x")))
@@ -383,18 +385,8 @@ def test_only_the_expected_restore_error_is_quieted():
 
 def test_a_full_disk_is_one_line_per_failed_write_and_other_records_keep_their_traceback():
     import logging
-    import sys
 
     from study.driver import DiskFullInOneLine
-
-    def record(msg: str, error: Exception | None) -> logging.LogRecord:
-        info = None
-        if error is not None:
-            try:
-                raise error
-            except type(error):
-                info = sys.exc_info()
-        return logging.LogRecord("ray", logging.ERROR, "f", 1, msg, (), info)
 
     full = OSError(28, "Error writing bytes to file. Detail: [errno 28] No space left on device")
     r = record("Trial task failed for trial %s", full)
