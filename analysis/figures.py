@@ -199,9 +199,10 @@ def importances(imp: pd.DataFrame, stem: Path, title: str, pdf: bool = False) ->
     for ax, s in zip(axes[0], strategies):
         g = imp[imp.strategy == s].sort_values("importance")
         ax.barh(g.param, g.importance, color=_color(s, strategies))
-        ax.set_title(s, fontsize=10)
+        n = f" (n={int(g.trials.iloc[0])} trials)" if "trials" in g and len(g) else ""
+        ax.set_title(f"{s}{n}", fontsize=10)
         ax.set_xlim(0, 1)
-    fig.suptitle(f"{title} — parameter importance (Optuna fANOVA)")
+    fig.suptitle(f"{title} — parameter importance (Optuna's default evaluator)", y=1.04)
     return _save(fig, stem, pdf)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -375,8 +376,16 @@ def optuna_importances(root: Path, spec: dict[str, Any]) -> pd.DataFrame:
             done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
             if len(done) < 2:
                 continue
-            for p, v in optuna.importance.get_param_importances(study).items():
-                rows.append({"strategy": s, "param": p, "importance": v})
+            # Optuna's default evaluator (PED-ANOVA in Optuna 5) warns per parameter when a
+            # small search leaves a value range with < 2 trials; the figure's n says as much,
+            # so the warning goes to the log instead of the console.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                imp = optuna.importance.get_param_importances(study)
+            for w in caught:
+                log.info("importances for %s/%s: %s", root, s, w.message)
+            for p, v in imp.items():
+                rows.append({"strategy": s, "param": p, "importance": v, "trials": len(done)})
         except Exception as e:  # too few distinct values, a single parameter, a locked db...
             log.info("no importances for %s/%s: %s", root, s, e)
     return pd.DataFrame(rows)
