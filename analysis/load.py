@@ -3,14 +3,17 @@
 One row per (source, trial, seed, strategy, task, epoch), with every metric the trial reported
 and its hyperparameters as columns. Columns always present:
 
-``source`` (folder), ``kind`` (run | study), ``phase`` (run | search | eval), ``trial``,
+``source`` (folder), ``kind`` (run | study), ``phase`` (run | search | eval | superseded),
+``trial``,
 ``status``, ``dataset``, ``model``, ``objective``, ``strategy``, ``seed``, ``task``, ``epoch``,
 ``global_epoch`` (task · epochs + epoch), ``epochs``, ``lr``, the strategy's parameters, and the
 record fields of :class:`plasticity.loop.Record`.
 
 Studies: trials are read from each experiment's ``result.json`` (one JSON object per report):
 the study's one experiment ``trials/``, or, in studies written before it, ``search-STRATEGY/``
-and ``eval/``. A trial's phase is its config's ``phase`` (search or eval).
+and ``eval/``. A trial's phase is its config's ``phase`` (search or eval), or ``superseded``
+for an evaluation trial of a best that an extended search replaced (study.json's
+``superseded``): kept in the table, left out of the comparisons.
 A resumed trial repeats ``training_iteration`` values; the last report of each iteration wins.
 Trial folders that the newest ``experiment_state-*.json`` does not know (orphans of a restore)
 are left out and counted. A truncated or corrupt result file is skipped and named.
@@ -137,16 +140,24 @@ def _load_study(path: Path, out: Loaded) -> pd.DataFrame | None:
     if unfinished:
         out.running.append(f"{path} ({', '.join(unfinished)} not finished)")
     frames = []
+    superseded = set(state.get("superseded", []))
     for experiment in sorted(p for p in path.iterdir() if p.is_dir()):
         if experiment.name in EXPERIMENTS or experiment.name.startswith("search-"):
-            frames += _load_experiment(path, experiment, out)
+            frames += _load_experiment(path, experiment, out, superseded)
+    if superseded:
+        out.warnings.append(
+            f"{path}: left {len(superseded)} evaluation trial(s) of an earlier best out of the "
+            "comparisons (the study was extended and found another best; phase 'superseded')"
+        )
     if not frames:
         out.warnings.append(f"{path}: no trial has reported yet")
         return None
     return pd.concat(frames, ignore_index=True)
 
 
-def _load_experiment(study: Path, experiment: Path, out: Loaded) -> list[pd.DataFrame]:
+def _load_experiment(
+    study: Path, experiment: Path, out: Loaded, superseded: set[str] = frozenset()
+) -> list[pd.DataFrame]:
     """One frame per trial of a Ray Tune experiment that its newest state knows."""
     folder_phase = "eval" if experiment.name == "eval" else "search"
     known = _known_trials(experiment)
@@ -171,6 +182,8 @@ def _load_experiment(study: Path, experiment: Path, out: Loaded) -> list[pd.Data
         frame = pd.DataFrame(rows).drop(columns=["config"], errors="ignore")
         for key, value in run_columns(run, run["strategies"][0]).items():
             frame[key] = value
+        if trial_id in superseded:
+            phase = "superseded"
         frame["source"], frame["kind"], frame["phase"] = str(study), "study", phase
         frame["trial"] = f"{experiment.name}/{trial_id}"
         frame["status"] = (known or {}).get(trial_id, "UNKNOWN")

@@ -1,4 +1,5 @@
-"""``plasticity study``: validate, launch, resume, inspect and list Ray Tune + Optuna studies.
+"""``plasticity study``: validate, launch, resume, extend, inspect and list Ray Tune + Optuna
+studies.
 
 Heavy imports (Ray, Optuna) happen inside the commands, so ``plasticity --help`` stays fast.
 """
@@ -32,6 +33,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     resume.add_argument("--address", help="Ray cluster address (default: a local Ray)")
     resume.add_argument("--no-analysis", action="store_true", help="skip the analysis report")
     resume.set_defaults(func=cmd_resume)
+    extend = sub.add_parser(
+        "extend",
+        help="more search trials per strategy, then a new evaluation where the best changed",
+    )
+    extend.add_argument("path", help="the study folder (STORAGE/NAME)")
+    extend.add_argument(
+        "--trials", type=int, required=True, help="search trials to add per strategy"
+    )
+    extend.add_argument("--strategy", help="extend only this strategy (default: every one)")
+    extend.add_argument("--address", help="Ray cluster address (default: a local Ray)")
+    extend.add_argument("--no-analysis", action="store_true", help="skip the analysis report")
+    extend.set_defaults(func=cmd_extend)
     status = sub.add_parser("status", help="a study's phases, trials and best so far")
     status.add_argument("path", help="the study folder (STORAGE/NAME), local or URI")
     status.set_defaults(func=cmd_status)
@@ -163,6 +176,15 @@ def cmd_resume(args: argparse.Namespace) -> int:
     check_tracking(open_study(args.path)[1])  # Ray's restore would need the client too
     root = resume(args.path, address=args.address)
     return 0 if root is None else finish(root, args)
+
+
+def cmd_extend(args: argparse.Namespace) -> int:
+    from study.driver import extend, open_study
+    from study.tracking import check_tracking
+
+    check_tracking(open_study(args.path)[1])
+    root = extend(args.path, args.trials, strategy=args.strategy, address=args.address)
+    return finish(root, args)
 
 
 def finish(root: Any, args: argparse.Namespace | None) -> int:

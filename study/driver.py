@@ -103,6 +103,14 @@ def phases(spec: StudySpec) -> list[str]:
     return names + ([f"eval-{s}" for s in spec.strategies] if spec.budget.eval_seeds > 0 else [])
 
 
+def search_plan(spec: StudySpec, state: dict[str, Any]) -> dict[str, int]:
+    """Search trials planned per strategy: the study file's ``trials_per_strategy``, raised by
+    ``plasticity study extend`` (study.json's ``plan``)."""
+    plan = {s: spec.budget.trials_per_strategy for s in spec.strategies}
+    plan.update(state.get("plan") or {})
+    return plan
+
+
 def launch(spec: StudySpec, address: str | None = None) -> Path | str:
     """Start a new study; refuses a name that already exists (use :func:`resume`). Nothing is
     written before every check has passed (the file, the data, the cluster's resources), so a
@@ -150,8 +158,24 @@ def open_study(path: str) -> tuple[StudyFolder, StudySpec, dict[str, Any]]:
         raise UserError(f"{path}: study.yaml does not hold a study")
     spec = load_spec(raw, storage=storage, name=folder.root.rsplit("/", 1)[1])
     _check_version(path, state, spec)
+    _check_plan(path, state, spec)
     state.setdefault("best", {})
     return folder, spec, state
+
+
+def _check_plan(path: str, state: dict[str, Any], spec: StudySpec) -> None:
+    """study.json's ``plan`` (written by extend): known strategies, whole numbers no fewer
+    than the study file's trials per strategy."""
+    plan = state.get("plan", {})
+    low = spec.budget.trials_per_strategy
+    ok = isinstance(plan, dict) and all(
+        s in spec.strategies and type(n) is int and n >= low for s, n in plan.items()
+    )
+    if not ok:
+        raise UserError(
+            f"{path}: study.json's plan {plan!r} is not a number of search trials (at least "
+            f"{low}) per strategy of this study"
+        )
 
 
 def _check_version(path: str, state: dict[str, Any], spec: StudySpec) -> None:
@@ -178,6 +202,36 @@ def resume(path: str, address: str | None = None) -> Path | str | None:
     if all(v == "done" for v in state["phases"].values()):
         print(f"study {spec.name!r} at {folder.root} has already finished; nothing to do")
         return None
+    return _drive(folder, spec, state, address)
+
+
+def extend(
+    path: str, trials: int, strategy: str | None = None, address: str | None = None
+) -> Path | str:
+    """``trials`` more search trials for ``strategy`` (default: every strategy), continuing
+    the same Optuna studies (TPE sees every earlier trial); a strategy whose best changes is
+    evaluated again on the same seeds (its earlier evaluation is kept but superseded). The
+    new plan is written to study.json first, so a study stopped during its extension
+    finishes it on resume."""
+    folder, spec, state = open_study(path)
+    check_saved_trials(folder, spec)
+    if type(trials) is not int or trials < 1:
+        raise UserError(f"--trials must be a positive whole number, got {trials!r}")
+    if strategy is not None and strategy not in spec.strategies:
+        raise UserError(
+            f"unknown strategy {strategy!r}: this study has {', '.join(spec.strategies)}"
+        )
+    targets = [strategy] if strategy else list(spec.strategies)
+    plan = search_plan(spec, state)
+    plan.update({s: plan[s] + trials for s in targets})
+    state["plan"] = plan
+    state["phases"].update({f"search-{s}": "running" for s in targets})
+    folder.write_text("study.json", json.dumps(state, indent=2))
+    print(
+        f"extending study {spec.name!r}: search trials now "
+        + ", ".join(f"{s} {plan[s]}" for s in targets),
+        flush=True,
+    )
     return _drive(folder, spec, state, address)
 
 
@@ -316,9 +370,12 @@ def refresh_views(folder: StudyFolder, spec: StudySpec, state: dict[str, Any]) -
 def record(folder: StudyFolder, state: dict[str, Any], search: Any) -> None:
     """Write study.json from the searcher (:class:`study.search.StudySearch`): each phase's
     status, each strategy's best and the evaluation's objectives."""
+    search.set_plan(state.get("plan"))  # a saved searcher from before an extension
     state["phases"] = search.phases()
     state["best"] = search.bests()
     state["eval"] = search.eval_rows()
+    if search.superseded:
+        state["superseded"] = list(search.superseded)
     folder.write_text("study.json", json.dumps(state, indent=2))
 
 
@@ -446,9 +503,10 @@ def trial_dirname(trial: Any) -> str:
     return f"{config.get('phase', 'trial')}-{config.get('strategy', 'trial')}_{trial.trial_id}"
 
 
-def _fit(folder: StudyFolder, phase: str, trainable, make_tuner, planned: int, during=None):
-    """Fit (or restore and fit) the experiment ``phase``; ``during()`` names what is not
-    finished when it stops short (default: ``phase``)."""
+def _fit(folder: StudyFolder, phase: str, trainable, make_tuner, planned, during=None):
+    """Fit (or restore and fit) the experiment ``phase``; ``planned()``: the trials it has
+    when done; ``during()`` names what is not finished when it stops short (default:
+    ``phase``)."""
     from ray import tune
 
     path = folder.experiment(phase)
@@ -461,11 +519,11 @@ def _fit(folder: StudyFolder, phase: str, trainable, make_tuner, planned: int, d
     if results.errors:  # never "finished" with fewer complete trials than planned
         last = str(results.errors[0]).strip().splitlines() or ["?"]
         raise UserError(
-            f"{phase}: {len(results.errors)} of {planned} trial(s) failed after their retries "
+            f"{phase}: {len(results.errors)} of {planned()} trial(s) failed after their retries "
             f"({last[-1][:160]}); the study is not finished: fix the cause, then "
             f"plasticity study resume {folder.root}"
         )
-    if results.num_terminated < planned:
+    if results.num_terminated < planned():
         # Ctrl-C (Tune stops gracefully and returns): the phase is not done
         raise UserError(
             f"study interrupted during {during() if during else phase}; continue it with: "
@@ -477,12 +535,19 @@ def _fit(folder: StudyFolder, phase: str, trainable, make_tuner, planned: int, d
 def _run_study(folder: StudyFolder, spec: StudySpec, state: dict[str, Any], trainable) -> None:
     """Run (or restore and run) the study's experiment to its end; study.json follows the
     searcher as trials end, and says what is done when it stops."""
-    from study.search import PROGRESS, VIEWS, ViewWriter
+    from study.search import PLANS, PROGRESS, VIEWS, ViewWriter, saved_search
 
     views = {f"{spec.name}.{s}": ViewWriter(folder) for s in spec.strategies}
     VIEWS.update(views)
     PROGRESS[spec.name] = partial(record, folder, state)
-    planned = len(spec.strategies) * spec.budget.trials_per_strategy + len(eval_templates(spec))
+    PLANS[spec.name] = search_plan(spec, state)
+
+    def planned() -> int:  # an extension's new best adds evaluation trials as it runs
+        search = saved_search(folder.fs, f"{folder.path}/{EXPERIMENT}")
+        if search is None:
+            return sum(PLANS[spec.name].values()) + len(eval_templates(spec))
+        search.set_plan(PLANS[spec.name])
+        return search.planned_trials()
 
     def unfinished() -> str:
         return ", ".join(p for p, v in state["phases"].items() if v != "done") or "the study"
@@ -504,6 +569,7 @@ def _run_study(folder: StudyFolder, spec: StudySpec, state: dict[str, Any], trai
         for name in views:
             VIEWS.pop(name, None)
         PROGRESS.pop(spec.name, None)
+        PLANS.pop(spec.name, None)
         lost = _final_views(folder, state, views)
     if lost:
         raise UserError(
@@ -551,6 +617,7 @@ def make_tuner(folder: StudyFolder, spec: StudySpec, trainable):
     from ray.tune.schedulers import ASHAScheduler
 
     from study.search import (
+        PLANS,
         PerStrategyScheduler,
         RootedSearchGenerator,
         StudySearch,
@@ -583,6 +650,7 @@ def make_tuner(folder: StudyFolder, spec: StudySpec, trainable):
         cap=spec.max_concurrent_trials,
         metric=spec.metric,
     )
+    search.set_plan(PLANS.get(spec.name))
     scheduler = None
     if spec.budget.scheduler == "asha":
         asha = partial(
@@ -599,7 +667,7 @@ def make_tuner(folder: StudyFolder, spec: StudySpec, trainable):
         tune_config=tune.TuneConfig(
             search_alg=RootedSearchGenerator(search),
             scheduler=scheduler,
-            num_samples=len(spec.strategies) * spec.budget.trials_per_strategy + len(evals),
+            num_samples=search.planned_trials(),  # sizes the table; the searcher says when done
             trial_dirname_creator=trial_dirname,
             reuse_actors=True,
         ),

@@ -64,6 +64,11 @@ PROGRESS: dict[str, Callable[[StudySearch], None]] = {}
 """The running driver's recorder of a study's progress (study.json), by study name; called
 whenever a trial ends. Never pickled."""
 
+PLANS: dict[str, dict[str, int]] = {}
+"""The running driver's plan of search trials per strategy (study.json's ``plan``, which
+``plasticity study extend`` raises), by study name: laid over a restored searcher. Never
+pickled."""
+
 SEARCH, EVAL = "search", "eval"
 """The two kinds of trial (a trial config's ``phase``)."""
 
@@ -165,6 +170,12 @@ class StudySearch(Searcher):
     Saved whole with Ray's experiment snapshot (:meth:`save`): the Optuna studies, which trials
     belong to which strategy and phase, how each ended and the bests, so a restore rolls the
     search back together with the trials. It holds no path.
+
+    Extending (``plasticity study extend``) raises a strategy's planned search trials
+    (:meth:`set_plan`): its Optuna study goes on where it stopped (TPE sees every earlier
+    trial), its best is chosen again when the longer search ends, and only if the best is
+    another trial are its evaluation trials *superseded* (kept in the experiment, left out of
+    the evaluation) and its evaluation run again on the new best.
     """
 
     def __init__(
@@ -188,8 +199,59 @@ class StudySearch(Searcher):
         self.ended: dict[str, dict[str, Any]] = {}
         """trial id -> how it ended: error, complete (every epoch ran), value, objectives"""
         self.best: dict[str, dict[str, Any] | None] = {}
-        """strategy -> {"config", "objective"} once its search has ended; None: no whole trial"""
+        """strategy -> {"config", "objective", "trial"} once its search has ended; None: no
+        whole trial"""
         self.next = 0
+        self.plan: dict[str, int] = {s: trials for s in self.order}
+        """strategy -> search trials planned (``trials``, until the study is extended)"""
+        self.superseded: list[str] = []
+        """evaluation trials of a best that a longer search replaced"""
+        self.replaced: dict[str, dict[str, Any]] = {}
+        """strategy -> its best before an extension, until the longer search has ended"""
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Take a saved state (:meth:`save`); one saved before plans existed had ``trials``
+        for every strategy and nothing superseded."""
+        self.__dict__.update(state)
+        self.__dict__.setdefault("plan", {s: self.trials for s in self.order})
+        self.__dict__.setdefault("superseded", [])
+        self.__dict__.setdefault("replaced", {})
+
+    def planned(self, strategy: str) -> int:
+        """Search trials planned for ``strategy``."""
+        return self.plan.get(strategy, self.trials)
+
+    def set_plan(self, plan: dict[str, int] | None) -> list[str]:
+        """Raise strategies' planned search trials to ``plan`` (absolute numbers, so setting
+        the same plan twice, e.g. on every resume, changes nothing; a plan below what is
+        planned is refused). Returns the strategies whose plan grew: their best is chosen
+        again once their longer search has ended."""
+        grown = []
+        for strategy, n in (plan or {}).items():
+            if strategy not in self.searchers:
+                raise ValueError(f"unknown strategy {strategy!r}")
+            if n < self.planned(strategy):
+                raise ValueError(
+                    f"{strategy}: {n} search trials is fewer than the {self.planned(strategy)} "
+                    "already planned"
+                )
+            if n == self.planned(strategy):
+                continue
+            self.plan[strategy] = n
+            grown.append(strategy)
+            old = self.best.pop(strategy, None)
+            if old is not None:
+                self.replaced.setdefault(strategy, old)
+        return grown
+
+    def planned_trials(self) -> int:
+        """Trials this study will have run when it is done, as planned now: every search
+        trial, the current evaluation and the superseded evaluation trials."""
+        return (
+            sum(self.planned(s) for s in self.order)
+            + sum(len(self.evals[s]) for s in self.order)
+            + len(self.superseded)
+        )
 
     # -- what Ray asks -------------------------------------------------------------------------
     def suggest(self, trial_id: str) -> dict | str | None:
@@ -241,19 +303,22 @@ class StudySearch(Searcher):
         """Back to a snapshot's state. The driver restores with ``resume_errored``: Ray runs
         every trial that had errored again, so they are running, not ended, from here on."""
         with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
+            self.load_state(pickle.load(f))
         for trial_id in [t for t, end in self.ended.items() if end["error"]]:
             del self.ended[trial_id]
             self.live.add(trial_id)
 
     # -- the study's progress ------------------------------------------------------------------
     def trials_of(self, strategy: str, phase: str) -> list[str]:
-        return [t for t, owner in self.owner.items() if owner == (strategy, phase)]
+        """``strategy``'s trials of ``phase`` in the order they were suggested (evaluation:
+        those of its current best only)."""
+        gone = set(self.superseded) if phase == EVAL else set()
+        return [t for t, who in self.owner.items() if who == (strategy, phase) and t not in gone]
 
     def search_ended(self, strategy: str) -> bool:
         """Every planned search trial of ``strategy`` has ended (complete, stopped or errored)."""
         ids = self.trials_of(strategy, SEARCH)
-        return len(ids) == self.trials and all(t in self.ended for t in ids)
+        return len(ids) == self.planned(strategy) and all(t in self.ended for t in ids)
 
     def phases(self) -> dict[str, str]:
         """``search-STRATEGY`` and (with evaluation) ``eval-STRATEGY``: pending, running or
@@ -264,14 +329,18 @@ class StudySearch(Searcher):
         return out
 
     def bests(self) -> dict[str, dict[str, Any]]:
-        return {s: b for s, b in self.best.items() if b is not None}
+        """Each strategy's best so far: an extended strategy keeps its earlier best until its
+        longer search has ended."""
+        out = {s: b for s, b in self.replaced.items() if s not in self.best}
+        out.update({s: b for s, b in self.best.items() if b is not None})
+        return {s: out[s] for s in self.order if s in out}
 
     def eval_rows(self) -> list[dict[str, Any]]:
         """One row per evaluation trial that ran every epoch: strategy, seed, objectives."""
         rows = []
         for trial_id, (strategy, phase) in self.owner.items():
             end = self.ended.get(trial_id)
-            if phase == EVAL and end and end["complete"]:
+            if phase == EVAL and end and end["complete"] and trial_id not in self.superseded:
                 seed = self.configs[trial_id]["run"]["seed"]
                 rows.append({"strategy": strategy, "seed": seed, **end["objectives"]})
         return rows
@@ -291,7 +360,7 @@ class StudySearch(Searcher):
     def _suggest_for(self, strategy: str, trial_id: str) -> dict | None:
         if sum(self.owner[t][0] == strategy for t in self.live) >= self.concurrency:
             return None
-        if len(self.trials_of(strategy, SEARCH)) < self.trials:
+        if len(self.trials_of(strategy, SEARCH)) < self.planned(strategy):
             config, phase = self.searchers[strategy].suggest(trial_id), SEARCH
             if not isinstance(config, dict):
                 return None
@@ -321,10 +390,24 @@ class StudySearch(Searcher):
             ]
             if whole:
                 value, _, trial_id = max(whole)
-                self.best[strategy] = {"config": self.configs[trial_id], "objective": value}
+                self.best[strategy] = {
+                    "config": self.configs[trial_id],
+                    "objective": value,
+                    "trial": trial_id,
+                }
             else:
                 self.best[strategy] = None
+            self._supersede(strategy)
         return self.best[strategy] is not None
+
+    def _supersede(self, strategy: str) -> None:
+        """After an extended search has picked its best: if it is another trial than the best
+        before, the evaluation trials so far evaluated that one and are superseded."""
+        old = self.replaced.pop(strategy, None)
+        new = self.best[strategy]
+        if old is None or (new is not None and new["config"] == old["config"]):
+            return
+        self.superseded += self.trials_of(strategy, EVAL)
 
     def _closed(self, strategy: str) -> bool:
         """Nothing more can be suggested for ``strategy`` in this run of the study."""
@@ -385,12 +468,23 @@ class RootedSearchGenerator(SearchGenerator):
     restored generator puts them where the study is now (the folder of the running driver's
     :data:`VIEWS` entries), and asks the searcher again even if it had said it was finished:
     a restore runs errored trials again, after which the searcher may have more to suggest
-    (their strategies' evaluations)."""
+    (their strategies' evaluations), and an extended study's searcher gets its new plan
+    (:data:`PLANS`).
+
+    The searcher alone says when the study is finished (``Searcher.FINISHED``): Ray's count
+    of samples (``num_samples``) cannot know ahead how many evaluation trials an extension
+    adds, so it only sizes the progress table."""
+
+    def is_finished(self) -> bool:
+        return self._finished
 
     def set_state(self, state: dict) -> None:
         super().set_state(state)
         self._finished = False  # the searcher says FINISHED again if it is
         searcher = self.searcher
+        if isinstance(searcher, StudySearch):
+            searcher.set_plan(PLANS.get(searcher.name))
+            self._total_samples = searcher.planned_trials()  # what the progress table shows
         names = [getattr(s, "_study_name", "") for s in getattr(searcher, "searchers", {}).values()]
         view = next((VIEWS[n] for n in names if n in VIEWS), None)
         if view is None or self._experiment is None:
@@ -425,7 +519,7 @@ def saved_search(fs: Any, experiment: str) -> StudySearch | None:
     if not isinstance(saved, dict) or "searchers" not in saved:
         return None
     search = StudySearch.__new__(StudySearch)
-    search.__dict__.update(saved)
+    search.load_state(saved)
     return search
 
 

@@ -38,6 +38,7 @@ class Trial:
     run: dict[str, Any]
     started: float
     last: float
+    trial_id: str = ""
 
 
 @dataclass
@@ -47,6 +48,8 @@ class StrategyStatus:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     best: float = math.nan
     params: dict[str, Any] = field(default_factory=dict)
+    superseded: int = 0
+    """evaluation trials of an earlier best, replaced when the study was extended"""
 
 
 def trial_state(status: str, last_result: dict[str, Any]) -> str:
@@ -76,6 +79,7 @@ def read_trials(folder: Any, metric: str) -> list[Trial]:
             last = rt.get("last_result") or {}
             trials.append(
                 Trial(
+                    trial_id=str(t.get("trial_id", "")),
                     strategy=config.get("strategy", "?"),
                     phase=config.get("phase", "?"),
                     state=trial_state(t.get("status", ""), last),
@@ -106,15 +110,20 @@ def strategy_status(spec: Any, state: dict[str, Any], trials: list[Trial]) -> li
     """Per strategy: trial counts per phase and state against the plan; the best finished
     search trial's objective and searched parameters."""
     from analysis.load import searched_values
+    from study.driver import search_plan
 
+    plan, superseded = search_plan(spec, state), set(state.get("superseded", []))
     out = []
     for s in spec.strategies:
-        row = StrategyStatus(
-            s, {"search": spec.budget.trials_per_strategy, "eval": spec.budget.eval_seeds}
-        )
+        row = StrategyStatus(s, {"search": plan[s], "eval": spec.budget.eval_seeds})
         for phase in ("search", "eval"):
-            mine = [t for t in trials if t.strategy == s and t.phase == phase]
+            mine = [
+                t
+                for t in trials
+                if t.strategy == s and t.phase == phase and t.trial_id not in superseded
+            ]
             row.counts[phase] = {k: sum(t.state == k for t in mine) for k in STATES}
+        row.superseded = sum(t.strategy == s and t.trial_id in superseded for t in trials)
         done = [
             t
             for t in trials
@@ -187,7 +196,9 @@ def status_text(path: str) -> str:
         params = ", ".join(f"{k}={_short(v)}" for k, v in sorted(r.params.items()))
         lines.append(
             f"  {r.strategy:{width}s}  search {_count(r.counts['search'], r.planned['search'])}"
-            f"; eval {_count(r.counts['eval'], r.planned['eval'])}; best {best}"
+            f"; eval {_count(r.counts['eval'], r.planned['eval'])}"
+            + (f" (+{r.superseded} superseded)" if r.superseded else "")
+            + f"; best {best}"
             + (f" ({params})" if params else "")
         )
     return "\n".join(lines)
@@ -199,7 +210,7 @@ def _short(value: Any) -> str:
 
 def list_text(storage: str) -> str:
     """One line per study under ``storage`` (``plasticity study list``)."""
-    from study.driver import StudyFolder, open_study
+    from study.driver import StudyFolder, open_study, search_plan
 
     base = StudyFolder(storage)
     info = base.fs.get_file_info(base.path)
@@ -220,8 +231,10 @@ def list_text(storage: str) -> str:
         except UserError as e:
             lines.append(f"{entry.base_name}: unreadable ({e})")
             continue
-        planned = len(spec.strategies) * (spec.budget.trials_per_strategy + spec.budget.eval_seeds)
-        done = sum(t.state == "finished" for t in trials)
+        superseded = set(state.get("superseded", []))
+        planned = sum(search_plan(spec, state).values())
+        planned += len(spec.strategies) * spec.budget.eval_seeds
+        done = sum(t.state == "finished" and t.trial_id not in superseded for t in trials)
         phases = state["phases"]
         lines.append(
             f"{entry.base_name}: {overall(state, trials)}; "

@@ -403,3 +403,65 @@ def test_a_tracked_study_sends_every_trial_to_mlflow(tmp_path, capsys, ray_sessi
         reported = {r["training_iteration"]: r["auc_test_acc"] for r in results[key]}
         assert {m.step: m.value for m in history} == pytest.approx(reported)
         assert sorted(reported) == [1, 2, 3, 4]  # every epoch of 2 tasks x 2 epochs
+
+
+def finished_study(tmp_path: Path) -> Path:
+    """A study folder as a finished launch leaves it (study.yaml, study.json; no trials)."""
+    from study.driver import KIND, LAYOUT, phases
+
+    spec = load_spec(study_file(tmp_path, budget={"trials_per_strategy": 2, "eval_seeds": 1}))
+    root = Path(spec.storage) / spec.name
+    root.mkdir(parents=True)
+    (root / "study.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+    state = {"kind": KIND, "layout": LAYOUT, "version": "0.1.0", "name": spec.name}
+    state["phases"] = dict.fromkeys(phases(spec), "done")
+    (root / "study.json").write_text(json.dumps(state))
+    return root
+
+
+def test_extend_writes_its_plan_first_so_a_crash_during_it_is_finished_by_resume(
+    tmp_path, monkeypatch, capsys
+):
+    import study.driver as driver
+
+    root = finished_study(tmp_path)
+
+    def crash(*args, **kwargs):
+        raise SystemExit("driver lost")
+
+    monkeypatch.setattr(driver, "_drive", crash)
+    with pytest.raises(SystemExit):
+        driver.extend(str(root), 3)
+    state = json.loads((root / "study.json").read_text())
+    assert state["plan"] == {"reset": 5}
+    assert state["phases"]["search-reset"] == "running"
+    driven = []
+    monkeypatch.setattr(
+        driver, "_drive", lambda folder, spec, state, address: driven.append(state) or "ran"
+    )
+    assert driver.resume(str(root)) == "ran"  # not "already finished"
+    assert driven[0]["plan"] == {"reset": 5}
+    # extending again adds to the plan
+    driver.extend(str(root), 1)
+    assert driven[1]["plan"] == {"reset": 6}
+    assert "extending study 'ops': search trials now reset 6" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--trials", "x"], "invalid int value: 'x'"),
+        (["--trials", "0"], "--trials must be a positive whole number"),
+        (["--trials", "2", "--strategy", "cbp"], "unknown strategy 'cbp': this study has reset"),
+        ([], "the following arguments are required: --trials"),
+    ],
+)
+def test_extend_input_errors_are_one_line_and_change_nothing(tmp_path, capsys, args, message):
+    from plasticity.cli import main
+
+    root = finished_study(tmp_path)
+    before = (root / "study.json").read_text()
+    assert main(["study", "extend", str(root), *args]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert (root / "study.json").read_text() == before

@@ -133,6 +133,38 @@ def test_four_trial_study_end_to_end(tmp_path, local_ray, capsys):
     assert resume(uri) is None
     assert "already finished" in capsys.readouterr().out
 
+    # extend: one more search trial of reset only, on the same Optuna study; reset evaluated
+    # again only if the new trial is its best; the analysis counts the new trial
+    from analysis.load import load
+    from study.driver import extend
+
+    before = state
+    assert extend(uri, 1, strategy="reset") == uri
+    state = json.loads((root / "study.json").read_text())
+    assert state["plan"] == {"reset": 3, "expanded": 2}
+    assert set(state["phases"].values()) == {"done"}
+    for strategy, n in (("reset", 3), ("expanded", 2)):
+        study = optuna.load_study(study_name=f"t.{strategy}", storage=storage)
+        assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * n
+        assert len(trial_results(root / "trials", f"search-{strategy}")) == n
+    evals = trial_results(root / "trials", "eval-reset")
+    changed = state["best"]["reset"]["config"] != before["best"]["reset"]["config"]
+    assert len(evals) == (2 if changed else 1)
+    assert len(state.get("superseded", [])) == (1 if changed else 0)
+    assert len(trial_results(root / "trials", "eval-expanded")) == 1
+    assert sorted((r["strategy"], r["seed"]) for r in state["eval"]) == [
+        ("expanded", 1000),
+        ("reset", 1000),
+    ]
+    table = load([root]).table
+    per_phase = table.groupby(["strategy", "phase"]).trial.nunique().to_dict()
+    assert per_phase[("reset", "search")] == 3 and per_phase[("reset", "eval")] == 1
+    assert per_phase.get(("reset", "superseded"), 0) == (1 if changed else 0)
+    with pytest.raises(UserError, match="unknown strategy 'redo'"):
+        extend(uri, 1, strategy="redo")
+    with pytest.raises(UserError, match="--trials must be a positive"):
+        extend(uri, 0)
+
 
 def test_resources_no_node_has_fail_before_any_trial(tmp_path, local_ray):
     from study.driver import launch

@@ -79,7 +79,7 @@ def test_a_strategys_evaluation_starts_when_its_own_search_ends_with_its_best_wh
         "phase": "eval",
         "run": {"lr": pytest.approx(configs["a2"]["run"]["lr"]), "seed": 1000},
     }
-    assert s.bests() == {"a": {"config": configs["a2"], "objective": 0.4}}
+    assert s.bests() == {"a": {"config": configs["a2"], "objective": 0.4, "trial": "a2"}}
     assert s.phases() == {
         "search-a": "done",
         "search-b": "running",
@@ -220,4 +220,98 @@ def test_a_restored_generator_asks_the_searcher_again():
 
     generator = RootedSearchGenerator(make_search("a", trials=1))
     generator.set_state({"counter": 1, "total_samples": 2, "finished": True, "experiment": None})
+    assert not generator.is_finished()
+
+
+def run_to_the_end(s: StudySearch, values: dict[str, float], prefix: str = "") -> list[str]:
+    """Suggest and end trials until the searcher says FINISHED; a search trial's value comes
+    from ``values`` by its number within its strategy (e.g. "a1"), an evaluation's is 0.1.
+    Returns the ids in the order they were suggested."""
+    ids, k = [], 0
+    while True:
+        trial_id = f"{prefix}{k}"
+        config = s.suggest(trial_id)
+        if config == StudySearch.FINISHED:
+            return ids
+        assert isinstance(config, dict), "nothing running, yet nothing suggested"
+        ids.append(trial_id)
+        strategy, phase = s.owner[trial_id]
+        n = len(s.trials_of(strategy, phase))
+        s.on_trial_complete(trial_id, end(values.get(f"{strategy}{n}", 0.1)))
+        k += 1
+
+
+def test_an_extended_strategy_searches_on_and_is_evaluated_again_only_if_its_best_changed(
+    tmp_path,
+):
+    s = make_search("ab", trials=1, evals=2)
+    run_to_the_end(s, {"a1": 0.5, "b1": 0.5})
+    first_eval = {x: s.trials_of(x, "eval") for x in "ab"}
+    s.save(str(tmp_path / "s.pkl"))
+    restored = make_search("ab", trials=1, evals=2)
+    restored.restore(str(tmp_path / "s.pkl"))
+    assert restored.set_plan({"a": 2, "b": 2}) == ["a", "b"]
+    assert restored.set_plan({"a": 2, "b": 2}) == []  # the same plan again changes nothing
+    with pytest.raises(ValueError, match="fewer than the 2 already planned"):
+        restored.set_plan({"a": 1})
+    # until the longer searches end, the earlier bests and evaluations stand
+    assert restored.phases()["search-a"] == "running" and restored.phases()["eval-a"] == "done"
+    assert restored.bests()["a"]["trial"] == s.bests()["a"]["trial"]
+    assert len(restored.eval_rows()) == 4
+    added = run_to_the_end(restored, {"a2": 0.9, "b2": 0.2}, prefix="x")
+    kinds = [restored.owner[t] for t in added]
+    # a: one more search trial, better, so its evaluation runs again; b: worse, nothing more
+    assert kinds == [("a", "search"), ("b", "search"), ("a", "eval"), ("a", "eval")]
+    assert restored.bests()["a"] == {
+        "config": restored.configs[added[0]],
+        "objective": 0.9,
+        "trial": added[0],
+    }
+    assert restored.bests()["b"] == s.bests()["b"]
+    assert restored.superseded == first_eval["a"]
+    assert restored.trials_of("a", "eval") == added[2:]
+    assert restored.trials_of("b", "eval") == first_eval["b"]
+    new_lr = restored.configs[added[0]]["run"]["lr"]
+    assert [restored.configs[t]["run"] for t in added[2:]] == [
+        {"lr": new_lr, "seed": 1000},
+        {"lr": new_lr, "seed": 1001},
+    ]
+    assert sorted((r["strategy"], r["seed"]) for r in restored.eval_rows()) == [
+        ("a", 1000),
+        ("a", 1001),
+        ("b", 1000),
+        ("b", 1001),
+    ]
+    assert set(restored.phases().values()) == {"done"}
+    assert restored.planned_trials() == len(restored.owner) == 2 * 2 + 2 * 2 + 2
+    # Optuna's study went on: the new trial is its second, and TPE saw the first
+    assert [t.state for t in restored.searchers["a"]._ot_study.trials] == [TrialState.COMPLETE] * 2
+
+
+def test_a_searcher_saved_before_plans_existed_loads_with_its_one_trial_count(tmp_path):
+    s = make_search("ab", trials=3)
+    state = s.__dict__.copy()
+    for key in ("plan", "superseded", "replaced"):
+        del state[key]
+    old = StudySearch.__new__(StudySearch)
+    old.load_state(state)
+    assert old.plan == {"a": 3, "b": 3} and old.superseded == [] and old.planned_trials() == 8
+
+
+def test_a_restored_generator_lays_the_drivers_plan_over_the_searcher_and_waits_for_it():
+    from study.search import PLANS, RootedSearchGenerator
+
+    search = make_search("a", trials=1)
+    run_to_the_end(search, {})
+    generator = RootedSearchGenerator(search)
+    PLANS["t"] = {"a": 3}
+    try:
+        generator.set_state(
+            {"counter": 2, "total_samples": 2, "finished": True, "experiment": None}
+        )
+    finally:
+        PLANS.pop("t")
+    assert search.planned("a") == 3 and generator.total_samples == 4
+    # Ray's own count of samples would say it is done; only the searcher decides
+    generator._counter = 10
     assert not generator.is_finished()

@@ -23,13 +23,16 @@ SPEC = {
 }
 
 
-def ray_trial(strategy, phase, status, objective=None, complete=True, lr=1e-3, alpha0=None):
+def ray_trial(
+    strategy, phase, status, objective=None, complete=True, lr=1e-3, alpha0=None, trial_id=""
+):
     """One ``trial_data`` entry of a Ray experiment snapshot (the keys status reads)."""
     run = {"strategies": [strategy], "lr": lr, "seed": 0}
     if alpha0 is not None:
         run["strategy_params"] = {"expanded": {"alpha0": alpha0}}
     last = {} if objective is None else {"auc_test_acc": objective, "run_complete": complete}
     trial = {"status": status, "config": {"strategy": strategy, "phase": phase, "run": run}}
+    trial["trial_id"] = trial_id
     if phase == "eval":
         trial["config"] = {"trial": trial["config"]}
     runtime = {"start_time": 1000.0, "last_result_time": 1060.0, "last_result": last}
@@ -148,3 +151,38 @@ def test_a_truncated_snapshot_is_named(tmp_path, capsys):
     (root / "trials" / "experiment_state-2026-11-25_10-05-00.json").write_text('{"tri')
     assert main(["study", "status", str(root)]) != 0
     assert "experiment_state-2026-11-25_10-05-00.json is unreadable" in capsys.readouterr().err
+
+
+def test_status_and_list_of_an_extended_study_count_its_plan_and_leave_superseded_trials_out(
+    tmp_path, capsys
+):
+    """reset extended by 1 (plan 4) whose new best superseded its 2 first evaluation trials."""
+    done = {p: "done" for p in ("search-reset", "search-expanded", "eval-reset", "eval-expanded")}
+    trials = [ray_trial("reset", "search", "TERMINATED", 0.5) for _ in range(4)]
+    trials += [ray_trial("expanded", "search", "TERMINATED", 0.5) for _ in range(3)]
+    trials += [ray_trial("reset", "eval", "TERMINATED", 0.6, trial_id=f"old{k}") for k in (0, 1)]
+    trials += [ray_trial(s, "eval", "TERMINATED", 0.6) for s in ("reset", "expanded")] * 2
+    root = write_study(tmp_path / "studies" / "ext", done, {"trials": trials})
+    state = json.loads((root / "study.json").read_text())
+    state.update(plan={"reset": 4}, superseded=["old0", "old1"])
+    (root / "study.json").write_text(json.dumps(state))
+    main(["study", "status", str(root)])
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[4:]}
+    assert "search 4/4 done; eval 2/2 done (+2 superseded); best" in lines["reset"]
+    assert "search 3/3 done; eval 2/2 done; best" in lines["expanded"]
+    main(["study", "list", str(root.parent)])
+    assert "11/11 trials finished" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [{"reset": 2}, {"redo": 5}, {"reset": "5"}, ["reset"]],
+    ids=["below the study file", "unknown strategy", "not a number", "not a mapping"],
+)
+def test_a_bad_plan_in_study_json_is_one_line(tmp_path, capsys, plan):
+    root = interrupted(tmp_path)
+    state = json.loads((root / "study.json").read_text())
+    (root / "study.json").write_text(json.dumps({**state, "plan": plan}))
+    assert main(["study", "status", str(root)]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "study.json's plan" in err[0]
