@@ -156,7 +156,12 @@ def open_study(path: str) -> tuple[StudyFolder, StudySpec, dict[str, Any]]:
     storage = folder.root.rsplit("/", 1)[0]
     if not isinstance(raw, dict):
         raise UserError(f"{path}: study.yaml does not hold a study")
-    spec = load_spec(raw, storage=storage, name=folder.root.rsplit("/", 1)[1])
+    # the name it was launched with: the searcher's Optuna studies (saved with Ray's
+    # snapshot) and the tracking runs are named after it, whatever the folder is called now
+    name = state.get("name")
+    if not isinstance(name, str) or not name:
+        name = folder.root.rsplit("/", 1)[1]
+    spec = load_spec(raw, storage=storage, name=name)
     _check_version(path, state, spec)
     _check_plan(path, state, spec)
     state.setdefault("best", {})
@@ -714,7 +719,7 @@ def eval_templates(spec: StudySpec) -> list[dict[str, Any]]:
 def summary_rows(spec: StudySpec, state: dict[str, Any]) -> list[dict[str, Any]]:
     """Per strategy: the search's best objective and parameters, and the evaluation's
     mean ± standard deviation over fresh seeds."""
-    out = []
+    out, plan = [], search_plan(spec, state)
     for s in spec.strategies:
         best = state["best"].get(s, {})
         evals = [r[spec.metric] for r in state.get("eval", []) if r["strategy"] == s]
@@ -727,7 +732,7 @@ def summary_rows(spec: StudySpec, state: dict[str, Any]) -> list[dict[str, Any]]
                 "eval_mean": statistics.fmean(evals) if evals else math.nan,
                 "eval_std": statistics.stdev(evals) if len(evals) > 1 else math.nan,
                 "eval_seeds": len(evals),
-                "search": spec.budget.search_kind(),
+                "search": spec.budget.search_kind(plan[s]),
                 "params": json.dumps(params, sort_keys=True),
             }
         )

@@ -484,7 +484,11 @@ class RootedSearchGenerator(SearchGenerator):
         searcher = self.searcher
         if isinstance(searcher, StudySearch):
             searcher.set_plan(PLANS.get(searcher.name))
-            self._total_samples = searcher.planned_trials()  # what the progress table shows
+            # what the progress table shows: at most this many (a strategy whose longer
+            # search is under way may pick another best and run its evaluation again)
+            self._total_samples = searcher.planned_trials() + sum(
+                len(searcher.evals[s]) for s in searcher.replaced
+            )
         names = [getattr(s, "_study_name", "") for s in getattr(searcher, "searchers", {}).values()]
         view = next((VIEWS[n] for n in names if n in VIEWS), None)
         if view is None or self._experiment is None:

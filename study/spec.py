@@ -169,11 +169,13 @@ class Budget(_Strict):
             return self.startup_trials
         return max(2, min(10, self.trials_per_strategy // 3))
 
-    def search_kind(self) -> str:
-        """How the search chose its trials, for summaries."""
-        random, guided = self.startup(), self.trials_per_strategy - self.startup()
+    def search_kind(self, trials: int | None = None) -> str:
+        """How the search chose its ``trials`` (default: ``trials_per_strategy``; more once
+        the study was extended), for summaries."""
+        trials = self.trials_per_strategy if trials is None else trials
+        random, guided = min(self.startup(), trials), trials - self.startup()
         if guided <= 0:
-            return f"random search ({self.trials_per_strategy} trials, all TPE start-up)"
+            return f"random search ({trials} trials, all TPE start-up)"
         return f"{random} random start-up + {guided} TPE trials"
 
 

@@ -187,7 +187,8 @@ def status_text(path: str) -> str:
         f"wall time so far {_duration(last - created)}; last report "
         f"{_duration(time.time() - last)} ago",
         "  phases: " + ", ".join(f"{p} {v}" for p, v in state.get("phases", {}).items()),
-        f"  metric: {spec.metric} (max); search: {spec.budget.search_kind()}",
+        f"  metric: {spec.metric} (max); search: {spec.budget.search_kind()}"
+        + (" per strategy, before extend" if state.get("plan") else ""),
     ]
     rows = strategy_status(spec, state, trials)
     width = max(len(r.strategy) for r in rows)

@@ -465,3 +465,16 @@ def test_extend_input_errors_are_one_line_and_change_nothing(tmp_path, capsys, a
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert (root / "study.json").read_text() == before
+
+
+def test_a_study_copied_under_another_name_keeps_the_name_its_search_was_saved_under(tmp_path):
+    """The searcher's Optuna studies (in Ray's snapshot) are named after the launched study:
+    a copy in a folder of another name must still find them (it crashed with a KeyError)."""
+    import shutil
+
+    from study.driver import open_study
+
+    root = finished_study(tmp_path)
+    copy = shutil.copytree(root, tmp_path / "elsewhere" / "renamed")
+    folder, spec, _ = open_study(str(copy))
+    assert spec.name == "ops" and folder.root == str(copy)

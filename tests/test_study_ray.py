@@ -156,6 +156,11 @@ def test_four_trial_study_end_to_end(tmp_path, local_ray, capsys):
         ("expanded", 1000),
         ("reset", 1000),
     ]
+    from study.driver import open_study, summary_rows
+
+    rows = {r["strategy"]: r for r in summary_rows(*open_study(uri)[1:])}
+    assert rows["reset"]["search"] == "2 random start-up + 1 TPE trials"
+    assert rows["expanded"]["search"] == "random search (2 trials, all TPE start-up)"
     table = load([root]).table
     per_phase = table.groupby(["strategy", "phase"]).trial.nunique().to_dict()
     assert per_phase[("reset", "search")] == 3 and per_phase[("reset", "eval")] == 1

@@ -311,7 +311,8 @@ def test_a_restored_generator_lays_the_drivers_plan_over_the_searcher_and_waits_
         )
     finally:
         PLANS.pop("t")
-    assert search.planned("a") == 3 and generator.total_samples == 4
+    # 3 search trials and 1 evaluation, and at most 1 more if the longer search picks another best
+    assert search.planned("a") == 3 and generator.total_samples == 5
     # Ray's own count of samples would say it is done; only the searcher decides
     generator._counter = 10
     assert not generator.is_finished()
