@@ -452,6 +452,7 @@ def _fit(folder: StudyFolder, phase: str, trainable, make_tuner, planned: int, d
     from ray import tune
 
     path = folder.experiment(phase)
+    check_snapshots(folder, phase)
     if tune.Tuner.can_restore(path):
         log.info("restoring %s", path)
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
@@ -472,6 +473,106 @@ def _fit(folder: StudyFolder, phase: str, trainable, make_tuner, planned: int, d
             f"plasticity study resume {folder.root}"
         )
     return results
+
+
+SNAPSHOT_FILES = {
+    "experiment_state-": ".json",  # the trials (JSON, written in place: may be torn)
+    "searcher-state-": ".pkl",  # the StudySearch (study.search), pickled
+    "search_gen_state-": ".json",  # the SearchGenerator around it (a cloudpickle)
+}
+"""The files of one Ray Tune experiment snapshot, ``PREFIX<session>SUFFIX``: every driver
+session (launch or resume) writes its own set, rewritten in place at each snapshot."""
+
+
+def snapshot_sessions(fs: Any, experiment: str) -> dict[str, dict[str, str]]:
+    """session -> {prefix: path} of the snapshot files in an experiment folder (on the pyarrow
+    filesystem ``fs``), oldest session first (Ray's session names sort by time)."""
+    infos = fs.get_file_info(pafs.FileSelector(experiment, allow_not_found=True))
+    sessions: dict[str, dict[str, str]] = {}
+    for info in infos:
+        for prefix, suffix in SNAPSHOT_FILES.items():
+            name = info.base_name
+            if name.startswith(prefix) and name.endswith(suffix):
+                session = name[len(prefix) : -len(suffix)]
+                sessions.setdefault(session, {})[prefix] = info.path
+    return dict(sorted(sessions.items()))
+
+
+def snapshot_fault(fs: Any, files: dict[str, str]) -> str | None:
+    """Why one session's snapshot cannot be restored (None: it can): a file missing or
+    unreadable (a full disk or a kill mid-upload truncates it: Ray uploads each file in place),
+    or trial states and searcher from different moments (Ray uploads them one after the other,
+    so a kill or an error between them leaves a torn pair: a trial ended in one and running in
+    the other, which the search never sees end)."""
+    import pickle
+
+    loaded = {}
+    for prefix, suffix in SNAPSHOT_FILES.items():
+        if prefix not in files:
+            return f"no {prefix}*{suffix}"
+        name = files[prefix].rsplit("/", 1)[-1]
+        try:
+            with fs.open_input_stream(files[prefix]) as f:
+                data = f.read()
+            loaded[prefix] = (
+                json.loads(data) if prefix == "experiment_state-" else pickle.loads(data)
+            )
+            if prefix == "experiment_state-":
+                loaded["trials"] = {
+                    t["trial_id"]: t["status"]
+                    for t in (json.loads(s) for s, _ in loaded[prefix]["trial_data"])
+                }
+        except Exception as e:  # truncated or garbled: json, pickle and OS errors vary
+            return f"{name} is unreadable ({type(e).__name__})"
+    search = loaded["searcher-state-"]
+    if isinstance(search, dict) and {"owner", "ended"} <= set(search):  # a StudySearch
+        trials = loaded["trials"]
+        ended = {t for t, s in trials.items() if s in ("TERMINATED", "ERROR")}
+        if set(search["owner"]) != set(trials) or set(search["ended"]) != ended:
+            return "its trial states and searcher state are from different moments"
+    return None
+
+
+def check_snapshots(folder: StudyFolder, phase: str) -> None:
+    """Before ``Tuner.restore``: the newest snapshot of experiment ``phase`` must be whole,
+    since Ray restores from the newest file of each kind and, finding none it can read, starts
+    the experiment again from scratch or fails. A newest snapshot that is torn or truncated is
+    set aside (its files renamed ``*.corrupt``, never deleted) when an older whole one exists,
+    and the study goes on from that one (its later trials run again); with none, the resume
+    stops with one line. Nothing to check for an experiment without snapshots yet."""
+    experiment = f"{folder.path}/{phase}"
+    sessions = snapshot_sessions(folder.fs, experiment)
+    if not sessions:
+        return
+    where = folder.experiment(phase)
+    faults = {}
+    for session in reversed(sessions):
+        fault = snapshot_fault(folder.fs, sessions[session])
+        if fault is None:
+            good = session
+            break
+        faults[session] = fault
+    else:
+        first = next(iter(faults.values()))
+        raise UserError(
+            f"{where}: the study's snapshot cannot be restored ({first}) and no older whole "
+            "one exists; nothing was changed (resuming would start the study again over its "
+            "trials): restore the folder from a backup, or launch a new study"
+        )
+    if not faults:
+        return
+    for bad in faults:
+        for path in sessions[bad].values():
+            folder.fs.move(path, f"{path}.corrupt")
+    newest = next(iter(faults))
+    log.warning(
+        "%s: the newest snapshot (%s) cannot be restored (%s); set aside as *.corrupt, the "
+        "study goes on from the snapshot of %s",
+        where,
+        newest,
+        faults[newest],
+        good,
+    )
 
 
 def _run_study(folder: StudyFolder, spec: StudySpec, state: dict[str, Any], trainable) -> None:

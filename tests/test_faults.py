@@ -402,3 +402,125 @@ def test_a_full_disk_is_one_line_per_failed_write_and_other_records_keep_their_t
     )
     other = record("Trial task failed for trial %s", ValueError("a bug"))
     assert DiskFullInOneLine().filter(other) and other.exc_info is not None
+
+
+# -- a torn or truncated experiment snapshot (a full disk, a kill mid-upload) ---------------------
+def _snapshot(exp, session: str, states: dict[str, str], ended: set[str] | None = None) -> None:
+    """One session's snapshot files as Ray writes them: trial states (JSON), the searcher (a
+    StudySearch's pickled dict: which trials it knows and which have ended) and the generator."""
+    import json
+    import pickle
+
+    exp.mkdir(parents=True, exist_ok=True)
+    trials = [[json.dumps({"trial_id": t, "status": s}), {}] for t, s in states.items()]
+    state = {"trial_data": trials, "runner_data": {}, "stats": {}}
+    (exp / f"experiment_state-{session}.json").write_text(json.dumps(state))
+    if ended is None:
+        ended = {t for t, s in states.items() if s == "TERMINATED"}
+    search = {"owner": {t: ("reset", "search") for t in states}, "ended": dict.fromkeys(ended)}
+    (exp / f"searcher-state-{session}.pkl").write_bytes(pickle.dumps(search))
+    (exp / f"search_gen_state-{session}.json").write_bytes(pickle.dumps({"counter": len(states)}))
+
+
+def _truncate(path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+OLD, NEW = "2026-11-25_10-00-00", "2026-11-25_11-00-00"
+
+
+@pytest.fixture
+def study_dir(tmp_path):
+    exp = tmp_path / "s" / "trials"
+    _snapshot(exp, OLD, {"a": "TERMINATED", "b": "RUNNING"})
+    _snapshot(exp, NEW, {"a": "TERMINATED", "b": "TERMINATED", "c": "RUNNING"})
+    return tmp_path / "s"
+
+
+def _names(exp) -> list[str]:
+    return sorted(p.name for p in exp.iterdir())
+
+
+@pytest.mark.parametrize("file", ["searcher-state-{}.pkl", "experiment_state-{}.json"])
+def test_a_truncated_newest_snapshot_is_set_aside_for_the_older_whole_one(study_dir, file, caplog):
+    from study.driver import StudyFolder, check_snapshots
+
+    exp = study_dir / "trials"
+    _truncate(exp / file.format(NEW))
+    check_snapshots(StudyFolder(str(study_dir)), "trials")
+    assert _names(exp) == sorted(
+        [
+            f"experiment_state-{NEW}.json.corrupt",
+            f"experiment_state-{OLD}.json",
+            f"search_gen_state-{NEW}.json.corrupt",
+            f"search_gen_state-{OLD}.json",
+            f"searcher-state-{NEW}.pkl.corrupt",
+            f"searcher-state-{OLD}.pkl",
+        ]
+    )
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "\n" not in said[0]
+    assert file.format(NEW) in said[0] and "unreadable" in said[0] and OLD in said[0]
+    check_snapshots(StudyFolder(str(study_dir)), "trials")  # whole now: nothing more to do
+    assert len(_names(exp)) == 6 and len(caplog.records) == 1
+
+
+def test_a_torn_pair_or_a_missing_file_is_set_aside(study_dir, caplog):
+    """Trial states and searcher readable but from different moments (c ended in the searcher,
+    running in the trial states); then a session with no searcher file at all."""
+    from study.driver import StudyFolder, check_snapshots
+
+    exp = study_dir / "trials"
+    _snapshot(exp, NEW, {"a": "TERMINATED", "b": "TERMINATED", "c": "RUNNING"}, {"a", "b", "c"})
+    check_snapshots(StudyFolder(str(study_dir)), "trials")
+    assert "different moments" in caplog.text
+    assert sum(n.endswith(".corrupt") for n in _names(exp)) == 3
+    newer = "2026-11-25_12-00-00"
+    _snapshot(exp, newer, {"a": "TERMINATED", "b": "TERMINATED"})
+    (exp / f"searcher-state-{newer}.pkl").unlink()
+    check_snapshots(StudyFolder(str(study_dir)), "trials")
+    assert "no searcher-state-" in caplog.text
+    assert sum(n.endswith(".corrupt") for n in _names(exp)) == 5
+
+
+def test_a_whole_newest_snapshot_is_left_alone(study_dir, caplog):
+    from study.driver import StudyFolder, check_snapshots
+
+    before = _bytes(study_dir)
+    check_snapshots(StudyFolder(str(study_dir)), "trials")
+    check_snapshots(StudyFolder(str(study_dir / "elsewhere")), "trials")  # no snapshot yet
+    assert _bytes(study_dir) == before and not caplog.records
+
+
+def test_with_no_whole_snapshot_the_resume_stops_in_one_line_and_changes_nothing(study_dir):
+    from plasticity.errors import UserError
+    from study.driver import StudyFolder, check_snapshots
+
+    exp = study_dir / "trials"
+    _truncate(exp / f"searcher-state-{NEW}.pkl", 0.9)
+    (exp / f"experiment_state-{OLD}.json").write_text("")  # an empty file: the disk was full
+    before = _bytes(study_dir)
+    with pytest.raises(UserError) as e:
+        check_snapshots(StudyFolder(str(study_dir)), "trials")
+    assert "\n" not in str(e.value) and "no older whole one" in str(e.value)
+    assert f"searcher-state-{NEW}.pkl is unreadable" in str(e.value)
+    assert _bytes(study_dir) == before
+
+
+def test_fit_checks_the_snapshot_before_restoring_or_starting_again(study_dir):
+    """With no whole snapshot, _fit stops before Ray could restore from a truncated file or
+    start the experiment from scratch over its trials (tuner.pkl is there: Ray would restore)."""
+    from plasticity.errors import UserError
+    from study.driver import StudyFolder, _fit
+
+    exp = study_dir / "trials"
+    (exp / "tuner.pkl").write_bytes(b"not read")
+    for session in (OLD, NEW):
+        _truncate(exp / f"searcher-state-{session}.pkl")
+
+    def make_tuner():
+        raise AssertionError("a new experiment over existing trials")
+
+    with pytest.raises(UserError, match="no older whole one"):
+        _fit(StudyFolder(str(study_dir)), "trials", None, make_tuner, planned=2)
