@@ -101,6 +101,23 @@ def phase_results(root: Path, phase: str) -> list[Path]:
     return sorted((root / "trials").glob(f"{phase}_*/result.json"))
 
 
+STAGING: list[Path] = []
+"""The Ray temporary folder of the driver that runs now (its RAY_TMPDIR's ``ray``), if any.
+Ray's driver writes each trial's result.json there first, and uploads it to the study folder
+only with its next snapshot (after two checkpoints, or every ~10 s): progress is read there."""
+
+
+def fresh_rows(root: Path, phase: str) -> dict[str, dict[int, dict]]:
+    """Trial folder name -> epoch rows of every trial of ``phase``: the study folder's, and
+    the running driver's newer ones where it has them."""
+    rows = {r.parent.name: result_rows(r) for r in phase_results(root, phase)}
+    for staging in STAGING:
+        glob = f"session_latest/artifacts/*/trials/driver_artifacts/{phase}_*/result.json"
+        for result in staging.glob(glob):
+            rows[result.parent.name] = {**rows.get(result.parent.name, {}), **result_rows(result)}
+    return rows
+
+
 def trial_rows(root: Path, phase: str) -> list[tuple[str, list[tuple]]]:
     """(whole run config, epoch rows) of every trial of ``phase`` in the newest snapshot:
     orphans that a restore left behind do not count."""
@@ -165,8 +182,7 @@ def where(root: Path) -> Where:
     if not running:
         return Where(len(PHASES), 0, 0)
     complete, partial = 0, 0
-    for result in phase_results(root, PHASES[running[0]]):
-        rows = result_rows(result)
+    for rows in fresh_rows(root, PHASES[running[0]]).values():
         if rows and rows[max(rows)].get("run_complete"):
             complete += 1
         else:
@@ -283,6 +299,8 @@ def run(
     do its action. Returns the driver's exit code, -9 if an action ended it. Whatever the
     driver started and left behind (it may kill itself: a fault hook) is killed after it."""
     proc = driver.start()
+    if "RAY_TMPDIR" in driver.env:
+        STAGING[:] = [Path(driver.env["RAY_TMPDIR"]) / "ray"]
     deadline, seen, looked = time.time() + timeout, {}, 0.0
     events = list(events)
     try:
@@ -300,6 +318,9 @@ def run(
         if proc.poll() is None:
             kill_tree(proc)
         kill_all(seen)
+        for staging in STAGING:  # a later driver must not read this one's progress
+            shutil.rmtree(staging, ignore_errors=True)
+        STAGING.clear()
 
 
 def finished(root: Path) -> bool:
@@ -320,6 +341,9 @@ class Case:
 
     def __post_init__(self) -> None:
         self.storage = self.storage or str(self.work / self.name)
+        if "RAY_TMPDIR" not in self.env:  # its own, so its driver's progress can be read there
+            tmp = tempfile.mkdtemp(prefix=f"r{self.name[:6]}-", dir="/tmp")  # short: sockets
+            self.env = {**self.env, "RAY_TMPDIR": tmp}
         self.spec_file = self.work / f"{self.name}.yaml"
         self.spec_file.write_text(yaml.safe_dump({**SPEC, "storage": self.storage}))
         self.log = self.work / f"{self.name}.log"
@@ -355,13 +379,18 @@ def driver_kills(case: Case, new_head: bool = False) -> None:
     for moment in KILL_MOMENTS:
         if moment.reached(case.root()):
             continue
-        events = [(moment, kill_driver)]
-        code = case.launch(events) if first else case.resume(events)
+        at = []
+
+        def kill(proc: subprocess.Popen, at=at) -> bool:
+            at.append(where(case.root()))  # read before the kill, with the driver's progress
+            return kill_driver(proc)
+
+        code = case.launch([(moment, kill)]) if first else case.resume([(moment, kill)])
         first = False
         if code != -9:
             break  # the study ended first
         case.injected += 1
-        case.note += f"{'; ' if case.note else 'killed at '}{where(case.root())}"
+        case.note += f"{'; ' if case.note else 'killed at '}{at[0]}"
         if new_head:
             new_head_node(case)
     case.resume_until_done()
@@ -376,7 +405,7 @@ def new_head_node(case: Case) -> None:
     shutil.rmtree(case.root())
     case.storage = f"file://{fresh}"
     home = tempfile.mkdtemp(prefix="h-", dir="/tmp")  # short: Ray's socket paths are limited
-    case.env = {**case.env, "HOME": home, "TMPDIR": home}
+    case.env = {**case.env, "HOME": home, "TMPDIR": home, "RAY_TMPDIR": home}
 
 
 def fault_kill(case: Case) -> None:
@@ -438,10 +467,11 @@ def trial_workers(proc: subprocess.Popen) -> list[int]:
 def running_trial(root: Path) -> Path | None:
     """The folder of the trial that runs now: the newest result.json without a complete row."""
     phase = PHASES[min(where(root).phase, len(PHASES) - 1)]
+    rows = fresh_rows(root, phase)
     results = sorted(phase_results(root, phase), key=lambda p: p.stat().st_mtime)
     for result in reversed(results):
-        rows = result_rows(result)
-        if rows and not rows[max(rows)].get("run_complete"):
+        mine = rows.get(result.parent.name)
+        if mine and not mine[max(mine)].get("run_complete"):
             return result.parent
     return None
 

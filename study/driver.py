@@ -619,12 +619,19 @@ def _final_views(folder: StudyFolder, state: dict[str, Any], views: dict) -> lis
     returns the strategies whose search ended with no trial that ran every epoch."""
     from study.search import saved_search
 
-    search = saved_search(folder.fs, f"{folder.path}/{EXPERIMENT}")
+    try:
+        search = saved_search(folder.fs, f"{folder.path}/{EXPERIMENT}")
+    except Exception as e:  # torn by a full disk or a kill: the resume sets it aside
+        log.warning("cannot read the study's snapshot to update its views (%s)", type(e).__name__)
+        return []
     if search is None:
         return []
-    for strategy, searcher in search.searchers.items():
-        views[searcher._study_name](searcher._ot_study, final=search.search_ended(strategy))
-    record(folder, state, search)
+    try:
+        for strategy, searcher in search.searchers.items():
+            views[searcher._study_name](searcher._ot_study, final=search.search_ended(strategy))
+        record(folder, state, search)
+    except OSError as e:  # e.g. a full disk: the views are rebuilt from the snapshot on resume
+        log.warning("cannot write the study's views (%s)", e.strerror or type(e).__name__)
     return [s for s, best in search.best.items() if best is None]
 
 

@@ -39,6 +39,7 @@ import pickle
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,16 @@ SEARCH, EVAL = "search", "eval"
 
 # optuna.db is rewritten routinely: its "A new study created in RDB" line says nothing
 logging.getLogger("optuna.storages._rdb.storage").setLevel(logging.WARNING)
+
+
+def _write_view(name: str, write: Callable[[], None]) -> None:
+    """Write a view of the record (optuna.db, study.json) while Ray runs the search: a failed
+    write (a full disk) is one warning, never an error that Ray would turn into the end of the
+    experiment: the view is rebuilt from the snapshot on resume."""
+    try:
+        write()
+    except OSError as e:
+        log.warning("cannot write %s (%s); it is rebuilt on resume", name, e.strerror or e)
 
 
 def trial_state(result: dict[str, Any] | None, error: bool) -> TrialState:
@@ -124,7 +135,7 @@ class WholeTrialSearch(OptunaSearch):
         self._completed_trials.add(trial_id)
         writer = VIEWS.get(self._study_name)
         if writer is not None:
-            writer(self._ot_study)
+            _write_view("optuna.db", partial(writer, self._ot_study))
 
     def _record_retry(self, failed: optuna.trial.FrozenTrial, trial_id: str, result: dict) -> None:
         """A trial that had failed after its retries and that a resume then ran to the end:
@@ -231,7 +242,7 @@ class StudySearch(Searcher):
         self._pick_best(strategy)
         hook = PROGRESS.get(self.name)
         if hook is not None:
-            hook(self)
+            _write_view("study.json", partial(hook, self))
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:

@@ -524,3 +524,35 @@ def test_fit_checks_the_snapshot_before_restoring_or_starting_again(study_dir):
 
     with pytest.raises(UserError, match="no older whole one"):
         _fit(StudyFolder(str(study_dir)), "trials", None, make_tuner, planned=2)
+
+
+def test_the_final_views_of_a_torn_snapshot_are_one_line_not_a_traceback(study_dir, caplog):
+    """A full disk truncated the snapshot as the study stopped: the driver's last step, which
+    writes optuna.db and study.json from it, says so in one line (the resume sets it aside)."""
+    from study.driver import StudyFolder, _final_views
+
+    _truncate(study_dir / "trials" / f"searcher-state-{NEW}.pkl")
+    assert _final_views(StudyFolder(str(study_dir)), {}, {}) == []
+    assert "cannot read the study's snapshot" in caplog.text
+
+
+def test_a_view_that_cannot_be_written_does_not_end_the_search(caplog, monkeypatch):
+    """A full disk fails the optuna.db and study.json writes made as a trial ends: one warning
+    each; the searcher's record goes on (an error here would end Ray's whole experiment)."""
+    from plasticity.metrics import OBJECTIVES
+    from study.search import PROGRESS, VIEWS, StudySearch
+
+    def full(*args) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setitem(VIEWS, "s.reset", full)
+    monkeypatch.setitem(PROGRESS, "s", full)
+    search = StudySearch(
+        "s", {"reset": _searcher()}, trials=1, concurrency=1, evals={}, metric="obj"
+    )
+    search.suggest("a")
+    search.on_trial_complete("a", {**_report(2, 0.5, True), **dict.fromkeys(OBJECTIVES, 0.5)})
+    assert _states(search.searchers["reset"]) == [TrialState.COMPLETE]
+    assert search.best["reset"]["objective"] == 0.5
+    assert "cannot write optuna.db (No space left on device)" in caplog.text
+    assert "cannot write study.json" in caplog.text
