@@ -4,6 +4,7 @@ full, in benchmarks/faults.py)."""
 
 from __future__ import annotations
 
+import pickle
 import sqlite3
 
 import optuna
@@ -428,6 +429,7 @@ def _truncate(path, keep: float = 0.5) -> None:
 
 
 OLD, NEW = "2026-11-25_10-00-00", "2026-11-25_11-00-00"
+KINDS = [("experiment_state", "json"), ("search_gen_state", "json"), ("searcher-state", "pkl")]
 
 
 @pytest.fixture
@@ -458,12 +460,13 @@ def test_a_truncated_newest_snapshot_is_set_aside_for_the_older_whole_one(study_
             f"searcher-state-{NEW}.pkl.corrupt",
             f"searcher-state-{OLD}.pkl",
         ]
+        + [f"{kind}-{OLD}.{ext}.whole" for kind, ext in KINDS]  # kept: see the next tests
     )
     said = [r.getMessage() for r in caplog.records]
     assert len(said) == 1 and "\n" not in said[0]
     assert file.format(NEW) in said[0] and "unreadable" in said[0] and OLD in said[0]
     check_snapshots(StudyFolder(str(study_dir)), "trials")  # whole now: nothing more to do
-    assert len(_names(exp)) == 6 and len(caplog.records) == 1
+    assert len(_names(exp)) == 9 and len(caplog.records) == 1
 
 
 def test_a_torn_pair_or_a_missing_file_is_set_aside(study_dir, caplog):
@@ -484,13 +487,47 @@ def test_a_torn_pair_or_a_missing_file_is_set_aside(study_dir, caplog):
     assert sum(n.endswith(".corrupt") for n in _names(exp)) == 5
 
 
-def test_a_whole_newest_snapshot_is_left_alone(study_dir, caplog):
+def test_a_whole_newest_snapshot_is_left_alone_and_a_copy_of_it_kept(study_dir, caplog):
     from study.driver import StudyFolder, check_snapshots
 
+    exp = study_dir / "trials"
     before = _bytes(study_dir)
     check_snapshots(StudyFolder(str(study_dir)), "trials")
     check_snapshots(StudyFolder(str(study_dir / "elsewhere")), "trials")  # no snapshot yet
-    assert _bytes(study_dir) == before and not caplog.records
+    after = _bytes(study_dir)
+    assert {p: b for p, b in after.items() if p in before} == before and not caplog.records
+    assert {p.name: b for p, b in after.items() if p not in before} == {
+        f"{kind}-{NEW}.{ext}.whole": before[exp / f"{kind}-{NEW}.{ext}"] for kind, ext in KINDS
+    }
+
+
+def test_when_ray_truncated_the_older_snapshot_too_the_kept_copy_is_restored(study_dir, caplog):
+    """A resume kept a copy of OLD; then a full disk truncated the next session's snapshot
+    and OLD's files as well (Ray uploads every session's files again with each snapshot)."""
+    from study.driver import StudyFolder, check_snapshots
+
+    exp = study_dir / "trials"
+    for kind, ext in KINDS:  # NEW not there yet: OLD is the newest snapshot
+        (exp / f"{kind}-{NEW}.{ext}").unlink()
+    check_snapshots(StudyFolder(str(study_dir)), "trials")
+    whole = _bytes(exp)
+    _snapshot(exp, NEW, {"a": "TERMINATED", "b": "TERMINATED", "c": "RUNNING"})
+    _truncate(exp / f"experiment_state-{NEW}.json")
+    _truncate(exp / f"searcher-state-{OLD}.pkl")
+    check_snapshots(StudyFolder(str(study_dir)), "trials")
+    now = _bytes(exp)
+    for kind, ext in KINDS:
+        assert now[exp / f"{kind}-{OLD}.{ext}"] == whole[exp / f"{kind}-{OLD}.{ext}.whole"]
+        assert exp / f"{kind}-{NEW}.{ext}.corrupt" in now
+    assert exp / f"searcher-state-{OLD}.pkl.corrupt" in now  # the truncated one, kept aside
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "the copy kept by the previous resume" in said[0]
+    newer = "2026-11-25_12-00-00"  # the next resume keeps its own snapshot's copy only
+    _snapshot(exp, newer, {"a": "TERMINATED", "b": "TERMINATED", "c": "RUNNING"})
+    check_snapshots(StudyFolder(str(study_dir)), "trials")
+    assert sorted(p.name for p in exp.glob("*.whole")) == sorted(
+        f"{kind}-{newer}.{ext}.whole" for kind, ext in KINDS
+    )
 
 
 def test_with_no_whole_snapshot_the_resume_stops_in_one_line_and_changes_nothing(study_dir):
@@ -515,7 +552,7 @@ def test_fit_checks_the_snapshot_before_restoring_or_starting_again(study_dir):
     from study.driver import StudyFolder, _fit
 
     exp = study_dir / "trials"
-    (exp / "tuner.pkl").write_bytes(b"not read")
+    (exp / "tuner.pkl").write_bytes(pickle.dumps({"tuner": 1}))
     for session in (OLD, NEW):
         _truncate(exp / f"searcher-state-{session}.pkl")
 
@@ -556,3 +593,40 @@ def test_a_view_that_cannot_be_written_does_not_end_the_search(caplog, monkeypat
     assert search.best["reset"]["objective"] == 0.5
     assert "cannot write optuna.db (No space left on device)" in caplog.text
     assert "cannot write study.json" in caplog.text
+
+
+def test_a_truncated_tuner_file_is_put_back_from_the_copy_kept_at_launch(tmp_path, caplog):
+    """Ray rewrites tuner.pkl with every snapshot: the copy made when the tuner was built (or
+    by the first check) puts it back; with no copy the resume stops in one line."""
+    from plasticity.errors import UserError
+    from study.driver import StudyFolder, _fit, check_snapshots
+
+    folder, exp = StudyFolder(str(tmp_path / "s")), tmp_path / "s" / "trials"
+    whole = pickle.dumps({"tuner": "state"})
+
+    class Tuner:  # as Ray's: writes tuner.pkl when built; its fit reads a truncated error.pkl
+        def __init__(self):
+            exp.mkdir(parents=True)
+            (exp / "tuner.pkl").write_bytes(whole)
+
+        def fit(self):
+            raise EOFError("Ran out of input")
+
+    with pytest.raises(UserError, match="truncated .EOFError: Ran out of input; a full disk") as e:
+        _fit(folder, "trials", None, Tuner, planned=1)
+    assert "\n" not in str(e.value)
+    assert (exp / "tuner.pkl.whole").read_bytes() == whole
+    _truncate(exp / "tuner.pkl")
+    check_snapshots(folder, "trials")
+    assert (exp / "tuner.pkl").read_bytes() == whole
+    assert (exp / "tuner.pkl.corrupt").read_bytes() == whole[: len(whole) // 2]
+    assert "tuner.pkl was truncated; set aside" in caplog.text
+    (exp / "tuner.pkl.whole").unlink()
+    check_snapshots(folder, "trials")  # a whole tuner.pkl without a copy gets one
+    assert (exp / "tuner.pkl.whole").read_bytes() == whole
+    (exp / "tuner.pkl.whole").unlink()
+    _truncate(exp / "tuner.pkl")
+    before = _bytes(exp)
+    with pytest.raises(UserError, match="tuner.pkl is truncated and no whole copy"):
+        check_snapshots(folder, "trials")
+    assert _bytes(exp) == before
