@@ -3,13 +3,15 @@ the search.
 
 One record: the Optuna study lives in memory inside the searcher, and Ray Tune saves the
 searcher with every experiment snapshot (``searcher-state-*.pkl``, written in the same step as
-the trial states of ``experiment_state-*.json`` and uploaded with them). So the search's Optuna
-record and Ray's trials always come from the same moment: a restore rolls both back together,
-a trial can never be COMPLETE in one and running in the other, and the record holds no path (a
-copied or moved study folder resumes on its own data, anywhere). ``STUDY/optuna.db`` is a view
-derived from it for optuna-dashboard and the analysis: rewritten from the searcher as trials end
-(:data:`VIEWS`), at the end of each search and whenever a study is resumed, so a deleted, stale
-or copied optuna.db is simply rebuilt.
+the trial states of ``experiment_state-*.json`` and uploaded with them; Ray uploads them one
+after the other and in place, so a kill or a full disk can tear the pair or truncate a file:
+:func:`study.driver.check_snapshots` sets such a snapshot aside before a restore). So the
+search's Optuna record and Ray's trials come from the same moment: a restore rolls both back
+together, a trial can never be COMPLETE in one and running in the other, and the record holds
+no path (a copied or moved study folder resumes on its own data, anywhere). ``STUDY/optuna.db``
+is a view derived from it for optuna-dashboard and the analysis: rewritten from the searcher as
+trials end (:data:`VIEWS`), at the end of each search and whenever a study is resumed, so a
+deleted, stale or copied optuna.db is simply rebuilt.
 
 Ray's OptunaSearch records a trial's last reported value as COMPLETE whenever a value is there,
 so a trial that ASHA stopped, or one that crashed after its retries, would enter Optuna (and
