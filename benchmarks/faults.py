@@ -633,10 +633,14 @@ def fault_disk_full(case: Case) -> None:
             filler.unlink()
         start = case.log.stat().st_size
         case.resume_until_done()
-        aside = [line for line in case.log.read_text()[start:].splitlines() if "set aside" in line]
+        aside = [
+            line.split("trials: ", 1)[-1][:110]
+            for line in case.log.read_text()[start:].splitlines()
+            if "set aside" in line
+        ]
         case.note = (
             f"exit {code}, traceback in stderr: {traceback}, last line: {last[:150]}; "
-            f"snapshot then: {torn}; resume: {aside[0][-150:] if aside else 'nothing set aside'}"
+            f"snapshot then: {torn}; resume: {' / '.join(aside) or 'nothing set aside'}"
         )
         shutil.copytree(mount, case.work / "disk-full-copy", symlinks=True)
         case.storage = str(case.work / "disk-full-copy")
