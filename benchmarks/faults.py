@@ -22,8 +22,9 @@ written, before Ray's snapshot), ``copy`` and ``move`` (the folder copied or mov
 ``worker`` (the worker process running the trial SIGKILLed in the search and the evaluation),
 ``corrupt`` (the running trial's newest checkpoint garbled, then its worker killed: the retry
 must go on from the older one), ``node`` (a worker node of a 3-node local cluster removed while
-its trial runs), ``disk-full`` (the storage, a small tmpfs, filled while a trial checkpoints:
-one clear line, then resume after space is freed; needs root).
+its trial runs), ``disk-full`` (the storage, a small tmpfs, filled and kept full during a
+resumed session, so its trials' checkpoints and Ray's snapshot files cannot be written whole:
+one clear line, then a resume after space is freed sets a torn snapshot aside; needs root).
 """
 
 from __future__ import annotations
@@ -100,6 +101,23 @@ def phase_results(root: Path, phase: str) -> list[Path]:
     return sorted((root / "trials").glob(f"{phase}_*/result.json"))
 
 
+STAGING: list[Path] = []
+"""The Ray temporary folder of the driver that runs now (its RAY_TMPDIR's ``ray``), if any.
+Ray's driver writes each trial's result.json there first, and uploads it to the study folder
+only with its next snapshot (after two checkpoints, or every ~10 s): progress is read there."""
+
+
+def fresh_rows(root: Path, phase: str) -> dict[str, dict[int, dict]]:
+    """Trial folder name -> epoch rows of every trial of ``phase``: the study folder's, and
+    the running driver's newer ones where it has them."""
+    rows = {r.parent.name: result_rows(r) for r in phase_results(root, phase)}
+    for staging in STAGING:
+        glob = f"session_latest/artifacts/*/trials/driver_artifacts/{phase}_*/result.json"
+        for result in staging.glob(glob):
+            rows[result.parent.name] = {**rows.get(result.parent.name, {}), **result_rows(result)}
+    return rows
+
+
 def trial_rows(root: Path, phase: str) -> list[tuple[str, list[tuple]]]:
     """(whole run config, epoch rows) of every trial of ``phase`` in the newest snapshot:
     orphans that a restore left behind do not count."""
@@ -164,8 +182,7 @@ def where(root: Path) -> Where:
     if not running:
         return Where(len(PHASES), 0, 0)
     complete, partial = 0, 0
-    for result in phase_results(root, PHASES[running[0]]):
-        rows = result_rows(result)
+    for rows in fresh_rows(root, PHASES[running[0]]).values():
         if rows and rows[max(rows)].get("run_complete"):
             complete += 1
         else:
@@ -272,17 +289,24 @@ def kill_driver(proc: subprocess.Popen) -> bool:
     return True
 
 
-def run(driver: Driver, root: Callable[[], Path], events: list[tuple[Moment, Action]]) -> int:
+def run(
+    driver: Driver,
+    root: Callable[[], Path],
+    events: list[tuple[Moment, Action]],
+    timeout: float = TIMEOUT,
+) -> int:
     """Run ``driver``; as the study (``root()``) reaches each of ``events``' moments, in order,
     do its action. Returns the driver's exit code, -9 if an action ended it. Whatever the
     driver started and left behind (it may kill itself: a fault hook) is killed after it."""
     proc = driver.start()
-    deadline, seen, looked = time.time() + TIMEOUT, {}, 0.0
+    if "RAY_TMPDIR" in driver.env:
+        STAGING[:] = [Path(driver.env["RAY_TMPDIR"]) / "ray"]
+    deadline, seen, looked = time.time() + timeout, {}, 0.0
     events = list(events)
     try:
         while proc.poll() is None:
             if time.time() > deadline:
-                raise RuntimeError(f"{driver.argv} stalled for {TIMEOUT} s; see {driver.log}")
+                raise RuntimeError(f"{driver.argv} stalled for {timeout} s; see {driver.log}")
             if time.time() - looked > 2:
                 seen.update(descendants(proc.pid))
                 looked = time.time()
@@ -294,6 +318,9 @@ def run(driver: Driver, root: Callable[[], Path], events: list[tuple[Moment, Act
         if proc.poll() is None:
             kill_tree(proc)
         kill_all(seen)
+        for staging in STAGING:  # a later driver must not read this one's progress
+            shutil.rmtree(staging, ignore_errors=True)
+        STAGING.clear()
 
 
 def finished(root: Path) -> bool:
@@ -314,6 +341,9 @@ class Case:
 
     def __post_init__(self) -> None:
         self.storage = self.storage or str(self.work / self.name)
+        if "RAY_TMPDIR" not in self.env:  # its own, so its driver's progress can be read there
+            tmp = tempfile.mkdtemp(prefix=f"r{self.name[:6]}-", dir="/tmp")  # short: sockets
+            self.env = {**self.env, "RAY_TMPDIR": tmp}
         self.spec_file = self.work / f"{self.name}.yaml"
         self.spec_file.write_text(yaml.safe_dump({**SPEC, "storage": self.storage}))
         self.log = self.work / f"{self.name}.log"
@@ -330,9 +360,9 @@ class Case:
         argv = ["launch", str(self.spec_file)]
         return run(Driver(argv, env or self.env, self.log), self.root, list(events))
 
-    def resume(self, events=()) -> int:
+    def resume(self, events=(), timeout: float = TIMEOUT) -> int:
         argv = ["resume", f"{self.storage.rstrip('/')}/{SPEC['name']}"]
-        return run(Driver(argv, self.env, self.log), self.root, list(events))
+        return run(Driver(argv, self.env, self.log), self.root, list(events), timeout)
 
     def resume_until_done(self, tries: int = 4) -> None:
         for _ in range(tries):
@@ -349,13 +379,18 @@ def driver_kills(case: Case, new_head: bool = False) -> None:
     for moment in KILL_MOMENTS:
         if moment.reached(case.root()):
             continue
-        events = [(moment, kill_driver)]
-        code = case.launch(events) if first else case.resume(events)
+        at = []
+
+        def kill(proc: subprocess.Popen, at=at) -> bool:
+            at.append(where(case.root()))  # read before the kill, with the driver's progress
+            return kill_driver(proc)
+
+        code = case.launch([(moment, kill)]) if first else case.resume([(moment, kill)])
         first = False
         if code != -9:
             break  # the study ended first
         case.injected += 1
-        case.note += f"{'; ' if case.note else 'killed at '}{where(case.root())}"
+        case.note += f"{'; ' if case.note else 'killed at '}{at[0]}"
         if new_head:
             new_head_node(case)
     case.resume_until_done()
@@ -370,7 +405,7 @@ def new_head_node(case: Case) -> None:
     shutil.rmtree(case.root())
     case.storage = f"file://{fresh}"
     home = tempfile.mkdtemp(prefix="h-", dir="/tmp")  # short: Ray's socket paths are limited
-    case.env = {**case.env, "HOME": home, "TMPDIR": home}
+    case.env = {**case.env, "HOME": home, "TMPDIR": home, "RAY_TMPDIR": home}
 
 
 def fault_kill(case: Case) -> None:
@@ -432,10 +467,11 @@ def trial_workers(proc: subprocess.Popen) -> list[int]:
 def running_trial(root: Path) -> Path | None:
     """The folder of the trial that runs now: the newest result.json without a complete row."""
     phase = PHASES[min(where(root).phase, len(PHASES) - 1)]
+    rows = fresh_rows(root, phase)
     results = sorted(phase_results(root, phase), key=lambda p: p.stat().st_mtime)
     for result in reversed(results):
-        rows = result_rows(result)
-        if rows and not rows[max(rows)].get("run_complete"):
+        mine = rows.get(result.parent.name)
+        if mine and not mine[max(mine)].get("run_complete"):
             return result.parent
     return None
 
@@ -529,42 +565,87 @@ def remove_busy_node(case: Case, cluster, workers) -> None:
             case.note = f"removed the node of {trial.name}"
 
 
-def fill(folder: Path) -> Action:
-    """An action: fill the file system of ``folder`` (a file of zeros until ENOSPC)."""
+def fill(folder: Path, hold: threading.Event) -> Action:
+    """An action: fill the file system of ``folder`` (files of zeros until ENOSPC) and keep it
+    full until ``hold`` is cleared: whatever a write frees (Ray rewrites its snapshot files in
+    place, truncating them first) is taken back, so the next snapshot, which grows as trials
+    start and end, cannot be written whole."""
+
+    def hog() -> None:
+        block, n = b"\0" * 2**12, 0
+        while hold.is_set():
+            with contextlib.suppress(OSError), (folder / f"filler-{n}").open("wb") as f:
+                while hold.is_set():
+                    f.write(block)
+                    f.flush()
+            n += 1
+            time.sleep(0.01)
 
     def act(proc: subprocess.Popen) -> bool:
-        block = b"\0" * 2**16
-        with contextlib.suppress(OSError), (folder / "filler").open("wb") as f:
-            while True:
-                f.write(block)
-                f.flush()
+        hold.set()
+        threading.Thread(target=hog, daemon=True).start()
+        time.sleep(0.5)  # full before the driver's next write
         return False
 
     return act
 
 
+def torn_snapshot(root: Path) -> str:
+    """What :func:`study.driver.check_snapshots` will find in the study's newest snapshot."""
+    from study.driver import StudyFolder, snapshot_fault, snapshot_sessions
+
+    folder = StudyFolder(str(root))
+    sessions = snapshot_sessions(folder.fs, f"{folder.path}/trials")
+    if not sessions:
+        return "no snapshot"
+    newest = list(sessions)[-1]
+    return snapshot_fault(folder.fs, sessions[newest]) or f"newest snapshot ({newest}) whole"
+
+
 def fault_disk_full(case: Case) -> None:
-    """The storage is a 48 MiB tmpfs (a whole study takes ~26 MiB), filled during search trial
-    2's task 1, so its next checkpoint (or Ray's next snapshot) cannot be written. The driver
-    must stop by itself with one clear last line; after the filler is deleted a resume must
-    complete the study. The study is then copied off the tmpfs for the comparison."""
+    """The storage is a 48 MiB tmpfs (a whole study takes ~26 MiB). The driver is killed once
+    in search trial 1 (so the study has an older snapshot, of that session), then the resume's
+    storage is filled, and kept full, from search trial 2's task 1 on: its checkpoints and Ray's
+    snapshots (experiment_state-*.json, searcher-state-*.pkl, rewritten in place) cannot be
+    written whole. The driver must stop by itself with one clear last line; after the fillers
+    are deleted, a resume must set a torn newest snapshot aside and complete the study. The
+    study is then copied off the tmpfs for the comparison."""
     mount = case.work / "tmpfs"
     mount.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mount)], check=True)
+    hold = threading.Event()
     try:
         case.retarget(str(mount))
+        case.launch([(KILL_MOMENTS[0], kill_driver)])
         start = case.log.stat().st_size if case.log.exists() else 0
-        code = case.launch([(KILL_MOMENTS[2], fill(mount))])
-        case.injected = int((mount / "filler").exists())
+        try:
+            code = case.resume([(KILL_MOMENTS[2], fill(mount, hold))], timeout=300)
+        except RuntimeError:
+            code = "none (did not stop within 300 s; killed)"
+        hold.clear()
+        case.injected = int(any(mount.glob("filler-*")))
         err = case.log.read_text()[start:]
         last = err.strip().splitlines()[-1] if err.strip() else ""
         traceback = "Traceback" in err
-        case.note = f"exit {code}, traceback in stderr: {traceback}, last line: {last[:150]}"
-        (mount / "filler").unlink(missing_ok=True)
+        torn = torn_snapshot(case.root())
+        time.sleep(0.5)
+        for filler in mount.glob("filler-*"):
+            filler.unlink()
+        start = case.log.stat().st_size
         case.resume_until_done()
+        aside = [
+            line.split("trials: ", 1)[-1][:110]
+            for line in case.log.read_text()[start:].splitlines()
+            if "set aside" in line
+        ]
+        case.note = (
+            f"exit {code}, traceback in stderr: {traceback}, last line: {last[:150]}; "
+            f"snapshot then: {torn}; resume: {' / '.join(aside) or 'nothing set aside'}"
+        )
         shutil.copytree(mount, case.work / "disk-full-copy", symlinks=True)
         case.storage = str(case.work / "disk-full-copy")
     finally:
+        hold.clear()
         subprocess.run(["umount", str(mount)], check=False)
 
 

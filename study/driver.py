@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import statistics
 import time
 from functools import partial
@@ -318,7 +319,11 @@ def quiet_restores() -> None:
     controller = logging.getLogger("ray.tune.execution.tune_controller")
     if not any(isinstance(f, ExpectedOnRestore) for f in controller.filters):
         controller.addFilter(ExpectedOnRestore())
-    for name in ("ray.tune.execution.tune_controller", "ray.train._internal.syncer"):
+    for name in (
+        "ray.tune.execution.tune_controller",
+        "ray.train._internal.syncer",
+        "ray.tune.execution.experiment_state",  # its snapshot upload
+    ):
         logger = logging.getLogger(name)
         if not any(isinstance(f, DiskFullInOneLine) for f in logger.filters):
             logger.addFilter(DiskFullInOneLine())
@@ -515,12 +520,22 @@ def _fit(folder: StudyFolder, phase: str, trainable, make_tuner, planned, during
     from ray import tune
 
     path = folder.experiment(phase)
+    check_snapshots(folder, phase)
     if tune.Tuner.can_restore(path):
         log.info("restoring %s", path)
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
     else:
         tuner = make_tuner()
-    results = tuner.fit()
+        _keep_copy(folder.fs, f"{folder.path}/{phase}/{TUNER_FILE}")
+    try:
+        results = tuner.fit()
+    except (EOFError, pickle.UnpicklingError) as e:
+        # Ray reads back each errored trial's error.pkl, which a full disk can truncate
+        raise UserError(
+            f"{phase}: a file of the experiment is truncated ({type(e).__name__}: {e}; a full "
+            f"disk?); the study is not finished: free space, then plasticity study resume "
+            f"{folder.root}"
+        ) from None
     if results.errors:  # never "finished" with fewer complete trials than planned
         last = str(results.errors[0]).strip().splitlines() or ["?"]
         raise UserError(
@@ -535,6 +550,196 @@ def _fit(folder: StudyFolder, phase: str, trainable, make_tuner, planned, during
             f"plasticity study resume {folder.root}"
         )
     return results
+
+
+SNAPSHOT_FILES = {
+    "experiment_state-": ".json",  # the trials (JSON, written in place: may be torn)
+    "searcher-state-": ".pkl",  # the StudySearch (study.search), pickled
+    "search_gen_state-": ".json",  # the SearchGenerator around it (a cloudpickle)
+}
+"""The files of one Ray Tune experiment snapshot, ``PREFIX<session>SUFFIX``: every driver
+session (launch or resume) writes its own set, rewritten in place at each snapshot."""
+
+
+def snapshot_sessions(fs: Any, experiment: str, tail: str = "") -> dict[str, dict[str, str]]:
+    """session -> {prefix: path} of the snapshot files in an experiment folder (on the pyarrow
+    filesystem ``fs``), oldest session first (Ray's session names sort by time); ``tail``:
+    of the copies named ``FILE<tail>`` instead (:data:`KEPT`)."""
+    infos = fs.get_file_info(pafs.FileSelector(experiment, allow_not_found=True))
+    sessions: dict[str, dict[str, str]] = {}
+    for info in infos:
+        for prefix, suffix in SNAPSHOT_FILES.items():
+            name = info.base_name
+            if name.startswith(prefix) and name.endswith(suffix + tail):
+                session = name[len(prefix) : len(name) - len(suffix + tail)]
+                sessions.setdefault(session, {})[prefix] = info.path
+    return dict(sorted(sessions.items()))
+
+
+KEPT = ".whole"
+"""Suffix of the copy of the snapshot a resume restores from. Ray downloads every ``.json``
+and ``.pkl`` file of the experiment folder and uploads them all again with each snapshot,
+rewriting older sessions' files in place too: a full disk can truncate those as well. The
+copy, under a name Ray does not touch, survives that."""
+
+
+def snapshot_fault(fs: Any, files: dict[str, str]) -> str | None:
+    """Why one session's snapshot cannot be restored (None: it can): a file missing or
+    unreadable (a full disk or a kill mid-upload truncates it: Ray uploads each file in place),
+    or trial states and searcher from different moments (Ray uploads them one after the other,
+    so a kill or an error between them leaves a torn pair: a trial ended in one and running in
+    the other, which the search never sees end)."""
+    loaded = {}
+    for prefix, suffix in SNAPSHOT_FILES.items():
+        if prefix not in files:
+            return f"no {prefix}*{suffix}"
+        name = files[prefix].rsplit("/", 1)[-1]
+        try:
+            with fs.open_input_stream(files[prefix]) as f:
+                data = f.read()
+            loaded[prefix] = (
+                json.loads(data) if prefix == "experiment_state-" else pickle.loads(data)
+            )
+            if prefix == "experiment_state-":
+                loaded["trials"] = {
+                    t["trial_id"]: t["status"]
+                    for t in (json.loads(s) for s, _ in loaded[prefix]["trial_data"])
+                }
+        except Exception as e:  # truncated or garbled: json, pickle and OS errors vary
+            return f"{name} is unreadable ({type(e).__name__})"
+    search = loaded["searcher-state-"]
+    if isinstance(search, dict) and {"owner", "ended"} <= set(search):  # a StudySearch
+        trials = loaded["trials"]
+        ended = {t for t, s in trials.items() if s in ("TERMINATED", "ERROR")}
+        if set(search["owner"]) != set(trials) or set(search["ended"]) != ended:
+            return "its trial states and searcher state are from different moments"
+    return None
+
+
+def check_snapshots(folder: StudyFolder, phase: str) -> None:
+    """Before ``Tuner.restore``: the newest snapshot of experiment ``phase`` must be whole,
+    since Ray restores from the newest file of each kind and, finding none it can read, starts
+    the experiment again from scratch or fails. A newest snapshot that is torn or truncated is
+    set aside (its files renamed ``*.corrupt``, never deleted) when an older whole one exists
+    (in place, or the copy kept by the previous resume: :data:`KEPT`), and the study goes on
+    from that one (its later trials run again); with none, the resume stops with one line.
+    The snapshot restored from is then kept (its copy replaces the previous one). Nothing to
+    check for an experiment without snapshots yet."""
+    fs, experiment = folder.fs, f"{folder.path}/{phase}"
+    _check_tuner_file(folder, phase)
+    sessions = snapshot_sessions(fs, experiment)
+    kept = snapshot_sessions(fs, experiment, KEPT)
+    if not sessions and not kept:
+        return
+    where = folder.experiment(phase)
+    good, copy, faults = _newest_whole(fs, sessions, kept)
+    if good is None:
+        first = next(iter(faults.values()), "no whole snapshot")
+        raise UserError(
+            f"{where}: the study's snapshot cannot be restored ({first}) and no older whole "
+            "one exists; nothing was changed (resuming would start the study again over its "
+            "trials): restore the folder from a backup, or launch a new study"
+        )
+    for bad in faults:
+        for path in sessions[bad].values():
+            fs.move(path, f"{path}.corrupt")
+    if copy is not None:
+        for path in kept[copy].values():
+            fs.copy_file(path, path.removesuffix(KEPT))
+    if faults:
+        newest = next(iter(faults))
+        log.warning(
+            "%s: the newest snapshot (%s) cannot be restored (%s); set aside as *.corrupt, the "
+            "study goes on from the snapshot of %s%s",
+            where,
+            newest,
+            faults[newest],
+            good,
+            " (the copy kept by the previous resume)" if copy else "",
+        )
+    _keep_snapshot(fs, snapshot_sessions(fs, experiment)[good], kept)
+
+
+TUNER_FILE = "tuner.pkl"
+"""Ray's Tuner of an experiment, written once at launch; ``Tuner.restore`` reads it first.
+Ray uploads it again with every snapshot (in place), so a full disk can truncate it too: a
+copy (:data:`KEPT`) is kept from the launch on."""
+
+
+def _keep_copy(fs: Any, path: str) -> None:
+    """Copy ``path`` to ``path.whole`` (a full disk: one warning; the original is whole)."""
+    try:
+        fs.copy_file(path, f"{path}{KEPT}")
+    except OSError as e:
+        log.warning("cannot keep a copy of %s (%s)", path.rsplit("/", 1)[-1], e.strerror or e)
+
+
+def _check_tuner_file(folder: StudyFolder, phase: str) -> None:
+    """Put a truncated tuner.pkl back from its copy (setting it aside as ``*.corrupt``); with
+    no whole copy, stop in one line. A whole one without a copy gets one."""
+    fs, path = folder.fs, f"{folder.path}/{phase}/{TUNER_FILE}"
+    if not folder.exists(f"{phase}/{TUNER_FILE}"):
+        return
+    if _unpickles(fs, path):
+        if not folder.exists(f"{phase}/{TUNER_FILE}{KEPT}"):
+            _keep_copy(fs, path)
+        return
+    if not folder.exists(f"{phase}/{TUNER_FILE}{KEPT}") or not _unpickles(fs, path + KEPT):
+        raise UserError(
+            f"{folder.experiment(phase)}: {TUNER_FILE} is truncated and no whole copy of it "
+            "exists; nothing was changed: restore the folder from a backup, or launch a new study"
+        )
+    fs.move(path, f"{path}.corrupt")
+    fs.copy_file(path + KEPT, path)
+    log.warning(
+        "%s: %s was truncated; set aside as %s.corrupt and put back from its copy",
+        folder.experiment(phase),
+        TUNER_FILE,
+        TUNER_FILE,
+    )
+
+
+def _unpickles(fs: Any, path: str) -> bool:
+    try:
+        with fs.open_input_stream(path) as f:
+            pickle.loads(f.read())
+    except Exception:  # truncated or garbled: pickle's errors vary
+        return False
+    return True
+
+
+def _newest_whole(
+    fs: Any, sessions: dict[str, dict[str, str]], kept: dict[str, dict[str, str]]
+) -> tuple[str | None, str | None, dict[str, str]]:
+    """The newest session whose snapshot is whole, in place or as a kept copy (then named
+    again as the second value), and why each newer one in place is not, newest first."""
+    faults: dict[str, str] = {}
+    good = None
+    for session in reversed(sessions):
+        fault = snapshot_fault(fs, sessions[session])
+        if fault is None:
+            good = session
+            break
+        faults[session] = fault
+    for session in reversed(kept):  # a kept copy newer than any whole snapshot in place
+        if (good is None or session > good) and snapshot_fault(fs, kept[session]) is None:
+            return session, session, faults
+    return good, None, faults
+
+
+def _keep_snapshot(fs: Any, files: dict[str, str], kept: dict[str, dict[str, str]]) -> None:
+    """Copy one session's whole snapshot ``files`` to ``FILE.whole``; earlier copies go."""
+    try:
+        for path in files.values():
+            fs.copy_file(path, f"{path}{KEPT}")
+    except OSError as e:  # a full disk: the snapshot itself is whole, the resume goes on
+        log.warning("cannot keep a copy of the study's snapshot (%s)", e.strerror or e)
+        return
+    mine = set(files.values())
+    for copies in kept.values():
+        for path in copies.values():
+            if path.removesuffix(KEPT) not in mine:
+                fs.delete_file(path)
 
 
 def _run_study(folder: StudyFolder, spec: StudySpec, state: dict[str, Any], trainable) -> None:
@@ -589,12 +794,19 @@ def _final_views(folder: StudyFolder, state: dict[str, Any], views: dict) -> lis
     returns the strategies whose search ended with no trial that ran every epoch."""
     from study.search import saved_search
 
-    search = saved_search(folder.fs, f"{folder.path}/{EXPERIMENT}")
+    try:
+        search = saved_search(folder.fs, f"{folder.path}/{EXPERIMENT}")
+    except Exception as e:  # torn by a full disk or a kill: the resume sets it aside
+        log.warning("cannot read the study's snapshot to update its views (%s)", type(e).__name__)
+        return []
     if search is None:
         return []
-    for strategy, searcher in search.searchers.items():
-        views[searcher._study_name](searcher._ot_study, final=search.search_ended(strategy))
-    record(folder, state, search)
+    try:
+        for strategy, searcher in search.searchers.items():
+            views[searcher._study_name](searcher._ot_study, final=search.search_ended(strategy))
+        record(folder, state, search)
+    except OSError as e:  # e.g. a full disk: the views are rebuilt from the snapshot on resume
+        log.warning("cannot write the study's views (%s)", e.strerror or type(e).__name__)
     return [s for s, best in search.best.items() if best is None]
 
 

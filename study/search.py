@@ -3,13 +3,15 @@ the search.
 
 One record: the Optuna study lives in memory inside the searcher, and Ray Tune saves the
 searcher with every experiment snapshot (``searcher-state-*.pkl``, written in the same step as
-the trial states of ``experiment_state-*.json`` and uploaded with them). So the search's Optuna
-record and Ray's trials always come from the same moment: a restore rolls both back together,
-a trial can never be COMPLETE in one and running in the other, and the record holds no path (a
-copied or moved study folder resumes on its own data, anywhere). ``STUDY/optuna.db`` is a view
-derived from it for optuna-dashboard and the analysis: rewritten from the searcher as trials end
-(:data:`VIEWS`), at the end of each search and whenever a study is resumed, so a deleted, stale
-or copied optuna.db is simply rebuilt.
+the trial states of ``experiment_state-*.json`` and uploaded with them; Ray uploads them one
+after the other and in place, so a kill or a full disk can tear the pair or truncate a file:
+:func:`study.driver.check_snapshots` sets such a snapshot aside before a restore). So the
+search's Optuna record and Ray's trials come from the same moment: a restore rolls both back
+together, a trial can never be COMPLETE in one and running in the other, and the record holds
+no path (a copied or moved study folder resumes on its own data, anywhere). ``STUDY/optuna.db``
+is a view derived from it for optuna-dashboard and the analysis: rewritten from the searcher as
+trials end (:data:`VIEWS`), at the end of each search and whenever a study is resumed, so a
+deleted, stale or copied optuna.db is simply rebuilt.
 
 Ray's OptunaSearch records a trial's last reported value as COMPLETE whenever a value is there,
 so a trial that ASHA stopped, or one that crashed after its retries, would enter Optuna (and
@@ -39,6 +41,7 @@ import pickle
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +77,16 @@ SEARCH, EVAL = "search", "eval"
 
 # optuna.db is rewritten routinely: its "A new study created in RDB" line says nothing
 logging.getLogger("optuna.storages._rdb.storage").setLevel(logging.WARNING)
+
+
+def _write_view(name: str, write: Callable[[], None]) -> None:
+    """Write a view of the record (optuna.db, study.json) while Ray runs the search: a failed
+    write (a full disk) is one warning, never an error that Ray would turn into the end of the
+    experiment: the view is rebuilt from the snapshot on resume."""
+    try:
+        write()
+    except OSError as e:
+        log.warning("cannot write %s (%s); it is rebuilt on resume", name, e.strerror or e)
 
 
 def trial_state(result: dict[str, Any] | None, error: bool) -> TrialState:
@@ -129,7 +142,7 @@ class WholeTrialSearch(OptunaSearch):
         self._completed_trials.add(trial_id)
         writer = VIEWS.get(self._study_name)
         if writer is not None:
-            writer(self._ot_study)
+            _write_view("optuna.db", partial(writer, self._ot_study))
 
     def _record_retry(self, failed: optuna.trial.FrozenTrial, trial_id: str, result: dict) -> None:
         """A trial that had failed after its retries and that a resume then ran to the end:
@@ -293,7 +306,7 @@ class StudySearch(Searcher):
         self._pick_best(strategy)
         hook = PROGRESS.get(self.name)
         if hook is not None:
-            hook(self)
+            _write_view("study.json", partial(hook, self))
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:

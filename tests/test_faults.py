@@ -4,6 +4,7 @@ full, in benchmarks/faults.py)."""
 
 from __future__ import annotations
 
+import pickle
 import sqlite3
 
 import optuna
@@ -402,3 +403,230 @@ def test_a_full_disk_is_one_line_per_failed_write_and_other_records_keep_their_t
     )
     other = record("Trial task failed for trial %s", ValueError("a bug"))
     assert DiskFullInOneLine().filter(other) and other.exc_info is not None
+
+
+# -- a torn or truncated experiment snapshot (a full disk, a kill mid-upload) ---------------------
+def _snapshot(exp, session: str, states: dict[str, str], ended: set[str] | None = None) -> None:
+    """One session's snapshot files as Ray writes them: trial states (JSON), the searcher (a
+    StudySearch's pickled dict: which trials it knows and which have ended) and the generator."""
+    import json
+    import pickle
+
+    exp.mkdir(parents=True, exist_ok=True)
+    trials = [[json.dumps({"trial_id": t, "status": s}), {}] for t, s in states.items()]
+    state = {"trial_data": trials, "runner_data": {}, "stats": {}}
+    (exp / f"experiment_state-{session}.json").write_text(json.dumps(state))
+    if ended is None:
+        ended = {t for t, s in states.items() if s == "TERMINATED"}
+    search = {"owner": {t: ("reset", "search") for t in states}, "ended": dict.fromkeys(ended)}
+    (exp / f"searcher-state-{session}.pkl").write_bytes(pickle.dumps(search))
+    (exp / f"search_gen_state-{session}.json").write_bytes(pickle.dumps({"counter": len(states)}))
+
+
+def _truncate(path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+OLD, NEW = "2026-11-25_10-00-00", "2026-11-25_11-00-00"
+KINDS = [("experiment_state", "json"), ("search_gen_state", "json"), ("searcher-state", "pkl")]
+
+
+@pytest.fixture
+def study_dir(tmp_path):
+    exp = tmp_path / "s" / "trials"
+    _snapshot(exp, OLD, {"a": "TERMINATED", "b": "RUNNING"})
+    _snapshot(exp, NEW, {"a": "TERMINATED", "b": "TERMINATED", "c": "RUNNING"})
+    return tmp_path / "s"
+
+
+def _names(exp) -> list[str]:
+    return sorted(p.name for p in exp.iterdir())
+
+
+@pytest.mark.parametrize("file", ["searcher-state-{}.pkl", "experiment_state-{}.json"])
+def test_a_truncated_newest_snapshot_is_set_aside_for_the_older_whole_one(study_dir, file, caplog):
+    from study.driver import StudyFolder, check_snapshots
+
+    exp = study_dir / "trials"
+    _truncate(exp / file.format(NEW))
+    check_snapshots(StudyFolder(str(study_dir)), "trials")
+    assert _names(exp) == sorted(
+        [
+            f"experiment_state-{NEW}.json.corrupt",
+            f"experiment_state-{OLD}.json",
+            f"search_gen_state-{NEW}.json.corrupt",
+            f"search_gen_state-{OLD}.json",
+            f"searcher-state-{NEW}.pkl.corrupt",
+            f"searcher-state-{OLD}.pkl",
+        ]
+        + [f"{kind}-{OLD}.{ext}.whole" for kind, ext in KINDS]  # kept: see the next tests
+    )
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "\n" not in said[0]
+    assert file.format(NEW) in said[0] and "unreadable" in said[0] and OLD in said[0]
+    check_snapshots(StudyFolder(str(study_dir)), "trials")  # whole now: nothing more to do
+    assert len(_names(exp)) == 9 and len(caplog.records) == 1
+
+
+def test_a_torn_pair_or_a_missing_file_is_set_aside(study_dir, caplog):
+    """Trial states and searcher readable but from different moments (c ended in the searcher,
+    running in the trial states); then a session with no searcher file at all."""
+    from study.driver import StudyFolder, check_snapshots
+
+    exp = study_dir / "trials"
+    _snapshot(exp, NEW, {"a": "TERMINATED", "b": "TERMINATED", "c": "RUNNING"}, {"a", "b", "c"})
+    check_snapshots(StudyFolder(str(study_dir)), "trials")
+    assert "different moments" in caplog.text
+    assert sum(n.endswith(".corrupt") for n in _names(exp)) == 3
+    newer = "2026-11-25_12-00-00"
+    _snapshot(exp, newer, {"a": "TERMINATED", "b": "TERMINATED"})
+    (exp / f"searcher-state-{newer}.pkl").unlink()
+    check_snapshots(StudyFolder(str(study_dir)), "trials")
+    assert "no searcher-state-" in caplog.text
+    assert sum(n.endswith(".corrupt") for n in _names(exp)) == 5
+
+
+def test_a_whole_newest_snapshot_is_left_alone_and_a_copy_of_it_kept(study_dir, caplog):
+    from study.driver import StudyFolder, check_snapshots
+
+    exp = study_dir / "trials"
+    before = _bytes(study_dir)
+    check_snapshots(StudyFolder(str(study_dir)), "trials")
+    check_snapshots(StudyFolder(str(study_dir / "elsewhere")), "trials")  # no snapshot yet
+    after = _bytes(study_dir)
+    assert {p: b for p, b in after.items() if p in before} == before and not caplog.records
+    assert {p.name: b for p, b in after.items() if p not in before} == {
+        f"{kind}-{NEW}.{ext}.whole": before[exp / f"{kind}-{NEW}.{ext}"] for kind, ext in KINDS
+    }
+
+
+def test_when_ray_truncated_the_older_snapshot_too_the_kept_copy_is_restored(study_dir, caplog):
+    """A resume kept a copy of OLD; then a full disk truncated the next session's snapshot
+    and OLD's files as well (Ray uploads every session's files again with each snapshot)."""
+    from study.driver import StudyFolder, check_snapshots
+
+    exp = study_dir / "trials"
+    for kind, ext in KINDS:  # NEW not there yet: OLD is the newest snapshot
+        (exp / f"{kind}-{NEW}.{ext}").unlink()
+    check_snapshots(StudyFolder(str(study_dir)), "trials")
+    whole = _bytes(exp)
+    _snapshot(exp, NEW, {"a": "TERMINATED", "b": "TERMINATED", "c": "RUNNING"})
+    _truncate(exp / f"experiment_state-{NEW}.json")
+    _truncate(exp / f"searcher-state-{OLD}.pkl")
+    check_snapshots(StudyFolder(str(study_dir)), "trials")
+    now = _bytes(exp)
+    for kind, ext in KINDS:
+        assert now[exp / f"{kind}-{OLD}.{ext}"] == whole[exp / f"{kind}-{OLD}.{ext}.whole"]
+        assert exp / f"{kind}-{NEW}.{ext}.corrupt" in now
+    assert exp / f"searcher-state-{OLD}.pkl.corrupt" in now  # the truncated one, kept aside
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "the copy kept by the previous resume" in said[0]
+    newer = "2026-11-25_12-00-00"  # the next resume keeps its own snapshot's copy only
+    _snapshot(exp, newer, {"a": "TERMINATED", "b": "TERMINATED", "c": "RUNNING"})
+    check_snapshots(StudyFolder(str(study_dir)), "trials")
+    assert sorted(p.name for p in exp.glob("*.whole")) == sorted(
+        f"{kind}-{newer}.{ext}.whole" for kind, ext in KINDS
+    )
+
+
+def test_with_no_whole_snapshot_the_resume_stops_in_one_line_and_changes_nothing(study_dir):
+    from plasticity.errors import UserError
+    from study.driver import StudyFolder, check_snapshots
+
+    exp = study_dir / "trials"
+    _truncate(exp / f"searcher-state-{NEW}.pkl", 0.9)
+    (exp / f"experiment_state-{OLD}.json").write_text("")  # an empty file: the disk was full
+    before = _bytes(study_dir)
+    with pytest.raises(UserError) as e:
+        check_snapshots(StudyFolder(str(study_dir)), "trials")
+    assert "\n" not in str(e.value) and "no older whole one" in str(e.value)
+    assert f"searcher-state-{NEW}.pkl is unreadable" in str(e.value)
+    assert _bytes(study_dir) == before
+
+
+def test_fit_checks_the_snapshot_before_restoring_or_starting_again(study_dir):
+    """With no whole snapshot, _fit stops before Ray could restore from a truncated file or
+    start the experiment from scratch over its trials (tuner.pkl is there: Ray would restore)."""
+    from plasticity.errors import UserError
+    from study.driver import StudyFolder, _fit
+
+    exp = study_dir / "trials"
+    (exp / "tuner.pkl").write_bytes(pickle.dumps({"tuner": 1}))
+    for session in (OLD, NEW):
+        _truncate(exp / f"searcher-state-{session}.pkl")
+
+    def make_tuner():
+        raise AssertionError("a new experiment over existing trials")
+
+    with pytest.raises(UserError, match="no older whole one"):
+        _fit(StudyFolder(str(study_dir)), "trials", None, make_tuner, planned=2)
+
+
+def test_the_final_views_of_a_torn_snapshot_are_one_line_not_a_traceback(study_dir, caplog):
+    """A full disk truncated the snapshot as the study stopped: the driver's last step, which
+    writes optuna.db and study.json from it, says so in one line (the resume sets it aside)."""
+    from study.driver import StudyFolder, _final_views
+
+    _truncate(study_dir / "trials" / f"searcher-state-{NEW}.pkl")
+    assert _final_views(StudyFolder(str(study_dir)), {}, {}) == []
+    assert "cannot read the study's snapshot" in caplog.text
+
+
+def test_a_view_that_cannot_be_written_does_not_end_the_search(caplog, monkeypatch):
+    """A full disk fails the optuna.db and study.json writes made as a trial ends: one warning
+    each; the searcher's record goes on (an error here would end Ray's whole experiment)."""
+    from plasticity.metrics import OBJECTIVES
+    from study.search import PROGRESS, VIEWS, StudySearch
+
+    def full(*args) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setitem(VIEWS, "s.reset", full)
+    monkeypatch.setitem(PROGRESS, "s", full)
+    search = StudySearch(
+        "s", {"reset": _searcher()}, trials=1, concurrency=1, evals={}, metric="obj"
+    )
+    search.suggest("a")
+    search.on_trial_complete("a", {**_report(2, 0.5, True), **dict.fromkeys(OBJECTIVES, 0.5)})
+    assert _states(search.searchers["reset"]) == [TrialState.COMPLETE]
+    assert search.best["reset"]["objective"] == 0.5
+    assert "cannot write optuna.db (No space left on device)" in caplog.text
+    assert "cannot write study.json" in caplog.text
+
+
+def test_a_truncated_tuner_file_is_put_back_from_the_copy_kept_at_launch(tmp_path, caplog):
+    """Ray rewrites tuner.pkl with every snapshot: the copy made when the tuner was built (or
+    by the first check) puts it back; with no copy the resume stops in one line."""
+    from plasticity.errors import UserError
+    from study.driver import StudyFolder, _fit, check_snapshots
+
+    folder, exp = StudyFolder(str(tmp_path / "s")), tmp_path / "s" / "trials"
+    whole = pickle.dumps({"tuner": "state"})
+
+    class Tuner:  # as Ray's: writes tuner.pkl when built; its fit reads a truncated error.pkl
+        def __init__(self):
+            exp.mkdir(parents=True)
+            (exp / "tuner.pkl").write_bytes(whole)
+
+        def fit(self):
+            raise EOFError("Ran out of input")
+
+    with pytest.raises(UserError, match="truncated .EOFError: Ran out of input; a full disk") as e:
+        _fit(folder, "trials", None, Tuner, planned=1)
+    assert "\n" not in str(e.value)
+    assert (exp / "tuner.pkl.whole").read_bytes() == whole
+    _truncate(exp / "tuner.pkl")
+    check_snapshots(folder, "trials")
+    assert (exp / "tuner.pkl").read_bytes() == whole
+    assert (exp / "tuner.pkl.corrupt").read_bytes() == whole[: len(whole) // 2]
+    assert "tuner.pkl was truncated; set aside" in caplog.text
+    (exp / "tuner.pkl.whole").unlink()
+    check_snapshots(folder, "trials")  # a whole tuner.pkl without a copy gets one
+    assert (exp / "tuner.pkl.whole").read_bytes() == whole
+    (exp / "tuner.pkl.whole").unlink()
+    _truncate(exp / "tuner.pkl")
+    before = _bytes(exp)
+    with pytest.raises(UserError, match="tuner.pkl is truncated and no whole copy"):
+        check_snapshots(folder, "trials")
+    assert _bytes(exp) == before
