@@ -54,7 +54,7 @@ def main() -> None:
         )
         import ray
 
-        start = time.perf_counter()
+        start, began = time.perf_counter(), time.time()
         ray.init(address="local", include_dashboard=False)
         init_s = time.perf_counter() - start
         try:
@@ -62,10 +62,15 @@ def main() -> None:
         finally:
             ray.shutdown()
         study_s = time.perf_counter() - start
+        ended = time.time()
         configs = [
             json.loads(p.read_text())
             for p in sorted(root.glob("*/*/params.json"))  # trials/ (or search-reset/ before)
         ]
+        spans = []  # each trial's (first report's started_at, last report's reported_at)
+        for result in root.glob("*/*/result.json"):
+            rows = [json.loads(line) for line in result.read_text().splitlines() if line]
+            spans.append((rows[0]["started_at"], rows[-1]["reported_at"]))
 
     torch.set_num_threads(cores)
     start = time.perf_counter()
@@ -84,6 +89,14 @@ def main() -> None:
     print(
         f"Ray Tune study ({cores} trials at once, 1 CPU each): {study_s:.1f} s "
         f"({epochs / study_s:.2f} strategy-epochs/s)"
+    )
+    busy = sum(end - begin for begin, end in spans)
+    print(
+        f"  where the study's time went: Ray start-up {init_s:.1f} s; first trial's first "
+        f"epoch began {min(b for b, _ in spans) - began - init_s:.1f} s later (driver set-up, "
+        f"worker start, imports, data); trials busy {busy:.1f} trial-s from their first epoch "
+        f"({busy / len(spans):.1f} s each; in-process {inproc_s / len(configs):.1f} s each with "
+        f"{cores} threads); {ended - max(e for _, e in spans):.1f} s after the last report"
     )
     print(
         f"overhead: {100 * (study_s / inproc_s - 1):+.1f}% "
