@@ -344,7 +344,12 @@ def _drive(
     started = False
     if not ray.is_initialized():
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        ray.init(address=address or "local", include_dashboard=False, log_to_driver=True)
+        ray.init(
+            address=address or "local",
+            include_dashboard=False,
+            log_to_driver=True,
+            **ray_init_env(),
+        )
         started = True
     try:
         check_resources(spec)
@@ -358,6 +363,17 @@ def _drive(
         if started:
             ray.shutdown()
     return folder.root
+
+
+def ray_init_env() -> dict[str, Any]:
+    """``ray.init``'s runtime environment for a study's workers: the allocator settings as
+    environment variables (:func:`plasticity.allocator.worker_env`), which reach the trials'
+    threads; nothing where they do not apply. On a cluster they are set for this job's workers
+    on every node."""
+    from plasticity.allocator import worker_env
+
+    env = worker_env()
+    return {"runtime_env": {"env_vars": env}} if env else {}
 
 
 def refresh_views(folder: StudyFolder, spec: StudySpec, state: dict[str, Any]) -> None:
