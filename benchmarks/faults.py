@@ -71,7 +71,7 @@ PHASES = ["search-expanded", "eval-expanded"]  # study.json's; trial folders tri
 ROWS = 9  # epoch rows of a whole trial: (restarts + 1) x epochs
 PLANNED = SPEC["budget"]["trials_per_strategy"] + SPEC["budget"]["eval_seeds"]
 FIELDS = ("task", "epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "alpha")
-ALL = "kill,kill-new-head,view-written,copy,move,worker,corrupt,node,disk-full"
+ALL = "kill,kill-new-head,view-written,copy,move,worker,corrupt,node,disk-full,disk-full-launch"
 TIMEOUT = 900  # seconds one driver may take before the suite gives up on it
 
 
@@ -356,9 +356,9 @@ class Case:
     def root(self) -> Path:
         return Path(self.storage.removeprefix("file://")) / SPEC["name"]
 
-    def launch(self, events=(), env: dict | None = None) -> int:
+    def launch(self, events=(), env: dict | None = None, timeout: float = TIMEOUT) -> int:
         argv = ["launch", str(self.spec_file)]
-        return run(Driver(argv, env or self.env, self.log), self.root, list(events))
+        return run(Driver(argv, env or self.env, self.log), self.root, list(events), timeout)
 
     def resume(self, events=(), timeout: float = TIMEOUT) -> int:
         argv = ["resume", f"{self.storage.rstrip('/')}/{SPEC['name']}"]
@@ -602,7 +602,14 @@ def torn_snapshot(root: Path) -> str:
     return snapshot_fault(folder.fs, sessions[newest]) or f"newest snapshot ({newest}) whole"
 
 
-def fault_disk_full(case: Case) -> None:
+def fault_disk_full_launch(case: Case) -> None:
+    """As ``disk-full``, but in the launch session: no kill first, so the study has one
+    session whose snapshot files the full disk truncates in place; the resume must go on from
+    the copy the running driver kept (:class:`study.driver.SnapshotKeeper`)."""
+    fault_disk_full(case, kill_first=False)
+
+
+def fault_disk_full(case: Case, kill_first: bool = True) -> None:
     """The storage is a 48 MiB tmpfs (a whole study takes ~26 MiB). The driver is killed once
     in search trial 1 (so the study has an older snapshot, of that session), then the resume's
     storage is filled, and kept full, from search trial 2's task 1 on: its checkpoints and Ray's
@@ -616,10 +623,14 @@ def fault_disk_full(case: Case) -> None:
     hold = threading.Event()
     try:
         case.retarget(str(mount))
-        case.launch([(KILL_MOMENTS[0], kill_driver)])
-        start = case.log.stat().st_size if case.log.exists() else 0
+        start = 0
         try:
-            code = case.resume([(KILL_MOMENTS[2], fill(mount, hold))], timeout=300)
+            if kill_first:
+                case.launch([(KILL_MOMENTS[0], kill_driver)])
+                start = case.log.stat().st_size if case.log.exists() else 0
+                code = case.resume([(KILL_MOMENTS[2], fill(mount, hold))], timeout=300)
+            else:
+                code = case.launch([(KILL_MOMENTS[2], fill(mount, hold))], timeout=300)
         except RuntimeError:
             code = "none (did not stop within 300 s; killed)"
         hold.clear()
@@ -659,6 +670,7 @@ FAULTS = {
     "corrupt": fault_corrupt,
     "node": fault_node,
     "disk-full": fault_disk_full,
+    "disk-full-launch": fault_disk_full_launch,
 }
 
 

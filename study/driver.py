@@ -758,6 +758,54 @@ def _keep_snapshot(fs: Any, files: dict[str, str], kept: dict[str, dict[str, str
                 fs.delete_file(path)
 
 
+class SnapshotKeeper:
+    """While the study runs: keep a copy (:data:`KEPT`) of the experiment's newest snapshot
+    whenever it is whole, at most every ``every`` seconds (called as trials end, when Ray has
+    written the snapshot of the moment before). A full disk during the launch session can
+    truncate every snapshot file in place, and without this the study would have nothing to
+    resume from (:func:`check_snapshots` stops in one line); with it, the resume goes on from
+    the last whole moment. The copy is written as ``FILE.whole.new`` files, checked, then
+    renamed, so a failed or torn copy never replaces a good one; a failure is one warning."""
+
+    def __init__(self, folder: StudyFolder, phase: str, every: float = 10.0) -> None:
+        self.folder, self.experiment = folder, f"{folder.path}/{phase}"
+        self.every, self.last, self.warned = every, -float("inf"), False
+
+    def __call__(self) -> None:
+        if time.monotonic() - self.last < self.every:
+            return
+        self.last = time.monotonic()
+        try:
+            self._keep(self.folder.fs)
+        except OSError as e:  # a full disk: the copy from before stays
+            if not self.warned:
+                log.warning("cannot keep a copy of the study's snapshot (%s)", e.strerror or e)
+                self.warned = True
+
+    def _keep(self, fs: Any) -> None:
+        sessions = snapshot_sessions(fs, self.experiment)
+        if not sessions:
+            return
+        files = sessions[next(reversed(sessions))]
+        if snapshot_fault(fs, files) is not None:
+            return  # being written, or torn: keep the copy of a moment before
+        new = {prefix: f"{path}{KEPT}.new" for prefix, path in files.items()}
+        for prefix, path in files.items():
+            fs.copy_file(path, new[prefix])
+        if snapshot_fault(fs, new) is not None:  # Ray rewrote a file as it was copied
+            for path in new.values():
+                fs.delete_file(path)
+            return
+        kept = snapshot_sessions(fs, self.experiment, KEPT)
+        for path in new.values():
+            fs.move(path, path.removesuffix(".new"))
+        mine = {p.removesuffix(".new") for p in new.values()}
+        for copies in kept.values():
+            for path in copies.values():
+                if path not in mine:
+                    fs.delete_file(path)
+
+
 def _run_study(folder: StudyFolder, spec: StudySpec, state: dict[str, Any], trainable) -> None:
     """Run (or restore and run) the study's experiment to its end; study.json follows the
     searcher as trials end, and says what is done when it stops."""
@@ -765,7 +813,13 @@ def _run_study(folder: StudyFolder, spec: StudySpec, state: dict[str, Any], trai
 
     views = {f"{spec.name}.{s}": ViewWriter(folder) for s in spec.strategies}
     VIEWS.update(views)
-    PROGRESS[spec.name] = partial(record, folder, state)
+    keeper = SnapshotKeeper(folder, EXPERIMENT)
+
+    def progress(search: Any) -> None:
+        record(folder, state, search)
+        keeper()
+
+    PROGRESS[spec.name] = progress
     PLANS[spec.name] = search_plan(spec, state)
 
     def planned() -> int:  # an extension's new best adds evaluation trials as it runs

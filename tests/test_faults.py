@@ -630,3 +630,61 @@ def test_a_truncated_tuner_file_is_put_back_from_the_copy_kept_at_launch(tmp_pat
     with pytest.raises(UserError, match="tuner.pkl is truncated and no whole copy"):
         check_snapshots(folder, "trials")
     assert _bytes(exp) == before
+
+
+def test_the_running_study_keeps_a_whole_copy_so_a_launch_session_truncated_later_resumes(
+    tmp_path, caplog
+):
+    """A full disk in the launch session truncates its one snapshot in place: without a copy
+    taken while it ran there would be nothing to resume from."""
+    from study.driver import KEPT, SnapshotKeeper, StudyFolder, check_snapshots
+
+    exp = tmp_path / "s" / "trials"
+    folder = StudyFolder(str(tmp_path / "s"))
+    keep = SnapshotKeeper(folder, "trials", every=0)
+    keep()  # no snapshot yet: nothing
+    _snapshot(exp, NEW, {"a": "TERMINATED", "b": "RUNNING"})
+    keep()
+    first = {p.name: p.read_bytes() for p in exp.glob(f"*{KEPT}")}
+    assert sorted(first) == sorted(f"{kind}-{NEW}.{ext}{KEPT}" for kind, ext in KINDS)
+    _snapshot(exp, NEW, {"a": "TERMINATED", "b": "TERMINATED", "c": "RUNNING"})
+    torn = exp / f"searcher-state-{NEW}.pkl"
+    whole = torn.read_bytes()
+    _truncate(torn)  # being written as the keeper looks: the copy of the moment before stays
+    keep()
+    assert {p.name: p.read_bytes() for p in exp.glob(f"*{KEPT}")} == first
+    torn.write_bytes(whole)
+    keep()  # whole again: the copy follows
+    assert (exp / f"searcher-state-{NEW}.pkl{KEPT}").read_bytes() == whole
+    assert not list(exp.glob("*.new"))
+    for path in exp.glob("*-state-*[ln]"):  # the disk fills: every file truncated in place
+        _truncate(path, 0.3)
+    check_snapshots(folder, "trials")
+    assert (exp / f"searcher-state-{NEW}.pkl").read_bytes() == whole
+    assert (exp / f"searcher-state-{NEW}.pkl.corrupt").exists()
+    assert any("the copy kept" in r.getMessage() for r in caplog.records)
+
+
+def test_the_keeper_survives_a_full_disk_with_one_warning(tmp_path, caplog):
+    from study.driver import SnapshotKeeper, StudyFolder
+
+    exp = tmp_path / "s" / "trials"
+    _snapshot(exp, NEW, {"a": "TERMINATED"})
+    folder = StudyFolder(str(tmp_path / "s"))
+    keep = SnapshotKeeper(folder, "trials", every=0)
+
+    class FullDisk:
+        def __init__(self, fs):
+            self.fs = fs
+
+        def __getattr__(self, name):
+            return getattr(self.fs, name)
+
+        def copy_file(self, *args):
+            raise OSError(28, "No space left on device")
+
+    folder.fs = FullDisk(folder.fs)
+    keep()
+    keep()
+    said = [r.getMessage() for r in caplog.records]
+    assert said == ["cannot keep a copy of the study's snapshot (No space left on device)"]
