@@ -617,7 +617,7 @@ def fault_disk_full(case: Case, kill_first: bool = True) -> None:
     written whole. The driver must stop by itself with one clear last line; after the fillers
     are deleted, a resume must set a torn newest snapshot aside and complete the study. The
     study is then copied off the tmpfs for the comparison."""
-    mount = case.work / "tmpfs"
+    mount = case.work / f"tmpfs-{case.name}"
     mount.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mount)], check=True)
     hold = threading.Event()
@@ -653,8 +653,8 @@ def fault_disk_full(case: Case, kill_first: bool = True) -> None:
             f"exit {code}, traceback in stderr: {traceback}, last line: {last[:150]}; "
             f"snapshot then: {torn}; resume: {' / '.join(aside) or 'nothing set aside'}"
         )
-        shutil.copytree(mount, case.work / "disk-full-copy", symlinks=True)
-        case.storage = str(case.work / "disk-full-copy")
+        shutil.copytree(mount, case.work / f"{case.name}-copy", symlinks=True)
+        case.storage = str(case.work / f"{case.name}-copy")
     finally:
         hold.clear()
         subprocess.run(["umount", str(mount)], check=False)

@@ -637,8 +637,9 @@ def check_snapshots(folder: StudyFolder, phase: str) -> None:
     since Ray restores from the newest file of each kind and, finding none it can read, starts
     the experiment again from scratch or fails. A newest snapshot that is torn or truncated is
     set aside (its files renamed ``*.corrupt``, never deleted) when an older whole one exists
-    (in place, or the copy kept by the previous resume: :data:`KEPT`), and the study goes on
-    from that one (its later trials run again); with none, the resume stops with one line.
+    (in place, or the copy kept while the study ran or by the previous resume: :data:`KEPT`),
+    and the study goes on from that one (its later trials run again); with none, the resume
+    stops with one line.
     The snapshot restored from is then kept (its copy replaces the previous one). Nothing to
     check for an experiment without snapshots yet."""
     fs, experiment = folder.fs, f"{folder.path}/{phase}"
@@ -671,7 +672,9 @@ def check_snapshots(folder: StudyFolder, phase: str) -> None:
             newest,
             faults[newest],
             good,
-            " (the copy kept by the previous resume)" if copy else "",
+            " (the whole copy kept while the study ran, maybe of an earlier moment)"
+            if copy
+            else "",
         )
     _keep_snapshot(fs, snapshot_sessions(fs, experiment)[good], kept)
 

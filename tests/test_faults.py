@@ -521,7 +521,7 @@ def test_when_ray_truncated_the_older_snapshot_too_the_kept_copy_is_restored(stu
         assert exp / f"{kind}-{NEW}.{ext}.corrupt" in now
     assert exp / f"searcher-state-{OLD}.pkl.corrupt" in now  # the truncated one, kept aside
     said = [r.getMessage() for r in caplog.records]
-    assert len(said) == 1 and "the copy kept by the previous resume" in said[0]
+    assert len(said) == 1 and "the whole copy kept while the study ran" in said[0]
     newer = "2026-11-25_12-00-00"  # the next resume keeps its own snapshot's copy only
     _snapshot(exp, newer, {"a": "TERMINATED", "b": "TERMINATED", "c": "RUNNING"})
     check_snapshots(StudyFolder(str(study_dir)), "trials")
@@ -662,7 +662,7 @@ def test_the_running_study_keeps_a_whole_copy_so_a_launch_session_truncated_late
     check_snapshots(folder, "trials")
     assert (exp / f"searcher-state-{NEW}.pkl").read_bytes() == whole
     assert (exp / f"searcher-state-{NEW}.pkl.corrupt").exists()
-    assert any("the copy kept" in r.getMessage() for r in caplog.records)
+    assert any("the whole copy kept" in r.getMessage() for r in caplog.records)
 
 
 def test_the_keeper_survives_a_full_disk_with_one_warning(tmp_path, caplog):
