@@ -147,7 +147,7 @@ def _cluster_check(spec: Any, address: str | None) -> str:
     import ray
 
     from study.driver import check_resources
-    from study.plan import fits
+    from study.plan import fits, study_slots_text
 
     started = not ray.is_initialized()
     if started:
@@ -165,7 +165,7 @@ def _cluster_check(spec: Any, address: str | None) -> str:
     return (
         f"{address or 'local Ray'}, {len(nodes)} node(s), {total.get('CPU', 0):g} CPU, "
         f"{total.get('GPU', 0):g} GPU: {room} trial(s) of {cpu:g} CPU + {gpu:g} GPU fit at "
-        f"once (concurrency {spec.concurrency})"
+        f"once (the study runs {study_slots_text(spec)})"
     )
 
 

@@ -25,6 +25,17 @@ def describe_param(value: Any) -> str:
     return f"fixed {value}"
 
 
+def study_slots_text(spec: StudySpec) -> str:
+    """How many trials the study runs at once at most, from its own settings (the cluster may
+    hold fewer): each strategy's ``concurrency``, side by side, within the optional cap."""
+    n = len(spec.strategies) * spec.concurrency
+    text = f"up to {n} trial(s) at once ({spec.concurrency} per strategy"
+    if spec.max_concurrent_trials is not None and spec.max_concurrent_trials < n:
+        text = f"up to {spec.max_concurrent_trials} trial(s) at once (the study's cap; "
+        text += f"{spec.concurrency} per strategy"
+    return text + ")"
+
+
 def space_rows(spec: StudySpec) -> list[tuple[str, str, str]]:
     """(strategy, parameter, description) for every parameter of every strategy's space."""
     rows = []
@@ -102,7 +113,7 @@ def plan_text(spec: StudySpec, phases: list[str]) -> str:
             if spec.budget.scheduler == "asha"
             else ""
         )
-        + f"; {spec.concurrency} trial(s) at once, each {spec.resources.cpu:g} CPU + "
+        + f"; {study_slots_text(spec)}, each {spec.resources.cpu:g} CPU + "
         f"{spec.resources.gpu:g} GPU",
         f"phases: {', '.join(phases)}",
         "",

@@ -109,6 +109,10 @@ def test_plan_counts_trials_and_epochs_per_phase(tmp_path):
     assert re.search(r"\ntotal +10 +40-60\n", text + "\n"), text
     assert "alpha0    uniform [0, 0.8]" in text and "lr        log-uniform [0.0001, 0.01]" in text
     assert "ramp      integer [1, 2] (called step_epoch for step schedules)" in text
+    # strategies run side by side, each within its concurrency (default 2), the cap above all
+    assert "; up to 4 trial(s) at once (2 per strategy), each 1 CPU + 0 GPU" in text
+    capped = load_spec({**raw, "max_concurrent_trials": 3})
+    assert "up to 3 trial(s) at once (the study's cap; 2 per strategy)" in plan_text(capped, [])
 
 
 def test_trials_that_fit_at_once_count_alive_nodes_and_gpu_shares():
