@@ -64,24 +64,32 @@ def test_every_training_process_applies_it(monkeypatch):
 THREADED = """
 import resource, threading, torch
 import study.trainable  # what a Ray worker imports before it starts a trial's thread
-def trial():
-    for _ in range(10):
-        torch.empty(16 << 20).fill_(1)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(20):
-        torch.empty(16 << 20).fill_(1)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-t = threading.Thread(target=trial)
-t.start()
-t.join()
+def probe():
+    out = []
+    def trial():
+        for _ in range(10):
+            torch.empty(16 << 20).fill_(1)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(20):
+            torch.empty(16 << 20).fill_(1)
+        out.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    t = threading.Thread(target=trial)
+    t.start()
+    t.join()
+    return out[0]
 """
+"""Minor page faults of 20 allocations of 64 MiB, once the heap has settled, in a thread
+started after the trainable's import (as Ray runs a function trainable): ``probe()``."""
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc only")
 def test_a_study_trials_thread_reuses_freed_memory_too():
     """Ray runs a function trainable in a thread it starts after importing the module."""
     out = subprocess.run(
-        [sys.executable, "-c", THREADED], capture_output=True, text=True, check=True
+        [sys.executable, "-c", THREADED + "print(probe())"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert int(out.stdout.split()[-1]) < 20_000
 
@@ -95,31 +103,10 @@ def test_a_study_reaches_the_trials_thread_in_a_real_ray_worker(monkeypatch):
     ray = pytest.importorskip("ray")
     from study.driver import ray_init_env
 
-    # defined here so that Ray ships it by value (this test module is not importable there)
-    def faults_in_a_new_thread() -> int:
-        """In a Ray worker: what a function trainable does (a thread started after the import),
-        then minor page faults of 20 allocations of 64 MiB once the heap has settled."""
-        import resource
-        import threading
-
-        import torch
-
-        import study.trainable  # noqa: F401  (applies keep_freed_memory, as in a trial's worker)
-
-        out = []
-
-        def trial():
-            for _ in range(10):
-                torch.empty(16 << 20).fill_(1)
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            for _ in range(20):
-                torch.empty(16 << 20).fill_(1)
-            out.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-
-        t = threading.Thread(target=trial)
-        t.start()
-        t.join()
-        return out[0]
+    def faults_in_a_new_thread(code: str) -> int:  # shipped by value: this module is not
+        scope: dict = {}  # importable in a Ray worker
+        exec(code, scope)
+        return scope["probe"]()
 
     for name in ("PLASTICITY_MALLOC", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_"):
         monkeypatch.delenv(name, raising=False)
@@ -130,10 +117,10 @@ def test_a_study_reaches_the_trials_thread_in_a_real_ray_worker(monkeypatch):
     try:
         probe = ray.remote(num_cpus=1, max_calls=1)(faults_in_a_new_thread)
         # the study's workers (the runtime environment its driver gives ray.init, here per task)
-        faults = ray.get(probe.options(**env).remote())
+        faults = ray.get(probe.options(**env).remote(THREADED))
         # 20 x 64 MiB = 327,680 fresh pages when each allocation is mapped afresh
         assert faults < 20_000
-        without = ray.get(probe.remote())  # mallopt at the import alone
+        without = ray.get(probe.remote(THREADED))  # mallopt at the import alone
         assert without > 100_000  # the case the environment variables are for
     finally:
         ray.shutdown()

@@ -205,27 +205,22 @@ def test_a_phase_cut_short_is_not_marked_done(tmp_path):
     folder = StudyFolder(str(tmp_path / "st"))
     with pytest.raises(UserError, match="interrupted during search-reset.*study resume"):
         _fit(folder, "search-reset", None, CutShort, planned=lambda: 2)
-    done = SimpleNamespace(num_terminated=2, num_errors=0, errors=[])
-    assert (
-        _fit(
+
+    def fit(results):
+        return _fit(
             folder,
             "search-reset",
             None,
-            lambda: SimpleNamespace(fit=lambda: done),
+            lambda: SimpleNamespace(fit=lambda: results),
             planned=lambda: 2,
         )
-        is done
-    )
+
+    done = SimpleNamespace(num_terminated=2, num_errors=0, errors=[])
+    assert fit(done) is done
     # a trial that failed after its retries: not finished either (resume retries it)
     failed = SimpleNamespace(num_terminated=1, num_errors=1, errors=[RuntimeError("a\nboom")])
     with pytest.raises(UserError, match=r"1 of 2 trial\(s\) failed .*\(boom\).*study resume"):
-        _fit(
-            folder,
-            "search-reset",
-            None,
-            lambda: SimpleNamespace(fit=lambda: failed),
-            planned=lambda: 2,
-        )
+        fit(failed)
 
 
 @pytest.mark.parametrize(
