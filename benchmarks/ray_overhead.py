@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from plasticity.loop import run_experiment
-from study.driver import launch, ray_init_env
+from study.driver import init_ray, launch
 from study.spec import load_spec
 from study.trainable import to_run_config
 
@@ -55,7 +55,7 @@ def main() -> None:
         import ray
 
         start, began = time.perf_counter(), time.time()
-        ray.init(address="local", include_dashboard=False, **ray_init_env())  # as launch does
+        init_ray(None, include_dashboard=False)  # as launch does
         init_s = time.perf_counter() - start
         try:
             root = Path(launch(spec))

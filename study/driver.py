@@ -344,12 +344,7 @@ def _drive(
     started = False
     if not ray.is_initialized():
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        ray.init(
-            address=address or "local",
-            include_dashboard=False,
-            log_to_driver=True,
-            **ray_init_env(),
-        )
+        init_ray(address, include_dashboard=False, log_to_driver=True)
         started = True
     try:
         check_resources(spec)
@@ -366,14 +361,36 @@ def _drive(
 
 
 def ray_init_env() -> dict[str, Any]:
-    """``ray.init``'s runtime environment for a study's workers: the allocator settings as
-    environment variables (:func:`plasticity.allocator.worker_env`), which reach the trials'
-    threads; nothing where they do not apply. On a cluster they are set for this job's workers
-    on every node."""
+    """``ray.init``'s runtime environment for a study's workers on a cluster: the allocator
+    settings as environment variables (:func:`plasticity.allocator.worker_env`), which glibc
+    applies as each worker process starts, so they reach the trials' threads; set for this
+    job's workers on every node. Empty where they do not apply."""
     from plasticity.allocator import worker_env
 
     env = worker_env()
     return {"runtime_env": {"env_vars": env}} if env else {}
+
+
+def init_ray(address: str | None, **kwargs: Any) -> None:
+    """``ray.init`` for a study. A local Ray (``address`` None) gets the allocator settings
+    through the environment it is started with (the driver's, for the moment of the call):
+    its raylet passes them to every worker, including those it starts ahead of the first
+    trial, which a runtime environment would leave unused. A cluster gets them through
+    :func:`ray_init_env`."""
+    import ray
+
+    from plasticity.allocator import worker_env
+
+    if address is not None:
+        ray.init(address=address, **ray_init_env(), **kwargs)
+        return
+    added = {k: v for k, v in worker_env().items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        ray.init(address="local", **kwargs)
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
 
 
 def refresh_views(folder: StudyFolder, spec: StudySpec, state: dict[str, Any]) -> None:

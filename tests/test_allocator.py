@@ -129,18 +129,27 @@ def test_a_study_reaches_the_trials_thread_in_a_real_ray_worker(monkeypatch):
 
 
 def test_the_drivers_ray_gets_the_workers_environment(monkeypatch):
+    """A local Ray is started with the settings in its environment (its raylet passes them to
+    every worker, prestarted ones too), and the driver's own environment is left as it was; a
+    cluster's job gets them as its runtime environment."""
     ray = pytest.importorskip("ray")
     import study.driver as driver
 
-    seen = {}
+    seen = []
 
     def init(**kwargs):
-        seen.update(kwargs)
+        seen.append((kwargs, os.environ.get("MALLOC_MMAP_MAX_")))
         raise RuntimeError("stop here")
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", init)
-    monkeypatch.delenv("PLASTICITY_MALLOC", raising=False)
-    with pytest.raises(RuntimeError, match="stop here"):
-        driver._drive(None, None, {}, None)
-    assert seen["runtime_env"] == driver.ray_init_env()["runtime_env"]
+    for name in ("PLASTICITY_MALLOC", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    for address in (None, "ray://head:10001"):
+        with pytest.raises(RuntimeError, match="stop here"):
+            driver._drive(None, None, {}, address)
+    (local, local_env), (cluster, cluster_env) = seen
+    assert local["address"] == "local" and "runtime_env" not in local and local_env == "0"
+    assert cluster["runtime_env"] == driver.ray_init_env()["runtime_env"] and cluster_env is None
+    assert "MALLOC_MMAP_MAX_" not in os.environ
