@@ -1,6 +1,6 @@
 """Studies under a real local Ray (small and few: each starts Ray, ~1.7 GB, a few seconds)."""
 
-import contextlib
+import functools
 import json
 import os
 import signal
@@ -426,10 +426,23 @@ def launch_and_kill(tmp_path, spec: dict, until, env: dict | None = None) -> Pat
         else:
             pytest.fail("the study made no progress")
     finally:
-        with contextlib.suppress(ProcessLookupError):  # a fault hook may have killed it
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        # the driver's process group, and every process it started that left the group (a
+        # Ray worker that outlived it would go on writing checkpoints into the study)
+        fault_tools().kill_tree(proc)
     return root
+
+
+@functools.cache
+def fault_tools():
+    """benchmarks/faults.py as a module (not a package: loaded from its file)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "faults.py"
+    spec = importlib.util.spec_from_file_location("faults_suite", path)
+    faults = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = faults  # its dataclasses look their module up there
+    spec.loader.exec_module(faults)
+    return faults
 
 
 def one_done_one_running(experiment: Path):
@@ -575,12 +588,7 @@ def test_a_corrupt_checkpoint_is_never_loaded(tmp_path, local_ray, which, start)
 @pytest.fixture(scope="module")
 def fault_suite(tmp_path_factory):
     """benchmarks/faults.py, its undisturbed study run once, and the records it must match."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "faults.py"
-    spec = importlib.util.spec_from_file_location("faults_suite", path)
-    faults = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(faults)
+    faults = fault_tools()
     work = tmp_path_factory.mktemp("faults")
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     base = faults.Case("undisturbed", work, env)
