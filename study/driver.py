@@ -693,7 +693,10 @@ def check_snapshots(folder: StudyFolder, phase: str) -> None:
             if copy
             else "",
         )
-    _keep_snapshot(fs, snapshot_sessions(fs, experiment)[good], kept)
+    try:
+        _keep_snapshot(fs, experiment, snapshot_sessions(fs, experiment)[good])
+    except OSError as e:  # a full disk: the snapshot itself is whole, the resume goes on
+        log.warning("cannot keep a copy of the study's snapshot (%s)", e.strerror or e)
 
 
 TUNER_FILE = "tuner.pkl"
@@ -763,18 +766,25 @@ def _newest_whole(
     return good, None, faults
 
 
-def _keep_snapshot(fs: Any, files: dict[str, str], kept: dict[str, dict[str, str]]) -> None:
-    """Copy one session's whole snapshot ``files`` to ``FILE.whole``; earlier copies go."""
-    try:
-        for path in files.values():
-            fs.copy_file(path, f"{path}{KEPT}")
-    except OSError as e:  # a full disk: the snapshot itself is whole, the resume goes on
-        log.warning("cannot keep a copy of the study's snapshot (%s)", e.strerror or e)
+def _keep_snapshot(fs: Any, experiment: str, files: dict[str, str]) -> None:
+    """Copy one session's whole snapshot ``files`` to ``FILE.whole``; earlier copies go. The
+    copy is written as ``FILE.whole.new`` files, checked, then renamed, so a failed or torn
+    copy (Ray rewriting a file as it is copied) never replaces a good one. A failed write
+    (a full disk) raises OSError."""
+    new = {prefix: f"{path}{KEPT}.new" for prefix, path in files.items()}
+    for prefix, path in files.items():
+        fs.copy_file(path, new[prefix])
+    if snapshot_fault(fs, new) is not None:
+        for path in new.values():
+            fs.delete_file(path)
         return
-    mine = set(files.values())
+    kept = snapshot_sessions(fs, experiment, KEPT)
+    for path in new.values():
+        fs.move(path, path.removesuffix(".new"))
+    mine = {p.removesuffix(".new") for p in new.values()}
     for copies in kept.values():
         for path in copies.values():
-            if path.removesuffix(KEPT) not in mine:
+            if path not in mine:
                 fs.delete_file(path)
 
 
@@ -784,8 +794,7 @@ class SnapshotKeeper:
     written the snapshot of the moment before). A full disk during the launch session can
     truncate every snapshot file in place, and without this the study would have nothing to
     resume from (:func:`check_snapshots` stops in one line); with it, the resume goes on from
-    the last whole moment. The copy is written as ``FILE.whole.new`` files, checked, then
-    renamed, so a failed or torn copy never replaces a good one; a failure is one warning."""
+    the last whole moment (:func:`_keep_snapshot`); a failure is one warning."""
 
     def __init__(self, folder: StudyFolder, phase: str, every: float = 10.0) -> None:
         self.folder, self.experiment = folder, f"{folder.path}/{phase}"
@@ -809,21 +818,7 @@ class SnapshotKeeper:
         files = sessions[next(reversed(sessions))]
         if snapshot_fault(fs, files) is not None:
             return  # being written, or torn: keep the copy of a moment before
-        new = {prefix: f"{path}{KEPT}.new" for prefix, path in files.items()}
-        for prefix, path in files.items():
-            fs.copy_file(path, new[prefix])
-        if snapshot_fault(fs, new) is not None:  # Ray rewrote a file as it was copied
-            for path in new.values():
-                fs.delete_file(path)
-            return
-        kept = snapshot_sessions(fs, self.experiment, KEPT)
-        for path in new.values():
-            fs.move(path, path.removesuffix(".new"))
-        mine = {p.removesuffix(".new") for p in new.values()}
-        for copies in kept.values():
-            for path in copies.values():
-                if path not in mine:
-                    fs.delete_file(path)
+        _keep_snapshot(fs, self.experiment, files)
 
 
 def _run_study(folder: StudyFolder, spec: StudySpec, state: dict[str, Any], trainable) -> None:
