@@ -513,22 +513,20 @@ class RootedSearchGenerator(SearchGenerator):
         self._experiment.storage = self._experiment.spec["storage"] = storage
 
 
-def newest_snapshot(fs: Any, experiment: str, prefix: str, suffix: str) -> str | None:
-    """Path of the newest ``PREFIX<time>SUFFIX`` file of a Ray Tune experiment folder (on the
-    pyarrow filesystem ``fs``; Ray's timestamps sort by name); None if there is none."""
-    from pyarrow import fs as pafs
+def newest_snapshot(fs: Any, experiment: str, prefix: str) -> str | None:
+    """Path of the newest ``PREFIX<session>SUFFIX`` file (one of the snapshot files,
+    :data:`study.driver.SNAPSHOT_FILES`) of a Ray Tune experiment folder (on the pyarrow
+    filesystem ``fs``); None if there is none."""
+    from study.driver import snapshot_sessions
 
-    infos = fs.get_file_info(pafs.FileSelector(experiment, allow_not_found=True))
-    names = sorted(
-        i.path for i in infos if i.base_name.startswith(prefix) and i.base_name.endswith(suffix)
-    )
-    return names[-1] if names else None
+    paths = [f[prefix] for f in snapshot_sessions(fs, experiment).values() if prefix in f]
+    return paths[-1] if paths else None
 
 
 def saved_search(fs: Any, experiment: str) -> StudySearch | None:
     """The :class:`StudySearch` of the newest searcher snapshot of a Ray Tune experiment (on
     the pyarrow filesystem ``fs``), as saved; None if it has none yet."""
-    newest = newest_snapshot(fs, experiment, "searcher-state-", ".pkl")
+    newest = newest_snapshot(fs, experiment, "searcher-state-")
     if newest is None:
         return None
     with fs.open_input_stream(newest) as f:
@@ -545,7 +543,7 @@ def saved_trial_configs(fs: Any, experiment: str) -> list[dict[str, Any]]:
     pyarrow filesystem ``fs``); [] if it has none yet."""
     import json
 
-    newest = newest_snapshot(fs, experiment, "experiment_state-", ".json")
+    newest = newest_snapshot(fs, experiment, "experiment_state-")
     if newest is None:
         return []
     with fs.open_input_stream(newest) as f:

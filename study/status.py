@@ -100,7 +100,7 @@ def _snapshots(folder: Any) -> list[str]:
     for info in folder.fs.get_file_info(pafs.FileSelector(folder.path)):
         if info.type != pafs.FileType.Directory:
             continue
-        newest = newest_snapshot(folder.fs, info.path, "experiment_state-", ".json")
+        newest = newest_snapshot(folder.fs, info.path, "experiment_state-")
         if newest is not None:
             out.append(f"{info.base_name}/{newest.rsplit('/', 1)[1]}")
     return out
