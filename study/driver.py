@@ -824,9 +824,10 @@ class SnapshotKeeper:
 def _run_study(folder: StudyFolder, spec: StudySpec, state: dict[str, Any], trainable) -> None:
     """Run (or restore and run) the study's experiment to its end; study.json follows the
     searcher as trials end, and says what is done when it stops."""
-    from study.search import PLANS, PROGRESS, VIEWS, ViewWriter, saved_search
+    from study.search import PLANS, PROGRESS, VIEWS, ViewStore, ViewWriter, saved_search
 
-    views = {f"{spec.name}.{s}": ViewWriter(folder) for s in spec.strategies}
+    store = ViewStore(folder)  # optuna.db, kept open while the study runs
+    views = {f"{spec.name}.{s}": ViewWriter(folder, store=store) for s in spec.strategies}
     VIEWS.update(views)
     keeper = SnapshotKeeper(folder, EXPERIMENT)
 
@@ -865,7 +866,10 @@ def _run_study(folder: StudyFolder, spec: StudySpec, state: dict[str, Any], trai
             VIEWS.pop(name, None)
         PROGRESS.pop(spec.name, None)
         PLANS.pop(spec.name, None)
-        lost = _final_views(folder, state, views)
+        try:
+            lost = _final_views(folder, state, views)
+        finally:
+            store.close()
     if lost:
         raise UserError(
             f"no trial of {lost[0]!r} ran every epoch; see {folder.experiment(EXPERIMENT)}"

@@ -117,6 +117,93 @@ def test_an_unreadable_view_is_written_again(tmp_path, caplog):
     assert sqlite3.connect(db).execute("select count(*) from trials").fetchone() == (1,)
 
 
+def test_the_shared_view_store_publishes_each_write_whole_and_keeps_other_rows(tmp_path):
+    """The running driver's views (ViewStore): the study folder's optuna.db after every write
+    is what write_view would give: other studies' rows kept, the strategy's rows replaced (not
+    appended), RUNNING trials closed when final; two strategies share the store; close()
+    removes the working copy."""
+    from study.driver import StudyFolder
+    from study.search import ViewStore
+
+    folder = StudyFolder(str(tmp_path / "study"))
+    db = tmp_path / "study" / "optuna.db"
+    db.parent.mkdir()
+    other = optuna.create_study(storage=f"sqlite:///{db}", study_name="s.other")
+    other.tell(other.ask(), 1.0)
+    store = ViewStore(folder)
+    s = _searcher()
+    s.suggest("a")
+    s.suggest("b")
+    s.on_trial_complete("a", _report(2, 0.5, complete=True))
+    second = WholeTrialSearch(_space, metric="obj", mode="max", study_name="s.expanded")
+    second.suggest("c")
+    store.write(s._ot_study, final=False)
+    store.write(s._ot_study, final=False)  # rewritten, not appended
+    store.write(second._ot_study, final=False)
+
+    def states(name):
+        return [
+            t.state for t in optuna.load_study(study_name=name, storage=f"sqlite:///{db}").trials
+        ]
+
+    assert states("s.reset") == [TrialState.COMPLETE, TrialState.RUNNING]
+    assert states("s.expanded") == [TrialState.RUNNING]
+    assert states("s.other") == [TrialState.COMPLETE]
+    s.on_trial_complete("b", _report(2, 0.7, complete=True))
+    store.write(s._ot_study, final=False)
+    assert states("s.reset") == [TrialState.COMPLETE, TrialState.COMPLETE]
+    store.write(second._ot_study, final=True)
+    assert states("s.expanded") == [TrialState.FAIL]
+    assert _states(second) == [TrialState.RUNNING]  # the record is untouched
+    working = store.db.parent
+    store.close()
+    assert not working.exists()
+    assert sorted(p.name for p in db.parent.iterdir()) == ["optuna.db"]  # no .tmp left
+
+
+def test_the_view_store_starts_an_unreadable_optuna_db_again(tmp_path, caplog):
+    from study.driver import StudyFolder
+    from study.search import ViewStore
+
+    (tmp_path / "optuna.db").write_bytes(b"\x00garbage" * 100)
+    store = ViewStore(StudyFolder(str(tmp_path)))
+    s = _searcher()
+    s.suggest("a")
+    s.on_trial_complete("a", _report(2, 0.5, complete=True))
+    store.write(s._ot_study, final=True)
+    store.close()
+    assert "unreadable" in caplog.text
+    db = sqlite3.connect(tmp_path / "optuna.db")
+    assert db.execute("select count(*) from trials").fetchone() == (1,)
+
+
+def test_view_writes_are_kept_to_their_share_of_the_drivers_time(monkeypatch):
+    """A write is linear in the trials and blocks Ray's loop: a writer whose last write took
+    W seconds waits max(every, W / share) before the next one while the search runs; the
+    final write is never skipped."""
+    import study.search as search
+
+    clock = [1000.0]
+    monkeypatch.setattr(search.time, "monotonic", lambda: clock[0])
+    writes = []
+
+    class Store:
+        def write(self, study, final):
+            writes.append(final)
+            clock[0] += 2.0  # each write takes 2 s
+
+    writer = search.ViewWriter(folder=None, every=10.0, share=0.05, store=Store())
+    writer(None)
+    clock[0] += 10.0  # 10 s later: past "every", but 2 s / 0.05 = 40 s have not passed
+    writer(None)
+    assert writes == [False]
+    writer(None, final=True)
+    assert writes == [False, True]
+    clock[0] += 40.0
+    writer(None)
+    assert writes == [False, True, False]
+
+
 # -- bad input: one clear line, a non-zero exit, no traceback, nothing existing changed ------------
 GOOD_STUDY = {
     "name": "s1",
