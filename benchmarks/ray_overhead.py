@@ -1,29 +1,58 @@
-"""Ray's overhead: the same trials through a study versus in-process, one after another.
+"""Ray's overhead: the same trials through a study versus without Ray.
 
 Launches a study (one strategy, N trials of the paper's MLP on mnist-5k, 1 CPU per trial and
 as many trials at once as there are cores), then re-runs exactly those trial configurations
-in-process with ``plasticity``'s loop, one after another, each using every core. Both use the
-same total cores. The study's wall time includes Ray's start-up, scheduling, reporting and
-checkpointing: everything a user waits for.
+with ``plasticity``'s loop, without Ray, in two ways that use the same cores:
 
-    python benchmarks/ray_overhead.py [--trials 4] [--epochs 6] [--restarts 2]
+- *in-process*: one after another in this process, each trial using every core;
+- *same layout*: as many new processes as cores (spawned, so each imports torch and
+  plasticity as a Ray worker does), 1 thread each, taking the next trial as one ends. This is
+  the study without Ray, so its difference is Ray's overhead alone (the in-process run also
+  differs in how well torch spreads one trial over several threads, which varies by CPU).
+
+The study's wall time includes Ray's start-up, scheduling, reporting and checkpointing:
+everything a user waits for. ``--reps`` repeats the three, interleaved.
+
+    python benchmarks/ray_overhead.py [--trials 4] [--epochs 6] [--restarts 2] [--reps 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-import torch
 
-from plasticity.loop import run_experiment
-from study.driver import init_ray, launch
-from study.spec import load_spec
-from study.trainable import to_run_config
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _run_trial(config: dict[str, Any]) -> None:
+    """One trial's restart loop, as a study's trial runs it (in a spawned process)."""
+    from plasticity.allocator import keep_freed_memory
+    from plasticity.config import RunConfig
+    from plasticity.loop import run_experiment
+
+    keep_freed_memory()  # as the trainable does (study.trainable); no ray.tune import here
+    run = config.get("trial", config)["run"]  # study.trainable.trial_run
+    run_experiment(RunConfig.from_dict({**run, "device": "cpu"}))
+
+
+def same_layout(configs: list[dict[str, Any]], cores: int) -> float:
+    """Seconds for ``configs`` in ``cores`` new processes of 1 thread each, started here."""
+    start = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(cores, initializer=_one_thread) as pool:
+        for _ in pool.imap_unordered(_run_trial, configs):
+            pass
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -32,9 +61,31 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--restarts", type=int, default=2)
     parser.add_argument("--model", default="mlp")
+    parser.add_argument("--reps", type=int, default=1)
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    runs = {"study": [], "in-process": [], "same layout": []}
+    for _ in range(args.reps):
+        configs, study_s, init_s, breakdown = run_study(args, cores)
+        runs["study"].append(study_s)
+        runs["in-process"].append(in_process(configs, cores))
+        runs["same layout"].append(same_layout(configs, cores))
+        print(
+            f"rep {len(runs['study'])}: study {study_s:.1f} s (Ray start-up {init_s:.1f} s), "
+            f"in-process {runs['in-process'][-1]:.1f} s, same layout "
+            f"{runs['same layout'][-1]:.1f} s",
+            flush=True,
+        )
+    report(args, cores, len(configs), runs, init_s, breakdown)
+
+
+def run_study(args: argparse.Namespace, cores: int) -> tuple[list, float, float, str]:
+    """The study's trial configs, its wall seconds and Ray's start-up seconds (both timed
+    from before ``ray.init`` to after ``ray.shutdown``), and where its time went."""
+    from study.driver import init_ray, launch
+    from study.spec import load_spec
+
     with tempfile.TemporaryDirectory() as tmp:
         spec = load_spec(
             {
@@ -71,38 +122,58 @@ def main() -> None:
         for result in root.glob("*/*/result.json"):
             rows = [json.loads(line) for line in result.read_text().splitlines() if line]
             spans.append((rows[0]["started_at"], rows[-1]["reported_at"]))
-
-    torch.set_num_threads(cores)
-    start = time.perf_counter()
-    for config in configs:
-        run_experiment(to_run_config(config))
-    inproc_s = time.perf_counter() - start
-    epochs = len(configs) * (args.restarts + 1) * args.epochs
-    print(
-        f"{len(configs)} trials x {(args.restarts + 1) * args.epochs} epochs ({args.model}, "
-        f"mnist-5k), {cores} cores"
-    )
-    print(
-        f"in-process, one after another ({cores} threads each): {inproc_s:.1f} s "
-        f"({epochs / inproc_s:.2f} strategy-epochs/s)"
-    )
-    print(
-        f"Ray Tune study ({cores} trials at once, 1 CPU each): {study_s:.1f} s "
-        f"({epochs / study_s:.2f} strategy-epochs/s)"
-    )
     busy = sum(end - begin for begin, end in spans)
+    breakdown = (
+        f"Ray start-up {init_s:.1f} s; first trial began "
+        f"{min(b for b, _ in spans) - began - init_s:.1f} s later (driver set-up, worker start, "
+        f"imports); trials {busy / len(spans):.1f} s each on 1 thread, {cores} at once (from "
+        f"their start: data, networks, epochs, reports, checkpoints); "
+        f"{ended - max(e for _, e in spans):.1f} s after the last report (final views, "
+        f"ray.shutdown)"
+    )
+    return configs, study_s, init_s, breakdown
+
+
+def in_process(configs: list[dict[str, Any]], cores: int) -> float:
+    """Seconds for ``configs`` one after another in one new process of ``cores`` threads."""
+    start = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        pool.apply(_run_all, (configs, cores))
+    return time.perf_counter() - start
+
+
+def _run_all(configs: list[dict[str, Any]], threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    for config in configs:
+        _run_trial(config)
+
+
+def report(args, cores: int, trials: int, runs: dict, init_s: float, breakdown: str) -> None:
+    epochs = trials * (args.restarts + 1) * args.epochs
+    med = {k: statistics.median(v) for k, v in runs.items()}
     print(
-        f"  where the study's time went: Ray start-up {init_s:.1f} s; first trial's first "
-        f"epoch began {min(b for b, _ in spans) - began - init_s:.1f} s later (driver set-up, "
-        f"worker start, imports, data); trials busy {busy:.1f} trial-s from their first epoch "
-        f"({busy / len(spans):.1f} s each; in-process {inproc_s / len(configs):.1f} s each with "
-        f"{cores} threads); {ended - max(e for _, e in spans):.1f} s after the last report"
+        f"{trials} trials x {(args.restarts + 1) * args.epochs} epochs ({args.model}, "
+        f"mnist-5k), {cores} cores; medians of {args.reps} interleaved rep(s)"
     )
     print(
-        f"overhead: {100 * (study_s / inproc_s - 1):+.1f}% "
-        f"(of which Ray start-up {init_s:.1f} s; without it "
-        f"{100 * ((study_s - init_s) / inproc_s - 1):+.1f}%)"
+        f"Ray Tune study ({cores} trials at once, 1 CPU each): {med['study']:.1f} s "
+        f"({epochs / med['study']:.2f} strategy-epochs/s)"
     )
+    print(
+        f"same layout without Ray ({cores} new processes, 1 thread each): "
+        f"{med['same layout']:.1f} s"
+    )
+    print(f"in-process, one after another ({cores} threads): {med['in-process']:.1f} s")
+    print(f"  where the study's time went (last rep): {breakdown}")
+    for name in ("same layout", "in-process"):
+        ratios = [s / b - 1 for s, b in zip(runs["study"], runs[name])]
+        print(
+            f"overhead over {name}: {100 * (med['study'] / med[name] - 1):+.1f}% "
+            f"(reps: {', '.join(f'{100 * r:+.1f}%' for r in ratios)}); without Ray's start-up "
+            f"({init_s:.1f} s, last rep) {100 * ((med['study'] - init_s) / med[name] - 1):+.1f}%"
+        )
 
 
 if __name__ == "__main__":
