@@ -87,6 +87,12 @@ def _write_view(name: str, write: Callable[[], None]) -> None:
         write()
     except OSError as e:
         log.warning("cannot write %s (%s); it is rebuilt on resume", name, e.strerror or e)
+    except Exception as e:  # SQLite's full disk reaches here as a storage error, not OSError
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if not isinstance(e, (SQLAlchemyError, optuna.exceptions.StorageInternalError)):
+            raise
+        log.warning("cannot write %s (%s); it is rebuilt on resume", name, type(e).__name__)
 
 
 def trial_state(result: dict[str, Any] | None, error: bool) -> TrialState:
@@ -598,37 +604,55 @@ class ViewStore:
     the first ~1 s in a process), updated in place and copied into the study folder after
     each write. The working file is a copy that is published whole, so its writes skip
     SQLite's syncs to disk; a crash loses nothing, since the views are rebuilt from the
-    snapshot on resume. Started from the study's own optuna.db (other studies' rows kept);
-    an unreadable one is started again."""
+    snapshot on resume. Started from the study's own optuna.db, other studies' rows kept.
+    A write that fails on the working copy is tried again on a new copy of the published
+    file, and only if that fails too on an empty one (the published file is unreadable); a
+    write that fails every way closes the store, so the next one starts from the published
+    file again, never from a half-made copy."""
 
     def __init__(self, folder: Any) -> None:
         self.folder = folder
         self.storage: optuna.storages.RDBStorage | None = None
         self.tmp: tempfile.TemporaryDirectory | None = None
 
-    def write(self, study: optuna.Study, final: bool) -> None:
-        for attempt in range(2):
-            try:
-                _replace_rows(self._open(fresh=bool(attempt)), study, final)
-                break
-            except OSError:
-                raise
-            except Exception as e:  # a corrupt view: SQLAlchemy's and sqlite's errors vary
-                if attempt:
+    def write(self, study: optuna.Study, final: bool) -> float:
+        """Write ``study``'s rows and publish the file; returns the seconds it took, not
+        counting opening the store."""
+        try:
+            for source in ("working", "published", None):
+                try:
+                    storage = self._open(source)
+                    start = time.monotonic()
+                    _replace_rows(storage, study, final)
+                    break
+                except OSError:
                     raise
-                log.warning("optuna.db is unreadable (%s); writing it again", type(e).__name__)
-        self.folder.upload(self.db, "optuna.db")
+                except Exception as e:  # a corrupt file: SQLAlchemy's and sqlite's errors vary
+                    if source is None:
+                        raise
+                    if source == "published":
+                        log.warning(
+                            "optuna.db is unreadable (%s); writing it again", type(e).__name__
+                        )
+            self.folder.upload(self.db, "optuna.db")
+        except Exception:
+            self.close()
+            raise
+        return time.monotonic() - start
 
     @property
     def db(self) -> Path:
         return Path(self.tmp.name) / "optuna.db"
 
-    def _open(self, fresh: bool) -> optuna.storages.RDBStorage:
-        if self.storage is not None and not fresh:
+    def _open(self, source: str | None) -> optuna.storages.RDBStorage:
+        """The storage on the working copy (``source`` "working": the one open, else a copy of
+        the published file), on a new copy of the published file ("published"), or on a new
+        empty file (None)."""
+        if self.storage is not None and source == "working":
             return self.storage
         self.close()
         self.tmp = tempfile.TemporaryDirectory(prefix="optuna-view-")
-        if not fresh and self.folder.exists("optuna.db"):
+        if source is not None and self.folder.exists("optuna.db"):
             self.folder.download("optuna.db", self.db)
         storage = optuna.storages.RDBStorage(f"sqlite:///{self.db}")
         self.storage = storage  # closed by close() even if the rest fails
@@ -676,7 +700,7 @@ class ViewWriter:
             return
         start = time.monotonic()
         if self.store is not None:
-            self.store.write(study, final)
+            spent = self.store.write(study, final)
         else:
             with tempfile.TemporaryDirectory() as tmp:
                 db = Path(tmp) / "optuna.db"
@@ -684,8 +708,8 @@ class ViewWriter:
                     self.folder.download("optuna.db", db)
                 write_view(db, study, final)
                 self.folder.upload(db, "optuna.db")
-        self.last = time.monotonic()
-        self.spent = self.last - start
+            spent = time.monotonic() - start
+        self.last, self.spent = time.monotonic(), spent
         _fault_point("view-written")
 
 

@@ -177,6 +177,53 @@ def test_the_view_store_starts_an_unreadable_optuna_db_again(tmp_path, caplog):
     assert db.execute("select count(*) from trials").fetchone() == (1,)
 
 
+@pytest.mark.parametrize("failures", [1, 3])
+def test_a_failed_view_write_never_drops_the_other_rows(tmp_path, monkeypatch, caplog, failures):
+    """A write that fails on the working copy is tried on a new copy of the published file
+    (1 failure: the write goes through, other rows kept); one that fails every way (3: also
+    on an empty file) is one warning and closes the store, so the next write starts from the
+    published file again, never from the empty copy of the last try."""
+    from sqlalchemy.exc import OperationalError
+
+    import study.search as search
+    from study.driver import StudyFolder
+
+    folder = StudyFolder(str(tmp_path))
+    db = tmp_path / "optuna.db"
+    other = optuna.create_study(storage=f"sqlite:///{db}", study_name="s.other")
+    other.tell(other.ask(), 1.0)
+    store = search.ViewStore(folder)
+    s = _searcher()
+    s.suggest("a")
+    store.write(s._ot_study, final=False)
+    second = WholeTrialSearch(_space, metric="obj", mode="max", study_name="s.expanded")
+    second.suggest("b")
+    replace, calls = search._replace_rows, []
+
+    def flaky(*args):
+        calls.append(1)
+        if len(calls) <= failures:
+            raise OperationalError("insert", {}, Exception("database or disk is full"))
+        return replace(*args)
+
+    monkeypatch.setattr(search, "_replace_rows", flaky)
+    search._write_view("optuna.db", lambda: store.write(second._ot_study, final=False))
+    if failures == 3:
+        assert "cannot write optuna.db (OperationalError)" in caplog.text
+        assert store.storage is None and store.tmp is None  # closed: nothing half-made kept
+        store.write(second._ot_study, final=False)
+    names = sorted(optuna.get_all_study_names(storage=f"sqlite:///{db}"))
+    assert names == ["s.expanded", "s.other", "s.reset"]
+    store.close()
+
+
+def test_a_view_write_error_that_is_not_the_storages_is_raised():
+    import study.search as search
+
+    with pytest.raises(ValueError):
+        search._write_view("optuna.db", lambda: (_ for _ in ()).throw(ValueError("a bug")))
+
+
 def test_view_writes_are_kept_to_their_share_of_the_drivers_time(monkeypatch):
     """A write is linear in the trials and blocks Ray's loop: a writer whose last write took
     W seconds waits max(every, W / share) before the next one while the search runs; the
@@ -191,6 +238,7 @@ def test_view_writes_are_kept_to_their_share_of_the_drivers_time(monkeypatch):
         def write(self, study, final):
             writes.append(final)
             clock[0] += 2.0  # each write takes 2 s
+            return 2.0
 
     writer = search.ViewWriter(folder=None, every=10.0, share=0.05, store=Store())
     writer(None)
