@@ -396,7 +396,7 @@ def init_ray(address: str | None, **kwargs: Any) -> None:
 def refresh_views(folder: StudyFolder, spec: StudySpec, state: dict[str, Any]) -> None:
     """Rewrite optuna.db and study.json from the study's snapshot: views that a crash left
     ahead of the snapshot, deleted ones or ones copied with their folder are made whole again."""
-    from study.search import ViewWriter, saved_search
+    from study.search import ViewStore, saved_search
 
     try:
         search = saved_search(folder.fs, f"{folder.path}/{EXPERIMENT}")
@@ -405,8 +405,12 @@ def refresh_views(folder: StudyFolder, spec: StudySpec, state: dict[str, Any]) -
         return
     if search is None:
         return
-    for strategy, searcher in search.searchers.items():
-        ViewWriter(folder)(searcher._ot_study, final=search.search_ended(strategy))
+    store = ViewStore(folder)  # opened once for every strategy's rows
+    try:
+        for strategy, searcher in search.searchers.items():
+            store.write(searcher._ot_study, final=search.search_ended(strategy))
+    finally:
+        store.close()
     record(folder, state, search)
 
 
@@ -827,7 +831,7 @@ def _run_study(folder: StudyFolder, spec: StudySpec, state: dict[str, Any], trai
     from study.search import PLANS, PROGRESS, VIEWS, ViewStore, ViewWriter, saved_search
 
     store = ViewStore(folder)  # optuna.db, kept open while the study runs
-    views = {f"{spec.name}.{s}": ViewWriter(folder, store=store) for s in spec.strategies}
+    views = {f"{spec.name}.{s}": ViewWriter(store) for s in spec.strategies}
     VIEWS.update(views)
     keeper = SnapshotKeeper(folder, EXPERIMENT)
 

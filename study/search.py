@@ -513,7 +513,7 @@ class RootedSearchGenerator(SearchGenerator):
         if view is None or self._experiment is None:
             return
         storage = copy.copy(self._experiment.storage)
-        folder = view.folder
+        folder = view.store.folder
         storage.storage_path, storage.storage_filesystem = folder.root, folder.fs
         storage.storage_fs_path = folder.path
         self._experiment.storage = self._experiment.spec["storage"] = storage
@@ -570,26 +570,8 @@ def view_trials(study: optuna.Study, final: bool) -> list[optuna.trial.FrozenTri
     return out
 
 
-def write_view(db: Path, study: optuna.Study, final: bool) -> None:
-    """Replace ``study``'s rows in the SQLite file ``db`` (other studies' rows kept); an
-    unreadable file is started again (every view is rebuilt from its searcher on resume)."""
-    for attempt in range(2):
-        storage = None
-        try:
-            storage = optuna.storages.RDBStorage(f"sqlite:///{db}")
-            _replace_rows(storage, study, final)
-            return
-        except Exception as e:  # a corrupt view: SQLAlchemy's and sqlite's errors vary
-            if attempt:
-                raise
-            log.warning("%s is unreadable (%s); writing it again", db.name, type(e).__name__)
-            db.unlink(missing_ok=True)
-        finally:
-            if storage is not None:
-                storage.engine.dispose()
-
-
 def _replace_rows(storage: optuna.storages.RDBStorage, study: optuna.Study, final: bool) -> None:
+    """Replace ``study``'s rows in ``storage`` (other studies' rows kept)."""
     with contextlib.suppress(KeyError):  # not in this file yet
         optuna.delete_study(study_name=study.study_name, storage=storage)
     view = optuna.create_study(
@@ -638,7 +620,9 @@ class ViewStore:
         except Exception:
             self.close()
             raise
-        return time.monotonic() - start
+        spent = time.monotonic() - start
+        _fault_point("view-written")
+        return spent
 
     @property
     def db(self) -> Path:
@@ -679,38 +663,23 @@ def _unsynced(connection: Any, _record: Any) -> None:
 
 
 class ViewWriter:
-    """Rewrites a search's rows of ``STUDY/optuna.db`` through ``folder`` (a
-    :class:`study.driver.StudyFolder`): on :meth:`__call__` with ``final``, and while the
-    search runs at most every ``every`` seconds, and no more often than keeps its writes
-    under ``share`` of the driver's time (a write is linear in the trials, and the driver's
-    loop waits for it: a large study's views are refreshed less often instead of slowing the
-    search). Through ``store`` (a :class:`ViewStore` the strategies' writers share) the file
-    is kept open between writes; without one, each write opens it anew in a temporary
-    folder. Either way it is moved into place whole, so a reader never sees half of it."""
+    """When a search's rows of ``STUDY/optuna.db`` are rewritten (through ``store``, the
+    :class:`ViewStore` the strategies' writers share): on :meth:`__call__` with ``final``,
+    and while the search runs at most every ``every`` seconds, and no more often than keeps
+    its writes under ``share`` of the driver's time (a write is linear in the trials, and
+    the driver's loop waits for it: a large study's views are refreshed less often instead
+    of slowing the search)."""
 
-    def __init__(
-        self, folder: Any, every: float = 10.0, share: float = 0.05, store: ViewStore | None = None
-    ) -> None:
-        self.folder, self.every, self.share, self.store = folder, every, share, store
+    def __init__(self, store: ViewStore, every: float = 10.0, share: float = 0.05) -> None:
+        self.store, self.every, self.share = store, every, share
         self.last, self.spent = -float("inf"), 0.0
 
     def __call__(self, study: optuna.Study, final: bool = False) -> None:
         wait = max(self.every, self.spent / self.share)
         if not final and time.monotonic() - self.last < wait:
             return
-        start = time.monotonic()
-        if self.store is not None:
-            spent = self.store.write(study, final)
-        else:
-            with tempfile.TemporaryDirectory() as tmp:
-                db = Path(tmp) / "optuna.db"
-                if self.folder.exists("optuna.db"):
-                    self.folder.download("optuna.db", db)
-                write_view(db, study, final)
-                self.folder.upload(db, "optuna.db")
-            spent = time.monotonic() - start
-        self.last, self.spent = time.monotonic(), spent
-        _fault_point("view-written")
+        self.spent = self.store.write(study, final)
+        self.last = time.monotonic()
 
 
 def _fault_point(name: str) -> None:

@@ -12,7 +12,7 @@ import pytest
 from conftest import TINY_RUN_ARGS
 from optuna.trial import TrialState
 
-from study.search import WholeTrialSearch, write_view
+from study.search import ViewStore, WholeTrialSearch
 
 
 def _space(trial):
@@ -87,6 +87,12 @@ def test_the_saved_searcher_holds_the_search_and_no_path(tmp_path):
     assert len(restored._ot_study.trials) == 2 and len(s._ot_study.trials) == 1
 
 
+def _store(folder) -> ViewStore:
+    from study.driver import StudyFolder
+
+    return ViewStore(StudyFolder(str(folder)))
+
+
 def test_view_replaces_its_study_keeps_others_and_closes_running_trials_when_final(tmp_path):
     db = tmp_path / "optuna.db"
     other = optuna.create_study(storage=f"sqlite:///{db}", study_name="s.other")
@@ -95,11 +101,13 @@ def test_view_replaces_its_study_keeps_others_and_closes_running_trials_when_fin
     s.suggest("a")
     s.suggest("b")
     s.on_trial_complete("a", _report(2, 0.5, complete=True))
-    write_view(db, s._ot_study, final=False)
-    write_view(db, s._ot_study, final=False)  # rewritten, not appended
+    store = _store(tmp_path)
+    store.write(s._ot_study, final=False)
+    store.write(s._ot_study, final=False)  # rewritten, not appended
     view = optuna.load_study(study_name="s.reset", storage=f"sqlite:///{db}")
     assert [t.state for t in view.trials] == [TrialState.COMPLETE, TrialState.RUNNING]
-    write_view(db, s._ot_study, final=True)
+    store.write(s._ot_study, final=True)
+    store.close()
     view = optuna.load_study(study_name="s.reset", storage=f"sqlite:///{db}")
     assert [t.state for t in view.trials] == [TrialState.COMPLETE, TrialState.FAIL]
     assert _states(s) == [TrialState.COMPLETE, TrialState.RUNNING]  # the record is untouched
@@ -112,25 +120,22 @@ def test_an_unreadable_view_is_written_again(tmp_path, caplog):
     s = _searcher()
     s.suggest("a")
     s.on_trial_complete("a", _report(2, 0.5, complete=True))
-    write_view(db, s._ot_study, final=True)
+    store = _store(tmp_path)
+    store.write(s._ot_study, final=True)
+    store.close()
     assert "unreadable" in caplog.text
     assert sqlite3.connect(db).execute("select count(*) from trials").fetchone() == (1,)
 
 
 def test_the_shared_view_store_publishes_each_write_whole_and_keeps_other_rows(tmp_path):
     """The running driver's views (ViewStore): the study folder's optuna.db after every write
-    is what write_view would give: other studies' rows kept, the strategy's rows replaced (not
-    appended), RUNNING trials closed when final; two strategies share the store; close()
-    removes the working copy."""
-    from study.driver import StudyFolder
-    from study.search import ViewStore
-
-    folder = StudyFolder(str(tmp_path / "study"))
+    holds other studies' rows, the strategy's rows replaced (not appended), RUNNING trials
+    closed when final; two strategies share the store; close() removes the working copy."""
     db = tmp_path / "study" / "optuna.db"
     db.parent.mkdir()
     other = optuna.create_study(storage=f"sqlite:///{db}", study_name="s.other")
     other.tell(other.ask(), 1.0)
-    store = ViewStore(folder)
+    store = _store(db.parent)
     s = _searcher()
     s.suggest("a")
     s.suggest("b")
@@ -161,22 +166,6 @@ def test_the_shared_view_store_publishes_each_write_whole_and_keeps_other_rows(t
     assert sorted(p.name for p in db.parent.iterdir()) == ["optuna.db"]  # no .tmp left
 
 
-def test_the_view_store_starts_an_unreadable_optuna_db_again(tmp_path, caplog):
-    from study.driver import StudyFolder
-    from study.search import ViewStore
-
-    (tmp_path / "optuna.db").write_bytes(b"\x00garbage" * 100)
-    store = ViewStore(StudyFolder(str(tmp_path)))
-    s = _searcher()
-    s.suggest("a")
-    s.on_trial_complete("a", _report(2, 0.5, complete=True))
-    store.write(s._ot_study, final=True)
-    store.close()
-    assert "unreadable" in caplog.text
-    db = sqlite3.connect(tmp_path / "optuna.db")
-    assert db.execute("select count(*) from trials").fetchone() == (1,)
-
-
 @pytest.mark.parametrize("failures", [1, 3])
 def test_a_failed_view_write_never_drops_the_other_rows(tmp_path, monkeypatch, caplog, failures):
     """A write that fails on the working copy is tried on a new copy of the published file
@@ -186,13 +175,11 @@ def test_a_failed_view_write_never_drops_the_other_rows(tmp_path, monkeypatch, c
     from sqlalchemy.exc import OperationalError
 
     import study.search as search
-    from study.driver import StudyFolder
 
-    folder = StudyFolder(str(tmp_path))
     db = tmp_path / "optuna.db"
     other = optuna.create_study(storage=f"sqlite:///{db}", study_name="s.other")
     other.tell(other.ask(), 1.0)
-    store = search.ViewStore(folder)
+    store = _store(tmp_path)
     s = _searcher()
     s.suggest("a")
     store.write(s._ot_study, final=False)
@@ -240,7 +227,7 @@ def test_view_writes_are_kept_to_their_share_of_the_drivers_time(monkeypatch):
             clock[0] += 2.0  # each write takes 2 s
             return 2.0
 
-    writer = search.ViewWriter(folder=None, every=10.0, share=0.05, store=Store())
+    writer = search.ViewWriter(Store(), every=10.0, share=0.05)
     writer(None)
     clock[0] += 10.0  # 10 s later: past "every", but 2 s / 0.05 = 40 s have not passed
     writer(None)
