@@ -19,6 +19,7 @@ those, ``final`` at the latest of them); before the first restart the values are
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -53,10 +54,29 @@ def per_run(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
 
 
 def objectives(records: Iterable[Mapping[str, Any]]) -> dict[str, float]:
-    """The :data:`OBJECTIVES` of one run's records (empty for no records)."""
-    frame = pd.DataFrame(list(records))
-    if frame.empty:
+    """The :data:`OBJECTIVES` of one run's records (empty for no records): :func:`per_run`'s
+    numbers for a single run, without pandas. The study trainable calls this after every
+    epoch, where building a frame and grouping it took ~24 ms against microseconds here (the
+    tests hold the two to the same numbers). Like pandas, a missing (None or NaN) accuracy
+    is skipped: ``auc`` averages the values present, ``final`` is the latest one present."""
+    tasks: dict[int, list[Mapping[str, Any]]] = {}
+    for r in records:
+        tasks.setdefault(int(r["task"]), []).append(r)
+    if not tasks:
         return {}
-    frame["_run"] = 0
-    row = per_run(frame, ["_run"]).iloc[0]
-    return {k: float(row[k]) for k in OBJECTIVES}
+    used = [t for t in tasks if t > 0] or [0]
+    out = {}
+    for split in SPLITS:
+        auc, final = [], []
+        for t in used:
+            values = [
+                v
+                for r in sorted(tasks[t], key=lambda r: r["epoch"])  # stable, as per_task's
+                if (v := r.get(f"{split}_acc")) is not None and not math.isnan(v)
+            ]
+            if values:
+                auc.append(math.fsum(values) / len(values))
+                final.append(values[-1])
+        out[f"auc_{split}_acc"] = math.fsum(auc) / len(auc) if auc else math.nan
+        out[f"final_{split}_acc"] = math.fsum(final) / len(final) if final else math.nan
+    return {k: float(out[k]) for k in OBJECTIVES}

@@ -2,6 +2,7 @@
 also for an interrupted run."""
 
 import dataclasses
+import random
 
 import pandas as pd
 import pytest
@@ -49,6 +50,45 @@ def test_per_run_averages_restarts_only_and_counts_a_partial_task():
 def test_epoch_order_does_not_matter():
     shuffled = _records([ROWS[i] for i in (4, 3, 0, 2, 1)])
     assert objectives(shuffled) == pytest.approx(objectives(_records()))
+
+
+def _per_run_objectives(records):
+    """per_run's numbers for one run: the definition that objectives() must give."""
+    frame = pd.DataFrame(records)
+    frame["_run"] = 0
+    row = per_run(frame, ["_run"]).iloc[0]
+    return {k: float(row[k]) for k in OBJECTIVES}
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_objectives_of_one_run_are_per_runs(seed):
+    """The trainable's fast objectives() against per_run on random runs: any number of
+    tasks, interrupted ones, epochs out of order and repeated, missing accuracies."""
+    rng = random.Random(seed)
+    rows = []
+    for task in range(rng.randint(1, 4)):
+        for epoch in range(rng.randint(1, 5)):
+            for _ in range(rng.choice([1, 1, 1, 2])):  # a replayed epoch, as after a retry
+                acc = [round(rng.random(), 3) for _ in range(2)]
+                if rng.random() < 0.15:
+                    acc[rng.randrange(2)] = float("nan")
+                rows.append((task, epoch, *acc))
+    rng.shuffle(rows)
+    records = _records(rows)
+    expected = _per_run_objectives(records)
+    got = objectives(records)
+    assert got.keys() == expected.keys()
+    for k in OBJECTIVES:
+        assert got[k] == pytest.approx(expected[k], rel=1e-12, nan_ok=True), k
+
+
+def test_objectives_skip_a_missing_accuracy_as_pandas_does():
+    rows = [(0, 0, 0.5, 0.5), (1, 0, 0.6, 0.2), (1, 1, float("nan"), 0.4), (2, 0, None, None)]
+    records = _records(rows)
+    out = objectives(records)
+    assert out["final_test_acc"] == pytest.approx(0.6)  # task 1's latest value present
+    assert out["auc_train_acc"] == pytest.approx(0.3)  # task 2 has none: task 1 alone
+    assert out == pytest.approx(_per_run_objectives(records))
 
 
 def test_every_consumer_gives_the_same_numbers_for_an_interrupted_run():
