@@ -831,6 +831,7 @@ def _run_study(folder: StudyFolder, spec: StudySpec, state: dict[str, Any], trai
     from study.search import PLANS, PROGRESS, VIEWS, ViewStore, ViewWriter, saved_search
 
     store = ViewStore(folder)  # optuna.db, kept open while the study runs
+    store.open_soon()
     views = {f"{spec.name}.{s}": ViewWriter(store) for s in spec.strategies}
     VIEWS.update(views)
     keeper = SnapshotKeeper(folder, EXPERIMENT)

@@ -39,6 +39,7 @@ import logging
 import math
 import pickle
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from functools import partial
@@ -596,10 +597,34 @@ class ViewStore:
         self.folder = folder
         self.storage: optuna.storages.RDBStorage | None = None
         self.tmp: tempfile.TemporaryDirectory | None = None
+        self.opening: threading.Thread | None = None
+
+    def open_soon(self) -> None:
+        """Open the working copy in a background thread, so that the first write does not:
+        it comes at the first trial's end, inside Ray's loop, where the ~1.5 s of a first
+        Optuna storage in a process (its imports, the schema) held up the other trials'
+        reports and the next trial's start. An open that fails here is left to the first
+        write, which opens again and says what is wrong."""
+
+        def open_working() -> None:
+            try:
+                self._open("working")
+            except Exception as e:
+                log.debug("opening optuna.db's working copy failed (%s)", e)
+                self._close()
+
+        self.opening = threading.Thread(target=open_working, name="optuna-view-open")
+        self.opening.start()
+
+    def _opened(self) -> None:
+        if self.opening is not None:
+            self.opening.join()
+            self.opening = None
 
     def write(self, study: optuna.Study, final: bool) -> float:
         """Write ``study``'s rows and publish the file; returns the seconds it took, not
         counting opening the store."""
+        self._opened()
         try:
             for source in ("working", "published", None):
                 try:
@@ -634,7 +659,7 @@ class ViewStore:
         empty file (None)."""
         if self.storage is not None and source == "working":
             return self.storage
-        self.close()
+        self._close()
         self.tmp = tempfile.TemporaryDirectory(prefix="optuna-view-")
         if source is not None and self.folder.exists("optuna.db"):
             self.folder.download("optuna.db", self.db)
@@ -647,6 +672,10 @@ class ViewStore:
         return storage
 
     def close(self) -> None:
+        self._opened()
+        self._close()
+
+    def _close(self) -> None:
         if self.storage is not None:
             self.storage.engine.dispose()
             self.storage = None

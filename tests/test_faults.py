@@ -166,6 +166,42 @@ def test_the_shared_view_store_publishes_each_write_whole_and_keeps_other_rows(t
     assert sorted(p.name for p in db.parent.iterdir()) == ["optuna.db"]  # no .tmp left
 
 
+def test_a_store_opened_ahead_writes_without_opening_again(tmp_path, caplog):
+    """open_soon (the driver's, before the first trial) opens the working copy in a thread:
+    the first write uses that storage, other studies' rows kept; on an unreadable optuna.db
+    the thread's open fails quietly and the first write goes the usual way (written again,
+    with the warning); close() right after open_soon waits for the thread and removes the copy."""
+    db = tmp_path / "optuna.db"
+    other = optuna.create_study(storage=f"sqlite:///{db}", study_name="s.other")
+    other.tell(other.ask(), 1.0)
+    s = _searcher()
+    s.suggest("a")
+    store = _store(tmp_path)
+    store.open_soon()
+    store.opening.join()
+    opened = store.storage
+    assert opened is not None
+    store.write(s._ot_study, final=False)
+    assert store.storage is opened and store.opening is None
+    store.close()
+    assert sorted(optuna.get_all_study_names(storage=f"sqlite:///{db}")) == ["s.other", "s.reset"]
+
+    db.write_bytes(b"\x00garbage" * 100)
+    store = _store(tmp_path)
+    store.open_soon()
+    store.opening.join()
+    assert store.storage is None and store.tmp is None
+    store.write(s._ot_study, final=False)
+    assert "unreadable" in caplog.text
+    store.close()
+    assert optuna.get_all_study_names(storage=f"sqlite:///{db}") == ["s.reset"]
+
+    store = _store(tmp_path)
+    store.open_soon()
+    store.close()
+    assert store.opening is None and store.storage is None and store.tmp is None
+
+
 @pytest.mark.parametrize("failures", [1, 3])
 def test_a_failed_view_write_never_drops_the_other_rows(tmp_path, monkeypatch, caplog, failures):
     """A write that fails on the working copy is tried on a new copy of the published file
