@@ -9,8 +9,8 @@ records) and checkpoints the loop's whole state at task boundaries (or every
 continues from the last checkpoint; the loop is deterministic, so the records equal those of an
 uninterrupted run. A checkpoint that cannot be read (truncated, garbage, another
 configuration's) is never used: the trial continues from the newest one that loads (Ray keeps
-two), else from the start, and says
-which (``restored_from`` in its reports and a warning in its log).
+two), else from the start, and says which (``restored_from`` in its reports and a warning in
+its log).
 """
 
 from __future__ import annotations
