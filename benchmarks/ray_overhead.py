@@ -11,7 +11,8 @@ with ``plasticity``'s loop, without Ray, in two ways that use the same cores:
   differs in how well torch spreads one trial over several threads, which varies by CPU).
 
 The study's wall time includes Ray's start-up, scheduling, reporting and checkpointing:
-everything a user waits for. ``--reps`` repeats the three, interleaved.
+everything a user waits for. ``--reps`` repeats the three, interleaved (the baselines' order
+alternating), and the headline is the median of each rep's own ratio.
 
     python benchmarks/ray_overhead.py [--trials 4] [--epochs 6] [--restarts 2] [--reps 1]
 """
@@ -66,11 +67,14 @@ def main() -> None:
     cores = os.cpu_count() or 1
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     runs = {"study": [], "in-process": [], "same layout": []}
-    for _ in range(args.reps):
+    for rep in range(args.reps):
         configs, study_s, init_s, breakdown = run_study(args, cores)
         runs["study"].append(study_s)
-        runs["in-process"].append(in_process(configs, cores))
-        runs["same layout"].append(same_layout(configs, cores))
+        # the baselines in turn first: this machine's speed drifts within minutes, and a
+        # baseline always run right after the study would always see the same part of a drift
+        baselines = [("same layout", same_layout), ("in-process", in_process)]
+        for name, run in baselines[:: 1 if rep % 2 == 0 else -1]:
+            runs[name].append(run(configs, cores))
         print(
             f"rep {len(runs['study'])}: study {study_s:.1f} s (Ray start-up {init_s:.1f} s), "
             f"in-process {runs['in-process'][-1]:.1f} s, same layout "
@@ -168,10 +172,14 @@ def report(args, cores: int, trials: int, runs: dict, init_s: float, breakdown: 
     print(f"in-process, one after another ({cores} threads): {med['in-process']:.1f} s")
     print(f"  where the study's time went (last rep): {breakdown}")
     for name in ("same layout", "in-process"):
+        # each rep's study against that rep's baseline (the pairs share the machine's speed
+        # of the moment better than medians across reps do)
         ratios = [s / b - 1 for s, b in zip(runs["study"], runs[name])]
         print(
-            f"overhead over {name}: {100 * (med['study'] / med[name] - 1):+.1f}% "
-            f"(reps: {', '.join(f'{100 * r:+.1f}%' for r in ratios)}); without Ray's start-up "
+            f"overhead over {name}: median of the reps' ratios "
+            f"{100 * statistics.median(ratios):+.1f}% "
+            f"(reps: {', '.join(f'{100 * r:+.1f}%' for r in ratios)}); ratio of the medians "
+            f"{100 * (med['study'] / med[name] - 1):+.1f}%, without Ray's start-up "
             f"({init_s:.1f} s, last rep) {100 * ((med['study'] - init_s) / med[name] - 1):+.1f}%"
         )
 
