@@ -831,7 +831,6 @@ def _run_study(folder: StudyFolder, spec: StudySpec, state: dict[str, Any], trai
     from study.search import PLANS, PROGRESS, VIEWS, ViewStore, ViewWriter, saved_search
 
     store = ViewStore(folder)  # optuna.db, kept open while the study runs
-    store.open_soon()
     views = {f"{spec.name}.{s}": ViewWriter(store) for s in spec.strategies}
     VIEWS.update(views)
     keeper = SnapshotKeeper(folder, EXPERIMENT)
@@ -855,6 +854,7 @@ def _run_study(folder: StudyFolder, spec: StudySpec, state: dict[str, Any], trai
 
     stopped = None
     try:
+        store.open_soon()  # the finally below waits for it and closes the store
         with _pending_trials(spec):
             _fit(
                 folder,

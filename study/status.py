@@ -9,8 +9,8 @@ experiments: trials are grouped by the strategy and phase their own config names
 A trial is *finished* when its last result says it ran every epoch (``run_complete``),
 *stopped* when ASHA ended it early (Optuna holds it as PRUNED), *failed* after its retries,
 *running* when the snapshot last saw it running (for an interrupted study: it continues from
-its checkpoint on resume), *pending* when created but not started; trials of the plan that
-Ray has not created yet are *to do*.
+its newest checkpoint on resume, or from the start if it has none), *pending* when created
+but not started; trials of the plan that Ray has not created yet are *to do*.
 """
 
 from __future__ import annotations
