@@ -12,7 +12,9 @@ with ``plasticity``'s loop, without Ray, in two ways that use the same cores:
 
 The study's wall time includes Ray's start-up, scheduling, reporting and checkpointing:
 everything a user waits for. ``--reps`` repeats the three, interleaved (the baselines' order
-alternating), and the headline is the median of each rep's own ratio.
+alternating), and the headline is the median of each rep's own ratio. Each rep's extra time
+over the same layout is split into slower epochs (the records' epoch seconds, summed over
+the trials and divided by the cores: Ray's own processes share the cores) and the rest.
 
     python benchmarks/ray_overhead.py [--trials 4] [--epochs 6] [--restarts 2] [--reps 1]
 """
@@ -36,24 +38,34 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def _run_trial(config: dict[str, Any]) -> None:
-    """One trial's restart loop, as a study's trial runs it (in a spawned process)."""
+def _run_trial(config: dict[str, Any]) -> list[float]:
+    """One trial's restart loop, as a study's trial runs it (in a spawned process); its
+    epochs' seconds."""
     from plasticity.allocator import keep_freed_memory
     from plasticity.config import RunConfig
     from plasticity.loop import run_experiment
 
     keep_freed_memory()  # as the trainable does (study.trainable); no ray.tune import here
     run = config.get("trial", config)["run"]  # study.trainable.trial_run
-    run_experiment(RunConfig.from_dict({**run, "device": "cpu"}))
+    records = run_experiment(RunConfig.from_dict({**run, "device": "cpu"}))
+    return [r.seconds for r in records]
 
 
 def same_layout(configs: list[dict[str, Any]], cores: int) -> float:
-    """Seconds for ``configs`` in ``cores`` new processes of 1 thread each, started here."""
+    """Seconds for ``configs`` in ``cores`` new processes of 1 thread each, started here
+    (:data:`EPOCHS` gets their epochs' seconds)."""
     start = time.perf_counter()
+    seconds = []
     with multiprocessing.get_context("spawn").Pool(cores, initializer=_one_thread) as pool:
-        for _ in pool.imap_unordered(_run_trial, configs):
-            pass
+        for epochs in pool.imap_unordered(_run_trial, configs):
+            seconds += epochs
+    EPOCHS["same layout"].append(seconds)
     return time.perf_counter() - start
+
+
+EPOCHS: dict[str, list[list[float]]] = {"study": [], "same layout": []}
+"""Per rep, every epoch's seconds (the records' ``seconds``: the epoch's training and
+evaluation, without reports or checkpoints) in the study and in the same layout."""
 
 
 def main() -> None:
@@ -123,9 +135,12 @@ def run_study(args: argparse.Namespace, cores: int) -> tuple[list, float, float,
             for p in sorted(root.glob("*/*/params.json"))  # trials/ (or search-reset/ before)
         ]
         spans = []  # each trial's (first report's started_at, last report's reported_at)
+        seconds = []
         for result in root.glob("*/*/result.json"):
             rows = [json.loads(line) for line in result.read_text().splitlines() if line]
             spans.append((rows[0]["started_at"], rows[-1]["reported_at"]))
+            seconds += [r["seconds"] for r in rows]
+        EPOCHS["study"].append(seconds)
     busy = sum(end - begin for begin, end in spans)
     breakdown = (
         f"Ray start-up {init_s:.1f} s; first trial began "
@@ -171,6 +186,17 @@ def report(args, cores: int, trials: int, runs: dict, init_s: float, breakdown: 
     )
     print(f"in-process, one after another ({cores} threads): {med['in-process']:.1f} s")
     print(f"  where the study's time went (last rep): {breakdown}")
+    for i, (ray, plain) in enumerate(zip(EPOCHS["study"], EPOCHS["same layout"]), 1):
+        gap = runs["study"][i - 1] - runs["same layout"][i - 1]
+        slower = (sum(ray) - sum(plain)) / cores
+        print(
+            f"  rep {i}: median epoch {statistics.median(ray):.3f} s in Ray's workers vs "
+            f"{statistics.median(plain):.3f} s in the same layout "
+            f"({100 * (statistics.median(ray) / statistics.median(plain) - 1):+.1f}%); of the "
+            f"study's {gap:+.1f} s over the same layout, {slower:+.1f} s is slower epochs "
+            f"(summed, / {cores} cores) and {gap - slower:+.1f} s the rest (start-up, reports, "
+            "checkpoints, scheduling, shutdown)"
+        )
     for name in ("same layout", "in-process"):
         # each rep's study against that rep's baseline (the pairs share the machine's speed
         # of the moment better than medians across reps do)
