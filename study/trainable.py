@@ -5,7 +5,7 @@ The config dict becomes plasticity's typed :class:`RunConfig` at this boundary. 
 reports after every epoch (the epoch's record plus the running objectives of
 :mod:`plasticity.metrics`; the last report carries the final objective, which is what Optuna
 records) and checkpoints the loop's whole state at task boundaries (or every
-``checkpoint_every`` epochs), not after its last epoch. When Ray retries a crashed trial it
+``checkpoint_every`` epochs) and after its last epoch. When Ray retries a crashed trial it
 continues from the last checkpoint; the loop is deterministic, so the records equal those of an
 uninterrupted run. A checkpoint that cannot be read (truncated, garbage, another
 configuration's) is never used: the trial continues from the newest one that loads (Ray keeps
@@ -120,12 +120,11 @@ def train_strategy(config: dict[str, Any]) -> None:
             if fault.get("how") == "sigkill":  # the worker process dies, as by the OOM killer
                 os.kill(os.getpid(), signal.SIGKILL)
             raise RuntimeError(f"injected fault at task {record['task']} epoch {record['epoch']}")
-        # A finished trial's last report has no checkpoint: it would serve only a resume
-        # after the driver died between this report and Ray's next snapshot, and then the
-        # previous checkpoint re-runs the last task to the same records. Each checkpoint is a
-        # save and a copy on the trial's path (44 MB for the paper MLP with Adam's state) and
-        # a snapshot it forces on the driver.
-        if run.epochs_done % every == 0 and not run.done:
+        # The last epoch checkpoints too, though only a resume in the window before Ray's next
+        # snapshot reads it: that checkpoint forces the snapshot and the sync of the trial's
+        # results into the study folder, and the kill/resume guarantees were built on it
+        # (without it, two kill/resume tests failed in a fresh-clone run).
+        if run.epochs_done % every == 0 or run.done:
             with tempfile.TemporaryDirectory() as folder:
                 save_state(Path(folder) / "state.pt", run.state_dict())
                 (Path(folder) / "records.json").write_text(json.dumps(records))
