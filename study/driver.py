@@ -206,8 +206,13 @@ def resume(path: str, address: str | None = None) -> Path | str | None:
     folder, spec, state = open_study(path)
     check_saved_trials(folder, spec)
     if all(v == "done" for v in state["phases"].values()):
-        print(f"study {spec.name!r} at {folder.root} has already finished; nothing to do")
-        return None
+        # study.json is written as trials end, ahead of the final optuna.db views and of
+        # Ray's last snapshot: a driver killed in between leaves them behind it. Both are
+        # rebuilt from the snapshot, and what the snapshot has not finished runs.
+        refresh_views(folder, spec, state)
+        if all(v == "done" for v in state["phases"].values()):
+            print(f"study {spec.name!r} at {folder.root} has already finished; nothing to do")
+            return None
     return _drive(folder, spec, state, address)
 
 

@@ -130,8 +130,14 @@ def test_four_trial_study_end_to_end(tmp_path, local_ray, capsys):
     with pytest.raises(UserError, match="already exists .* plasticity study resume"):
         launch(spec)
     capsys.readouterr()
+    # a driver killed after study.json said done and before its final optuna.db views:
+    # resume rebuilds them from Ray's snapshot, then has nothing to run
+    (root / "optuna.db").unlink()
     assert resume(uri) is None
     assert "already finished" in capsys.readouterr().out
+    for strategy in ("reset", "expanded"):
+        study = optuna.load_study(study_name=f"t.{strategy}", storage=storage)
+        assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
 
     # extend: one more search trial of reset only, on the same Optuna study; reset evaluated
     # again only if the new trial is its best; the analysis counts the new trial
