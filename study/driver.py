@@ -205,14 +205,13 @@ def resume(path: str, address: str | None = None) -> Path | str | None:
     """Continue an interrupted study; returns None (and says so) when it had finished."""
     folder, spec, state = open_study(path)
     check_saved_trials(folder, spec)
+    # optuna.db and study.json from Ray's snapshot first: study.json is written as trials
+    # end, ahead of the final optuna.db views and of Ray's last snapshot, so a driver killed
+    # in between leaves a study that says "done" with its views (or its trials) behind
+    refresh_views(folder, spec, state)
     if all(v == "done" for v in state["phases"].values()):
-        # study.json is written as trials end, ahead of the final optuna.db views and of
-        # Ray's last snapshot: a driver killed in between leaves them behind it. Both are
-        # rebuilt from the snapshot, and what the snapshot has not finished runs.
-        refresh_views(folder, spec, state)
-        if all(v == "done" for v in state["phases"].values()):
-            print(f"study {spec.name!r} at {folder.root} has already finished; nothing to do")
-            return None
+        print(f"study {spec.name!r} at {folder.root} has already finished; nothing to do")
+        return None
     return _drive(folder, spec, state, address)
 
 
@@ -243,6 +242,7 @@ def extend(
         + ", ".join(f"{s} {plan[s]}" for s in targets),
         flush=True,
     )
+    refresh_views(folder, spec, state)  # the snapshot's trials under the new plan
     return _drive(folder, spec, state, address)
 
 
@@ -357,7 +357,6 @@ def _drive(
             text = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
             folder.write_text("study.yaml", text)
             folder.write_text("study.json", json.dumps(state, indent=2))
-        refresh_views(folder, spec, state)
         _run_study(folder, spec, state, make_trainable(spec))
     finally:
         if started:
