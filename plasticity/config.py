@@ -16,16 +16,16 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from plasticity import strategies
-from plasticity.data import DATASETS
 from plasticity.errors import UserError
-from plasticity.models import MODELS, PAPER_LR
-from plasticity.objectives import OBJECTIVES
-from plasticity.optim import OPTIMIZERS
+
+if TYPE_CHECKING:
+    import torch
+
+# The training code (torch, the strategies, the data) is imported inside the functions that
+# validate a run: reading this module's fields (a study file's schema, `plasticity --help`,
+# `plasticity study status`) must not import torch.
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,11 @@ class RunConfig:
     """Per-strategy hyperparameters, e.g. {"expanded": {"schedule": "cosine"}}."""
 
     def __post_init__(self) -> None:
-        for name, allowed in _CHOICES.items():
+        from plasticity import strategies
+        from plasticity.data import DATASETS
+        from plasticity.models import PAPER_LR
+
+        for name, allowed in _choices().items():
             if getattr(self, name) not in allowed:
                 raise UserError(
                     f"unknown {name} {getattr(self, name)!r}; choose from {', '.join(allowed)}"
@@ -152,6 +156,8 @@ class RunConfig:
 
     def params(self, strategy: str) -> Any:
         """The typed parameters of ``strategy``."""
+        from plasticity import strategies
+
         return strategies.parse_params(strategies.get(strategy), self.strategy_params[strategy])
 
 
@@ -175,7 +181,17 @@ TRIAL_FIELDS = (
 )
 """Run fields a strategy's search space may set, besides the strategy's own parameters."""
 
-_CHOICES = {"dataset": DATASETS, "model": MODELS, "objective": OBJECTIVES, "optimizer": OPTIMIZERS}
+
+
+def _choices() -> dict[str, Any]:
+    """The fields that name one of a fixed set, and the set."""
+    from plasticity.data import DATASETS
+    from plasticity.models import MODELS
+    from plasticity.objectives import OBJECTIVES
+    from plasticity.optim import OPTIMIZERS
+
+    return {"dataset": DATASETS, "model": MODELS, "objective": OBJECTIVES, "optimizer": OPTIMIZERS}
+
 _MIN_INTS = {"restarts": 0, "epochs": 1, "batch_size": 1}
 _FLOATS = ("lr", "beta1", "beta2", "eps", "momentum", "weight_decay")
 
@@ -189,6 +205,8 @@ def _finite(value: Any) -> bool:
 
 
 def _check_strategies(strats: tuple[str, ...]) -> tuple[str, ...]:
+    from plasticity import strategies
+
     if not strats:
         raise UserError("no strategies given; choose from " + ", ".join(strategies.STRATEGIES))
     if len(set(strats)) != len(strats):
@@ -201,6 +219,8 @@ def _check_strategies(strats: tuple[str, ...]) -> tuple[str, ...]:
 def resolve_device(device: str) -> torch.device:
     """``auto`` → CUDA when available, else CPU. Raises :class:`UserError` for a device that
     does not exist here."""
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

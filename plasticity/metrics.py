@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported where a table is made: a study file's metric names
+    import pandas as pd  # (study status, study presets) need no pandas
 
 SPLITS = ("test", "train")
 OBJECTIVES = tuple(f"{kind}_{split}_acc" for split in SPLITS for kind in ("auc", "final"))
@@ -55,6 +56,8 @@ def per_run(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
 
 def objectives(records: Iterable[Mapping[str, Any]]) -> dict[str, float]:
     """The :data:`OBJECTIVES` of one run's records (empty for no records)."""
+    import pandas as pd
+
     frame = pd.DataFrame(list(records))
     if frame.empty:
         return {}

@@ -11,17 +11,28 @@ second-moment statistics drive much of the loss of plasticity), so every run nam
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
-
-if TYPE_CHECKING:
-    from plasticity.config import RunConfig
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
-def make_optimizer(config: RunConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+class OptimizerSettings(Protocol):
+    """What :func:`make_optimizer` reads (a :class:`plasticity.config.RunConfig` has it all)."""
+
+    optimizer: str
+    lr: float | None
+    beta1: float
+    beta2: float
+    eps: float
+    momentum: float
+    weight_decay: float
+
+
+def make_optimizer(
+    config: OptimizerSettings, params: list[torch.nn.Parameter]
+) -> torch.optim.Optimizer:
     """The optimizer ``config`` names, over ``params``."""
     if config.optimizer == "sgd":
         return torch.optim.SGD(
