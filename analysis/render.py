@@ -12,10 +12,12 @@ import numpy as np
 import pandas as pd
 
 from analysis import figures
+from analysis.report import Report, build_report
 from analysis.stats import METRICS
 
 if TYPE_CHECKING:
-    from analysis.report import Report, SettingView, StudyView, Tally, Verdict
+    from analysis.load import Loaded
+    from analysis.report import SettingView, StudyView, Tally, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -267,3 +269,11 @@ def write(report: Report, out: Path, pdf: bool = False) -> Path:
     path.write_text("\n".join(md) + "\n")
     log.info("wrote %d files", len(written) + 1)
     return path
+
+
+def write_report(
+    loaded: Loaded, out: Path, pdf: bool = False, seed: int = 0, reps: int = 2000
+) -> Path:
+    """Everything: records.parquet, tables, figures and report.md in ``out``; returns the
+    report's path."""
+    return write(build_report(loaded, seed, reps), out, pdf)

@@ -1,6 +1,7 @@
 """The report's content, computed from loaded results: tables, verdicts, notes and the data of
 every figure, as one :class:`Report`. :mod:`analysis.render` writes it out (CSV, Markdown,
-figures); :func:`write_report` does both."""
+figures; :func:`analysis.render.write_report` does both): it imports this module, never the
+other way."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from analysis import render, scenarios
+from analysis import scenarios
 from analysis.load import Loaded, searched_values
 from analysis.scenarios import ScenarioResults
 from analysis.stats import (
@@ -424,10 +425,3 @@ def build_report(loaded: Loaded, seed: int = 0, reps: int = 2000) -> Report:
         scenarios=scenarios.build(objs, loaded.studies, seed, reps, MIN_VERDICT_SEEDS),
     )
 
-
-def write_report(
-    loaded: Loaded, out: Path, pdf: bool = False, seed: int = 0, reps: int = 2000
-) -> Path:
-    """Everything: records.parquet, tables, figures and report.md in ``out``; returns the
-    report's path."""
-    return render.write(build_report(loaded, seed, reps), out, pdf)

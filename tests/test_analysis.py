@@ -11,6 +11,7 @@ from conftest import TINY_RUN_ARGS
 
 from analysis import figures, render
 from analysis.load import load
+from analysis.render import write_report
 from analysis.report import (
     MIN_VERDICT_SEEDS,
     Report,
@@ -21,7 +22,6 @@ from analysis.report import (
     build_report,
     tallies,
     verdict_kind,
-    write_report,
 )
 from analysis.stats import METRICS, bootstrap_ci, paired_difference_ci
 from analysis.synthetic import make_study

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from analysis.load import load
-from analysis.report import build_report, write_report
+from analysis.render import write_report
+from analysis.report import build_report
 from analysis.scenarios import verdict
 from analysis.synthetic import make_study
 
