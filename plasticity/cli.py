@@ -41,7 +41,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(next((a for a in argv if not a.startswith("-")), ""))
     try:
         args = parser.parse_args(argv)
         logging.basicConfig(
@@ -62,12 +63,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line. With ``command`` (the subcommand ``main`` sees), the ``run`` flags are
+    built only for ``run``: they come from the strategies' parameters, which import torch, and
+    ``plasticity --help`` or ``plasticity study status`` must answer without it."""
     parser = _Parser(prog="plasticity", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"plasticity {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    add_run_parser(sub.add_parser("run", help="one experiment in-process (no Ray)"))
+    run = sub.add_parser("run", help="one experiment in-process (no Ray)")
+    if command in (None, "run"):
+        add_run_parser(run)
     sub.add_parser("models", help="built-in architectures and parameter counts").set_defaults(
         func=cmd_models
     )
