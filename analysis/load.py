@@ -29,14 +29,13 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.columns import run_columns
 from plasticity.errors import UserError
 
 log = logging.getLogger(__name__)
 
 RUN_KIND = "plasticity-run"
 STUDY_KIND = "plasticity-study"
-# Run fields that are not hyperparameter columns (seed and strategy are columns of the record).
-RUN_SKIP = ("strategies", "seed", "device", "data_dir", "strategy_params")
 EXPERIMENTS = ("trials", "eval")
 """A study's Ray Tune experiments besides ``search-STRATEGY`` (the layout before ``trials``)."""
 
@@ -85,20 +84,6 @@ def folder_kind(path: Path) -> str:
     raise UserError(
         f"{path} is not a run or a study (no config.json or study.json from plasticity)"
     )
-
-
-def run_columns(run: dict[str, Any], strategy: str) -> dict[str, Any]:
-    """Hyperparameter columns of one strategy's rows: the run's setting and optimizer fields
-    and ``strategy``'s own parameters (from a run's ``config.json`` or a trial's ``run``)."""
-    cols = {k: v for k, v in run.items() if k not in RUN_SKIP}
-    cols.update(run.get("strategy_params", {}).get(strategy, {}))
-    return cols
-
-
-def searched_values(space: dict[str, Any], run: dict[str, Any], strategy: str) -> dict[str, Any]:
-    """The values that a strategy's search ``space`` (a study file's) set in a trial's ``run``."""
-    columns = run_columns(run, strategy)
-    return {k: columns.get(k) for k in space}
 
 
 def _load_run(path: Path, out: Loaded) -> pd.DataFrame | None:

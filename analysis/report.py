@@ -17,7 +17,8 @@ import pandas as pd
 import yaml
 
 from analysis import scenarios
-from analysis.load import Loaded, searched_values
+from analysis.columns import searched_values
+from analysis.load import Loaded
 from analysis.scenarios import ScenarioResults
 from analysis.stats import (
     METRICS,
@@ -424,4 +425,3 @@ def build_report(loaded: Loaded, seed: int = 0, reps: int = 2000) -> Report:
         band_rng_state=rng.bit_generator.state,
         scenarios=scenarios.build(objs, loaded.studies, seed, reps, MIN_VERDICT_SEEDS),
     )
-

@@ -14,17 +14,9 @@ Every fault strikes at a moment of the study's own progress, read from the study
 phase that runs, trials complete, epochs reported by the running trial), never at a fraction of
 a wall-clock time: the CPU may be shared and slow.
 
-Faults: ``kill`` (the driver and its local Ray SIGKILLed at 6 moments across search and
-evaluation, resumed on this machine after each), ``kill-new-head`` (the same on ``file://``
-storage, each resume from a "new head node": another HOME and TMPDIR, and a fresh copy of the
-storage, the old one deleted), ``view-written`` (the driver dies right after optuna.db is
-written, before Ray's snapshot), ``copy`` and ``move`` (the folder copied or moved after a kill),
-``worker`` (the worker process running the trial SIGKILLed in the search and the evaluation),
-``corrupt`` (the running trial's newest checkpoint garbled, then its worker killed: the retry
-must go on from the older one), ``node`` (a worker node of a 3-node local cluster removed while
-its trial runs), ``disk-full`` (the storage, a small tmpfs, filled and kept full during a
-resumed session, so its trials' checkpoints and Ray's snapshot files cannot be written whole:
-one clear line, then a resume after space is freed sets a torn snapshot aside; needs root).
+The faults are :data:`study.faults.SUITE` (name and what it does), the one list the slow tests
+also run; ``FAULTS`` below holds how each strikes, and must cover that list exactly.
+``disk-full`` and ``disk-full-launch`` mount a tmpfs and need root.
 """
 
 from __future__ import annotations
@@ -45,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from study import faults
 
 SPEC = {
     "name": "f",
@@ -71,7 +65,6 @@ PHASES = ["search-expanded", "eval-expanded"]  # study.json's; trial folders tri
 ROWS = 9  # epoch rows of a whole trial: (restarts + 1) x epochs
 PLANNED = SPEC["budget"]["trials_per_strategy"] + SPEC["budget"]["eval_seeds"]
 FIELDS = ("task", "epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "alpha")
-ALL = "kill,kill-new-head,view-written,copy,move,worker,corrupt,node,disk-full,disk-full-launch"
 TIMEOUT = 900  # seconds one driver may take before the suite gives up on it
 
 
@@ -90,10 +83,12 @@ def result_rows(result: Path) -> dict[int, dict]:
 
 def known_trials(experiment: Path) -> set[str] | None:
     """Trial ids in the experiment's newest snapshot (None: no snapshot yet)."""
-    states = sorted(experiment.glob("experiment_state-*.json"))
-    if not states:
-        return None
-    return {json.loads(t)["trial_id"] for t, _ in json.loads(states[-1].read_text())["trial_data"]}
+    from pyarrow import fs as pafs
+
+    from study.store.snapshot import newest_trials
+
+    trials = newest_trials(pafs.LocalFileSystem(), str(experiment))
+    return None if trials is None else {t.trial_id for t in trials}
 
 
 def phase_results(root: Path, phase: str) -> list[Path]:
@@ -128,8 +123,7 @@ def trial_rows(root: Path, phase: str) -> list[tuple[str, list[tuple]]]:
             continue
         rows = result_rows(result)
         if rows:
-            run = rows[max(rows)]["config"]
-            run = run.get("trial", run)["run"]
+            run = rows[max(rows)]["config"]["run"]
             out.append((json.dumps(run, sort_keys=True), [rows[k] for k in sorted(rows)]))
     return out
 
@@ -420,7 +414,7 @@ def fault_kill_new_head(case: Case) -> None:
 def fault_view_written(case: Case) -> None:
     """The driver dies right after an optuna.db write (a fault hook; the first comes as trial 1
     completes), before Ray's snapshot holds that trial as ended."""
-    code = case.launch(env={**case.env, "PLASTICITY_FAULT": "view-written"})
+    code = case.launch(env={**case.env, faults.ENV: faults.VIEW_WRITTEN})
     case.injected = int(code != 0)
     case.resume_until_done()
 
@@ -506,7 +500,7 @@ def garble_newest(trial: Path) -> None:
     checkpoints = sorted(trial.glob("checkpoint_*"))
     if len(checkpoints) < 2:
         raise RuntimeError(f"{trial}: the fault wants two checkpoints, found {len(checkpoints)}")
-    (checkpoints[-1] / "state.pt").write_bytes(b"garbage, not a checkpoint")
+    faults.garble(checkpoints[-1])
 
 
 def fault_corrupt(case: Case) -> None:
@@ -529,7 +523,7 @@ def fault_node(case: Case) -> None:
     import ray
     from ray.cluster_utils import Cluster
 
-    from study.driver import launch
+    from study.commands import launch
     from study.spec import load_spec
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
@@ -591,11 +585,14 @@ def fill(folder: Path, hold: threading.Event) -> Action:
 
 
 def torn_snapshot(root: Path) -> str:
-    """What :func:`study.driver.check_snapshots` will find in the study's newest snapshot."""
-    from study.driver import StudyFolder, snapshot_fault, snapshot_sessions
+    """What :func:`study.driver.repair.repair_snapshots` will find in the study's newest
+    snapshot."""
+    from study.driver.repair import snapshot_fault
+    from study.store.folder import StudyFolder
+    from study.store.snapshot import snapshot_sessions
 
     folder = StudyFolder(str(root))
-    sessions = snapshot_sessions(folder.fs, f"{folder.path}/trials")
+    sessions = snapshot_sessions(folder.fs, folder.experiment_path)
     if not sessions:
         return "no snapshot"
     newest = list(sessions)[-1]
@@ -605,7 +602,7 @@ def torn_snapshot(root: Path) -> str:
 def fault_disk_full_launch(case: Case) -> None:
     """As ``disk-full``, but in the launch session: no kill first, so the study has one
     session whose snapshot files the full disk truncates in place; the resume must go on from
-    the copy the running driver kept (:class:`study.driver.SnapshotKeeper`)."""
+    the copy the running driver kept (:class:`study.driver.repair.SnapshotKeeper`)."""
     fault_disk_full(case, kill_first=False)
 
 
@@ -672,6 +669,9 @@ FAULTS = {
     "disk-full": fault_disk_full,
     "disk-full-launch": fault_disk_full_launch,
 }
+if set(FAULTS) != set(faults.SUITE):
+    raise RuntimeError(f"FAULTS and study.faults.SUITE differ: {set(FAULTS) ^ set(faults.SUITE)}")
+ALL = ",".join(faults.SUITE)
 
 
 # -- comparing with the undisturbed study ---------------------------------------------------------
@@ -716,8 +716,8 @@ def main() -> None:
     p.add_argument("--faults", default=ALL, help=f"comma-separated, of {ALL}")
     p.add_argument("--work", help="folder for the studies (default: a new temporary one)")
     args = p.parse_args()
-    faults = args.faults.split(",")
-    unknown = [f for f in faults if f not in FAULTS]
+    chosen = args.faults.split(",")
+    unknown = [f for f in chosen if f not in FAULTS]
     if unknown:
         p.error(f"unknown fault(s) {unknown}; choose from {ALL}")
     work = Path(args.work or tempfile.mkdtemp(prefix="faults-"))
@@ -737,7 +737,7 @@ def main() -> None:
     print(f"undisturbed study: {len(expected)} trials in {time.time() - started:.0f} s", flush=True)
 
     table = []
-    for name in faults:
+    for name in chosen:
         t0 = time.time()
         if (work / name).exists():
             sys.exit(f"{work / name} exists: give another --work")

@@ -46,7 +46,7 @@ def _run_trial(config: dict[str, Any]) -> list[float]:
     from plasticity.loop import run_experiment
 
     keep_freed_memory()  # as the trainable does (study.trainable); no ray.tune import here
-    run = config.get("trial", config)["run"]  # study.trainable.trial_run
+    run = config["run"]
     records = run_experiment(RunConfig.from_dict({**run, "device": "cpu"}))
     return [r.seconds for r in records]
 
@@ -99,7 +99,8 @@ def main() -> None:
 def run_study(args: argparse.Namespace, cores: int) -> tuple[list, float, float, str]:
     """The study's trial configs, its wall seconds and Ray's start-up seconds (both timed
     from before ``ray.init`` to after ``ray.shutdown``), and where its time went."""
-    from study.driver import init_ray, launch
+    from study.commands import launch
+    from study.driver.ray_setup import init_ray
     from study.spec import load_spec
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -81,9 +81,13 @@ def main() -> None:
     import ray
     from ray.cluster_utils import Cluster
 
-    import study.driver
-    from study.driver import launch
+    import study
     from study.spec import load_spec
+
+    try:
+        from study.commands import launch
+    except ImportError:  # a checkout from before the study layer's split (for the figure before)
+        from study.driver import launch
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     for _ in range(args.nodes - 1):
@@ -103,7 +107,7 @@ def main() -> None:
     slots = args.nodes
     busy = sum(b - a for a, b in spans)
     span = max(b for _, b in spans) - min(a for a, _ in spans)
-    print(f"code: {Path(study.driver.__file__).resolve().parent.parent}")
+    print(f"code: {Path(study.__file__).resolve().parent.parent}")
     print(
         f"study: {args.strategies} strategies x {args.trials} trials (+{args.eval_seeds} eval "
         f"seeds each), concurrency {args.concurrency}, 1 CPU per trial; {slots} nodes x 1 CPU"

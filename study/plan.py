@@ -1,5 +1,7 @@
-"""What a study will do, from its file alone: the search spaces, the trials and epochs of each
-phase, and how many trials the cluster can hold at once (``plasticity study validate``).
+"""What a study will do, from its file (and study.json's ``plan``, once extended): its phases,
+the trials planned in each, the run every trial of a strategy starts from, the evaluation's
+configs, and the plan ``plasticity study validate`` prints (search spaces, trials and epochs
+per phase, how many trials the cluster holds at once).
 
 Pure functions of a :class:`~study.spec.StudySpec` (and of Ray's node list for the cluster):
 nothing here starts Ray or touches storage.
@@ -8,9 +10,72 @@ nothing here starts Ray or touches storage.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
+from study.space import optuna_name
 from study.spec import Range, StudySpec
+from study.trials import EVAL, SEARCH, label, unlabel
+
+
+def search_plan(spec: StudySpec, state: Mapping[str, Any] | None = None) -> dict[str, int]:
+    """Search trials planned per strategy: the study file's ``trials_per_strategy``, raised by
+    ``plasticity study extend`` (study.json's ``plan``)."""
+    plan = {s: spec.budget.trials_per_strategy for s in spec.strategies}
+    plan.update((state or {}).get("plan") or {})
+    return plan
+
+
+def planned_trials(search: Mapping[str, int], evals: Mapping[str, int]) -> dict[str, int]:
+    """Trials planned per phase, in study.json's order: ``search-S`` (``search[S]`` trials),
+    then ``eval-S`` (``evals[S]`` trials; no phase where that is 0). A strategy's evaluation
+    runs its search's best once per evaluation seed; an extension that changes the best runs
+    it again (the superseded trials come on top)."""
+    out = {label(SEARCH, s): n for s, n in search.items()}
+    out.update({label(EVAL, s): n for s, n in evals.items() if n})
+    return out
+
+
+def eval_counts(spec: StudySpec) -> dict[str, int]:
+    """Evaluation trials per strategy: one per evaluation seed."""
+    return {s: spec.budget.eval_seeds for s in spec.strategies}
+
+
+def phases(spec: StudySpec) -> list[str]:
+    """study.json's phases: each strategy's search, then (with evaluation) its evaluation."""
+    return list(planned_trials(search_plan(spec), eval_counts(spec)))
+
+
+def base_run(spec: StudySpec, strategy: str, seed: int) -> dict[str, Any]:
+    """The whole run of one strategy's trial before its searched values go in (see
+    :func:`study.space.resolve_run`); validated by building it (which imports the training
+    code)."""
+    from plasticity.config import RunConfig
+
+    run = RunConfig(**spec.setting.model_dump(), strategies=(strategy,), seed=seed, device="cpu")
+    return {**run.to_dict(), "device": "auto"}  # the trial picks its device where it runs
+
+
+def trial_constants(spec: StudySpec, strategy: str, phase: str) -> dict[str, Any]:
+    """What every trial config of ``strategy`` and ``phase`` holds besides its ``run``."""
+    return {"strategy": strategy, "phase": phase, "checkpoint_every": spec.checkpoint_every}
+
+
+def eval_configs(spec: StudySpec, best: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every best configuration on every fresh seed (``budget.eval_seed_values``)."""
+    return [
+        {**trial_constants(spec, s, EVAL), "run": {**best[s]["config"]["run"], "seed": seed}}
+        for s in spec.strategies
+        for seed in spec.budget.eval_seed_values()
+    ]
+
+
+def eval_templates(spec: StudySpec) -> dict[str, list[dict[str, Any]]]:
+    """Per strategy, :func:`eval_configs` with no best run yet: each config's ``run`` holds
+    only what the evaluation sets (the seed); the searcher lays it over the strategy's best
+    run once its search has ended."""
+    configs = eval_configs(spec, {s: {"config": {"run": {}}} for s in spec.strategies})
+    return {s: [c for c in configs if c["strategy"] == s] for s in spec.strategies}
 
 
 def describe_param(value: Any) -> str:
@@ -43,7 +108,7 @@ def space_rows(spec: StudySpec) -> list[tuple[str, str, str]]:
         for key, value in space.items():
             text = describe_param(value)
             if key == "ramp" and "step" in _options(space.get("schedule")):
-                text += " (called step_epoch for step schedules)"
+                text += f" (called {optuna_name(key, 'step')} for step schedules)"
             rows.append((strategy, key, text))
     return rows
 
@@ -60,29 +125,16 @@ def epochs_per_trial(spec: StudySpec, strategy: str) -> tuple[int, int]:
 def phase_rows(spec: StudySpec) -> list[dict[str, Any]]:
     """Per phase: its name, planned trials, epochs (low, high) and how its trials are chosen.
     With ``scheduler: asha`` the epochs are an upper bound (trials may be stopped early)."""
-    n = spec.budget.trials_per_strategy
-    rows = []
-    for s in spec.strategies:
-        lo, hi = epochs_per_trial(spec, s)
-        rows.append(
-            {
-                "phase": f"search-{s}",
-                "trials": n,
-                "epochs": (n * lo, n * hi),
-                "how": spec.budget.search_kind(),
-            }
-        )
     seeds = spec.budget.eval_seed_values()
-    for s in spec.strategies if seeds else []:
-        lo, hi = epochs_per_trial(spec, s)
-        rows.append(
-            {
-                "phase": f"eval-{s}",
-                "trials": len(seeds),
-                "epochs": (lo * len(seeds), hi * len(seeds)),
-                "how": f"its search's best on seeds {_seed_text(seeds)}",
-            }
-        )
+    how = {
+        SEARCH: spec.budget.search_kind(),
+        EVAL: f"its search's best on seeds {_seed_text(seeds)}" if seeds else "",
+    }
+    rows = []
+    for phase, n in planned_trials(search_plan(spec), eval_counts(spec)).items():
+        kind, strategy = unlabel(phase)
+        lo, hi = epochs_per_trial(spec, strategy)
+        rows.append({"phase": phase, "trials": n, "epochs": (n * lo, n * hi), "how": how[kind]})
     return rows
 
 
@@ -99,7 +151,7 @@ def fits(nodes: list[dict[str, Any]], cpu: float, gpu: float) -> int:
     return total
 
 
-def plan_text(spec: StudySpec, phases: list[str]) -> str:
+def plan_text(spec: StudySpec) -> str:
     """The plan as printed by ``plasticity study validate``."""
     s = spec.setting
     lr = "as in the paper" if s.lr is None else f"{s.lr:g}"
@@ -115,7 +167,7 @@ def plan_text(spec: StudySpec, phases: list[str]) -> str:
         )
         + f"; {study_slots_text(spec)}, each {spec.resources.cpu:g} CPU + "
         f"{spec.resources.gpu:g} GPU",
-        f"phases: {', '.join(phases)}",
+        f"phases: {', '.join(phases(spec))}",
         "",
         "search spaces (one Optuna study per strategy):",
     ]

@@ -12,9 +12,9 @@ stay at the top level of the config, as OptunaSearch puts them.)
 
 Conditional parameters: for ``expanded``, the schedule kind is drawn first; ``alpha0`` and
 ``ramp`` only exist for kinds that use them (not ``paper``). For the ``step`` kind Optuna calls
-the ramp ``step_epoch`` (a different quantity, the epoch of the jump, so TPE models it apart);
-in ``run`` it is the strategy's ``ramp``. The ramp is capped at the trial's epochs per restart,
-which are drawn before it.
+the ramp ``step_epoch`` (:func:`optuna_name`: a different quantity, the epoch of the jump, so
+TPE models it apart); in ``run`` it is the strategy's ``ramp``. The ramp is capped at the
+trial's epochs per restart, which are drawn before it.
 """
 
 from __future__ import annotations
@@ -26,6 +26,14 @@ from typing import Any
 from plasticity.config import TRIAL_FIELDS
 
 ORDER = ("epochs", "lr", "weight_decay", "schedule")
+STEP_EPOCH = "step_epoch"
+
+
+def optuna_name(key: str, schedule: str | None) -> str:
+    """The name Optuna knows a parameter by: for ``step`` schedules the ramp is
+    :data:`STEP_EPOCH` (the epoch of the jump, another quantity than a ramp's length, so TPE
+    models it apart); every other parameter keeps its name."""
+    return STEP_EPOCH if key == "ramp" and schedule == "step" else key
 
 
 def resolve_run(base: Mapping[str, Any], strategy: str, values: Mapping[str, Any]) -> dict:
@@ -55,8 +63,8 @@ def define_space(
     values: dict[str, Any] = {}
     keys = sorted(space, key=lambda k: (ORDER.index(k) if k in ORDER else len(ORDER), k))
     for key in keys:
-        value, name = space[key], key
-        kind = values.get("schedule")
+        value, kind = space[key], values.get("schedule")
+        name = optuna_name(key, kind)
         if key in ("alpha0", "ramp") and kind == "paper":
             continue  # the paper's staircase has neither
         if key == "ramp":
@@ -64,8 +72,6 @@ def define_space(
             if isinstance(value, dict):
                 value = {**value, "high": min(value["high"], epochs)}
                 value["low"] = min(value["low"], value["high"] / 2)
-            if kind == "step":
-                name = "step_epoch"
         if isinstance(value, dict):
             values[key] = _suggest_range(trial, name, value)
         elif isinstance(value, list):

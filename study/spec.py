@@ -37,21 +37,20 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
 )
 
-from plasticity import strategies as strategy_registry
 from plasticity.config import SETTING_FIELDS, TRIAL_FIELDS, RunConfig
 from plasticity.errors import UserError
 from plasticity.fields import field_docs, field_types
 from plasticity.metrics import OBJECTIVES
+from study.budget import Budget
 from study.space import resolve_run
 
 OBJECTIVE_METRICS = OBJECTIVES
-EVAL_SEED_BASE = 1000
-"""The first evaluation seed unless a study file says otherwise (1000, 1001, …)."""
 PRESET_DIR = Path(__file__).parent / "presets"
 
 
@@ -94,8 +93,16 @@ def _setting_model() -> type[BaseModel]:
     return create_model("Setting", __base__=_Strict, __validators__=_SETTING_CHECK, **fields)
 
 
+def _trusted(info: ValidationInfo) -> bool:
+    """Validation of a study file taken as checked when it was written (see
+    :func:`load_spec`)."""
+    return bool(info.context and info.context.get("trusted"))
+
+
 @model_validator(mode="after")
-def _valid_run(self: BaseModel) -> BaseModel:
+def _valid_run(self: BaseModel, info: ValidationInfo) -> BaseModel:
+    if _trusted(info):
+        return self
     try:
         RunConfig(**self.model_dump(), strategies=("reset",), device="cpu")
     except UserError as e:
@@ -105,78 +112,6 @@ def _valid_run(self: BaseModel) -> BaseModel:
 
 _SETTING_CHECK = {"valid_run": _valid_run}
 Setting = _setting_model()
-
-
-class Budget(_Strict):
-    trials_per_strategy: int = Field(4, ge=1)
-    """Optuna trials for each strategy's search (equal for all, so baselines are tuned too)."""
-    eval_seeds: int = Field(5, ge=0)
-    """Fresh seeds the best configuration of each strategy is re-run on (0: no evaluation)."""
-    search_seed: int = 0
-    """The seed the search trials train with (and the TPE sampler's seed)."""
-    scheduler: Literal["fifo", "asha"] = "fifo"
-    """asha stops poor trials early (Optuna records them PRUNED, never as complete trials)."""
-    grace_epochs: int = Field(10, ge=1)
-    """asha: epochs of restart tasks (task 0 does not count) a trial runs before it may be
-    stopped; at least the epochs per restart, so the first cut judges a whole new task."""
-    startup_trials: int | None = Field(None, ge=1)
-    """Random trials before TPE models the results (default: :meth:`startup`)."""
-    eval_seed_base: int | None = Field(None, ge=0)
-    """Evaluation seeds are ``eval_seed_base``, +1, … (default 1000: never the search's seed)."""
-    eval_seed_list: list[StrictInt] | None = Field(None, min_length=1)
-    """Explicit evaluation seeds instead (distinct, ≥ 0); ``eval_seeds`` defaults to their
-    count."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _count_listed_seeds(cls, data: Any) -> Any:
-        listed = data.get("eval_seed_list") if isinstance(data, dict) else None
-        if isinstance(listed, list) and "eval_seeds" not in data:
-            data = {**data, "eval_seeds": len(listed)}
-        return data
-
-    @model_validator(mode="after")
-    def _check_eval_seeds(self) -> Budget:
-        listed = self.eval_seed_list
-        if listed is not None:
-            if self.eval_seed_base is not None:
-                raise ValueError("give eval_seed_base or eval_seed_list, not both")
-            if len(listed) != self.eval_seeds:
-                raise ValueError(
-                    f"eval_seeds ({self.eval_seeds}) and eval_seed_list ({len(listed)} seeds) "
-                    "disagree; give one of them"
-                )
-            if len(set(listed)) != len(listed) or min(listed) < 0:
-                raise ValueError(f"eval_seed_list must hold distinct seeds >= 0, got {listed}")
-        if self.search_seed in self.eval_seed_values():
-            raise ValueError(
-                f"the evaluation seeds {self.eval_seed_values()} include the search seed "
-                f"({self.search_seed}): the evaluation must run on fresh seeds"
-            )
-        return self
-
-    def eval_seed_values(self) -> list[int]:
-        """The seeds every strategy's best configuration is re-run on, in order."""
-        if self.eval_seed_list is not None:
-            return list(self.eval_seed_list)
-        base = EVAL_SEED_BASE if self.eval_seed_base is None else self.eval_seed_base
-        return list(range(base, base + self.eval_seeds))
-
-    def startup(self) -> int:
-        """TPE's random start-up trials: as given, else a third of the budget, 2 to 10 (Optuna's
-        default of 10 would leave a 4-trial search purely random)."""
-        if self.startup_trials is not None:
-            return self.startup_trials
-        return max(2, min(10, self.trials_per_strategy // 3))
-
-    def search_kind(self, trials: int | None = None) -> str:
-        """How the search chose its ``trials`` (default: ``trials_per_strategy``; more once
-        the study was extended), for summaries."""
-        trials = self.trials_per_strategy if trials is None else trials
-        random, guided = min(self.startup(), trials), trials - self.startup()
-        if guided <= 0:
-            return f"random search ({trials} trials, all TPE start-up)"
-        return f"{random} random start-up + {guided} TPE trials"
 
 
 class Resources(_Strict):
@@ -243,7 +178,7 @@ class StudySpec(_Strict):
     """A whole study file."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    setting: Setting = Setting()
+    setting: Setting = Field(default_factory=Setting)
     strategies: dict[str, dict[str, Param]]
     budget: Budget = Budget()
     metric: Literal[OBJECTIVE_METRICS] = "auc_test_acc"  # type: ignore[valid-type]
@@ -269,9 +204,15 @@ class StudySpec(_Strict):
 
     @field_validator("strategies")
     @classmethod
-    def _check_strategies(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    def _check_strategies(
+        cls, value: dict[str, dict[str, Any]], info: ValidationInfo
+    ) -> dict[str, dict[str, Any]]:
         if not value:
             raise ValueError("no strategies to compare")
+        if _trusted(info):
+            return value
+        from plasticity import strategies as strategy_registry
+
         for name, space in value.items():
             if name not in strategy_registry.STRATEGIES:
                 known = ", ".join(strategy_registry.STRATEGIES)
@@ -289,34 +230,29 @@ class StudySpec(_Strict):
         return value
 
 
-def load_spec(source: str | Path | dict[str, Any], **overrides: Any) -> StudySpec:
+def load_spec(
+    source: str | Path | dict[str, Any], trusted: bool = False, **overrides: Any
+) -> StudySpec:
     """A validated :class:`StudySpec` from a YAML file or a dict; ``overrides`` replace top-level
-    keys (e.g. ``storage``, ``name``). Every problem is one :class:`UserError` line."""
-    if isinstance(source, dict):
-        raw, where = dict(source), "study"
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise UserError(f"no study file at {path}")
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            raise UserError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
-        except UnicodeDecodeError:
-            raise UserError(f"{path} is not a text (YAML) file") from None
-        where = str(path)
-        if not isinstance(raw, dict):
-            raise UserError(f"{path} must hold a mapping of study settings")
+    keys (e.g. ``storage``, ``name``). Every problem is one :class:`UserError` line.
+
+    ``trusted``: a file checked when it was written (a launched study's study.yaml, a shipped
+    preset) read by a command that only reads (status, list, presets): its types and structure
+    are validated, but not what needs the training code (torch), i.e. building each strategy's
+    run, the strategy registry and its parameters; ``STRATEGY: default`` stays unexpanded, as
+    an empty space."""
+    raw, where = (dict(source), "study") if isinstance(source, dict) else _read(Path(source))
     raw.update({k: v for k, v in overrides.items() if v is not None})
-    _expand_defaults(raw)
+    _expand_defaults(raw, trusted)
     try:
-        spec = StudySpec.model_validate(raw)
+        spec = StudySpec.model_validate(raw, context={"trusted": trusted})
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
         msg = err["msg"].removeprefix("Value error, ")
         raise UserError(f"{where}: {loc + ': ' if loc else ''}{msg}") from None
-    _check_params(spec)
+    if not trusted:
+        _check_params(spec)
     _check_scheduler(spec, where)
     for expectation in spec.scenario.expects if spec.scenario else []:
         for role in ("strategy", "baseline"):
@@ -326,10 +262,26 @@ def load_spec(source: str | Path | dict[str, Any], **overrides: Any) -> StudySpe
     return spec
 
 
+def _read(path: Path) -> tuple[dict[str, Any], str]:
+    """A study file's YAML mapping, and where it came from."""
+    if not path.is_file():
+        raise UserError(f"no study file at {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise UserError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a text (YAML) file") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path} must hold a mapping of study settings")
+    return raw, str(path)
+
+
 def default_space(strategy: str, setting: dict[str, Any]) -> dict[str, Any]:
     """``STRATEGY: default`` in a study file: the learning rate a decade either side of the
     paper's for the model and dataset, plus the strategy's own default ranges
     (``Params.SEARCH``), the ramp capped at the epochs per restart."""
+    from plasticity import strategies as strategy_registry
     from plasticity.data import DATASETS
     from plasticity.models import PAPER_LR
 
@@ -343,22 +295,29 @@ def default_space(strategy: str, setting: dict[str, Any]) -> dict[str, Any]:
     return space
 
 
-def _expand_defaults(raw: dict[str, Any]) -> None:
+def _expand_defaults(raw: dict[str, Any], trusted: bool) -> None:
     strategies = raw.get("strategies")
     if not isinstance(strategies, dict):
         return
     setting = raw.get("setting") if isinstance(raw.get("setting"), dict) else {}
     for name, space in list(strategies.items()):
-        if space == "default" and name in strategy_registry.STRATEGIES:
-            strategies[name] = default_space(name, setting)
+        if space == "default" and trusted:
+            strategies[name] = {}
+        elif space == "default":
+            from plasticity import strategies as strategy_registry
+
+            if name in strategy_registry.STRATEGIES:
+                strategies[name] = default_space(name, setting)
 
 
 def _check_params(spec: StudySpec) -> None:
     """Fixed values, the ends of ranges and every choice must make a valid run (RunConfig
     validates, as it does for a trial); a range must fit its parameter's type."""
+    from plasticity import strategies
+
     for name, space in spec.strategies.items():
         base = {**spec.setting.model_dump(), "strategies": [name], "device": "cpu"}
-        kinds = {**field_types(strategy_registry.get(name).Params), **field_types(RunConfig)}
+        kinds = {**field_types(strategies.get(name).Params), **field_types(RunConfig)}
         for key, value in space.items():
             if isinstance(value, Range):
                 _check_range(f"{name}.{key}", value, kinds[key])
@@ -370,7 +329,7 @@ def _check_params(spec: StudySpec) -> None:
 
 
 def _check_scheduler(spec: StudySpec, where: str) -> None:
-    """asha's clock counts restart epochs only (``study.trainable.RESTART_EPOCHS``): a trial
+    """asha's clock counts restart epochs only (``study.trials.RESTART_EPOCHS``): a trial
     of R restarts x E epochs can be stopped only if ``grace_epochs`` < R x E."""
     if spec.budget.scheduler != "asha":
         return

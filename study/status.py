@@ -1,21 +1,20 @@
 """``plasticity study status`` and ``plasticity study list``: what a study holds, read-only.
 
-No Ray, no training code: ``study.json`` (phases, bests) and, in every experiment folder of
-the study, Ray's newest experiment snapshot (each trial's status, config and last result),
-which are the files a resume restores from. So status is right for a running, interrupted or
-finished study, on a local path or a URI, and does not depend on how the study lays out its
-experiments: trials are grouped by the strategy and phase their own config names.
+No Ray, no torch, no pandas, so it answers at once: ``study.json`` (phases, bests) and, in every
+experiment folder of the study, Ray's newest experiment snapshot (each trial's status, config
+and last result), which are the files a resume restores from. So status is right for a running,
+interrupted or finished study, on a local path or a URI, and does not depend on how the study
+lays out its experiments: trials are grouped by the strategy and phase their own config names.
 
-A trial is *finished* when its last result says it ran every epoch (``run_complete``),
-*stopped* when ASHA ended it early (Optuna holds it as PRUNED), *failed* after its retries,
-*running* when the snapshot last saw it running (for an interrupted study: it continues from
-its newest checkpoint on resume, or from the start if it has none), *pending* when created
-but not started; trials of the plan that Ray has not created yet are *to do*.
+A trial is *finished* when its last result says it ran every epoch (``run_complete``), *stopped*
+when ASHA ended it early (Optuna holds it as PRUNED), *failed* after its retries, *running* when
+the snapshot last saw it running (for an interrupted study: it continues from its newest
+checkpoint on resume, or from the start if it has none), *pending* when created but not started;
+trials of the plan that Ray has not created yet are *to do*.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -24,7 +23,13 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from analysis.columns import searched_values
 from plasticity.errors import UserError
+from study.plan import eval_counts, planned_trials, search_plan
+from study.store.folder import StudyFolder
+from study.store.snapshot import newest_snapshot, newest_trials
+from study.store.state import open_study
+from study.trials import EVAL, RUN_COMPLETE, SEARCH, best_trial, label
 
 STATES = ("finished", "running", "pending", "stopped", "failed")
 
@@ -55,7 +60,7 @@ class StrategyStatus:
 def trial_state(status: str, last_result: dict[str, Any]) -> str:
     """Ray's trial status and last result → one of :data:`STATES`."""
     if status == "TERMINATED":
-        return "finished" if last_result.get("run_complete") else "stopped"
+        return "finished" if last_result.get(RUN_COMPLETE) else "stopped"
     if status == "ERROR":
         return "failed"
     if status == "PENDING":
@@ -66,57 +71,40 @@ def trial_state(status: str, last_result: dict[str, Any]) -> str:
 def read_trials(folder: Any, metric: str) -> list[Trial]:
     """Every trial of every experiment folder in the study, from Ray's newest snapshots."""
     trials = []
-    for snapshot in _snapshots(folder):
+    for info in folder.fs.get_file_info(pafs.FileSelector(folder.path)):
+        if info.type != pafs.FileType.Directory:
+            continue
         try:
-            state = json.loads(folder.read_text(snapshot))
-            data = state["trial_data"]
+            saved = newest_trials(folder.fs, info.path)
         except (OSError, ValueError, KeyError, TypeError):
-            raise UserError(f"{folder.root}/{snapshot} is unreadable (truncated?)") from None
-        for trial_json, runtime_json in data:
-            t, rt = json.loads(trial_json), json.loads(runtime_json)
-            config = t.get("config", {})
-            config = config.get("trial", config)
-            last = rt.get("last_result") or {}
+            newest = newest_snapshot(folder.fs, info.path, "experiment_state-") or info.path
+            where = f"{folder.root}/{info.base_name}/{newest.rsplit('/', 1)[-1]}"
+            raise UserError(f"{where} is unreadable (truncated?)") from None
+        for t in saved or []:
             trials.append(
                 Trial(
-                    trial_id=str(t.get("trial_id", "")),
-                    strategy=config.get("strategy", "?"),
-                    phase=config.get("phase", "?"),
-                    state=trial_state(t.get("status", ""), last),
-                    objective=float(last.get(metric, math.nan)),
-                    run=config.get("run", {}),
-                    started=float(rt.get("start_time") or math.nan),
-                    last=float(rt.get("last_result_time") or math.nan),
+                    trial_id=t.trial_id,
+                    strategy=t.config.get("strategy", "?"),
+                    phase=t.config.get("phase", "?"),
+                    state=trial_state(t.status, t.last_result),
+                    objective=float(t.last_result.get(metric, math.nan)),
+                    run=t.config.get("run", {}),
+                    started=float(t.start_time or math.nan),
+                    last=float(t.last_result_time or math.nan),
                 )
             )
     return trials
 
 
-def _snapshots(folder: Any) -> list[str]:
-    """``EXPERIMENT/experiment_state-<time>.json``, the newest of each experiment folder."""
-    from study.search import newest_snapshot
-
-    out = []
-    for info in folder.fs.get_file_info(pafs.FileSelector(folder.path)):
-        if info.type != pafs.FileType.Directory:
-            continue
-        newest = newest_snapshot(folder.fs, info.path, "experiment_state-")
-        if newest is not None:
-            out.append(f"{info.base_name}/{newest.rsplit('/', 1)[1]}")
-    return out
-
-
 def strategy_status(spec: Any, state: dict[str, Any], trials: list[Trial]) -> list[StrategyStatus]:
     """Per strategy: trial counts per phase and state against the plan; the best finished
-    search trial's objective and searched parameters."""
-    from analysis.load import searched_values
-    from study.driver import search_plan
-
-    plan, superseded = search_plan(spec, state), set(state.get("superseded", []))
+    search trial's objective and searched parameters (:func:`study.trials.best_trial`)."""
+    planned = planned_trials(search_plan(spec, state), eval_counts(spec))
+    superseded = set(state.get("superseded", []))
     out = []
     for s in spec.strategies:
-        row = StrategyStatus(s, {"search": plan[s], "eval": spec.budget.eval_seeds})
-        for phase in ("search", "eval"):
+        row = StrategyStatus(s, {p: planned.get(label(p, s), 0) for p in (SEARCH, EVAL)})
+        for phase in (SEARCH, EVAL):
             mine = [
                 t
                 for t in trials
@@ -124,15 +112,15 @@ def strategy_status(spec: Any, state: dict[str, Any], trials: list[Trial]) -> li
             ]
             row.counts[phase] = {k: sum(t.state == k for t in mine) for k in STATES}
         row.superseded = sum(t.strategy == s and t.trial_id in superseded for t in trials)
-        done = [
-            t
+        done = {
+            t.trial_id: t
             for t in trials
-            if t.strategy == s and t.phase == "search" and t.state == "finished"
-            and not math.isnan(t.objective)
-        ]  # fmt: skip
-        if done:
-            best = max(done, key=lambda t: t.objective)
-            row.best, row.params = best.objective, searched_values(spec.strategies[s], best.run, s)
+            if t.strategy == s and t.phase == SEARCH and t.state == "finished"
+        }
+        best = best_trial((i, t.objective) for i, t in done.items())
+        if best is not None:
+            row.best = done[best].objective
+            row.params = searched_values(spec.strategies[s], done[best].run, s)
         elif s in state.get("best", {}):
             row.best = state["best"][s].get("objective", math.nan)
         out.append(row)
@@ -175,9 +163,7 @@ def overall(state: dict[str, Any], trials: list[Trial]) -> str:
 
 def status_text(path: str) -> str:
     """The report ``plasticity study status PATH`` prints."""
-    from study.driver import open_study
-
-    folder, spec, state = open_study(path)
+    folder, spec, state = open_study(path, trusted=True)
     trials = read_trials(folder, spec.metric)
     last = max((t.last for t in trials if not math.isnan(t.last)), default=math.nan)
     created = _created(state)
@@ -211,8 +197,6 @@ def _short(value: Any) -> str:
 
 def list_text(storage: str) -> str:
     """One line per study under ``storage`` (``plasticity study list``)."""
-    from study.driver import StudyFolder, open_study, search_plan
-
     base = StudyFolder(storage)
     info = base.fs.get_file_info(base.path)
     if info.type == pafs.FileType.NotFound:
@@ -227,14 +211,13 @@ def list_text(storage: str) -> str:
         if not StudyFolder(root).exists("study.json"):
             continue
         try:
-            folder, spec, state = open_study(root)
+            folder, spec, state = open_study(root, trusted=True)
             trials = read_trials(folder, spec.metric)
         except UserError as e:
             lines.append(f"{entry.base_name}: unreadable ({e})")
             continue
         superseded = set(state.get("superseded", []))
-        planned = sum(search_plan(spec, state).values())
-        planned += len(spec.strategies) * spec.budget.eval_seeds
+        planned = sum(planned_trials(search_plan(spec, state), eval_counts(spec)).values())
         done = sum(t.state == "finished" and t.trial_id not in superseded for t in trials)
         phases = state["phases"]
         lines.append(

@@ -22,6 +22,7 @@ from typing import Any
 
 from plasticity.errors import UserError
 from study.spec import StudySpec
+from study.trials import label
 
 CLIENTS = {"mlflow": ("mlflow", "mlflow"), "wandb": ("wandb", "wandb")}
 """backend -> (module to import, the extra that installs it)."""
@@ -65,15 +66,25 @@ def _is_folder_uri(uri: str) -> bool:
     return uri.startswith("file:") or ("://" not in uri and not uri.startswith("databricks"))
 
 
+def tracking_text(spec: StudySpec) -> str:
+    """Where the study's trials are tracked, in one line (``plasticity study validate``)."""
+    t, parts = spec.tracking, []
+    if t.mlflow is not None:
+        where = t.mlflow.tracking_uri or "$MLFLOW_TRACKING_URI or MLflow's default"
+        parts.append(f"MLflow at {where}, experiment {t.mlflow.experiment_name or spec.name}")
+    if t.wandb is not None:
+        parts.append(f"Weights & Biases project {t.wandb.project} ({t.wandb.mode})")
+    return "; ".join(parts) or "off (Ray's TensorBoard logs only)"
+
+
 def trial_phase(trial: Any) -> tuple[str, str]:
     """``(PHASE-STRATEGY, STRATEGY)`` of a Ray trial, from its own config (the study's one
     experiment holds every phase's trials)."""
-    config = trial.config.get("trial", trial.config)
-    strategy = config.get("strategy", "?")
-    return f"{config.get('phase', '?')}-{strategy}", strategy
+    strategy = trial.config.get("strategy", "?")
+    return label(trial.config.get("phase", "?"), strategy), strategy
 
 
-def tracking_callbacks(spec: StudySpec, experiment: str) -> list[Any]:
+def tracking_callbacks(spec: StudySpec) -> list[Any]:
     """Ray Tune logger callbacks for the study's backends; each trial's run is tagged with the
     study, its phase (``search-STRATEGY`` or ``eval-STRATEGY``) and strategy."""
     check_tracking(spec)

@@ -15,12 +15,9 @@ its log).
 
 from __future__ import annotations
 
-import glob
 import json
 import logging
-import os
 import re
-import signal
 import tempfile
 import time
 from pathlib import Path
@@ -34,45 +31,20 @@ from plasticity.allocator import keep_freed_memory
 from plasticity.config import RunConfig
 from plasticity.loop import StrategyRun, load_state, prepare, save_state
 from plasticity.metrics import objectives, running_objectives
+from study.faults import TrialFault
+from study.trials import RESTART_EPOCHS, RESTORED_FROM, RUN_COMPLETE
 
 log = logging.getLogger(__name__)
 
 
-# Keys this trainable reports besides the epoch record and the objectives. Ray fills keys of its
-# own (done, training_iteration, trial_id, ...): ours never take one of those names.
 # A Ray worker imports this module in its main thread, before it starts the thread that runs a
 # trial: the allocator settings must come first to reach that thread (plasticity.allocator).
 keep_freed_memory()
 
-RUN_COMPLETE = "run_complete"
-"""True in the report of a trial's last epoch only: the trial ran every epoch of every task."""
-RESTART_EPOCHS = "restart_epochs_done"
-"""Epochs trained on restart tasks (1..R): ASHA's clock. During task 0 (the same objective for
-every strategy, so it says nothing about plasticity) it is 0, so ASHA's first rung always
-compares running objectives taken over restart tasks."""
-RESTORED_FROM = "restored_from"
-"""The checkpoint this run of the trial started from (its folder name), "start" or "" (new)."""
-EXTRA_KEYS = (
-    RUN_COMPLETE,
-    RESTORED_FROM,
-    RESTART_EPOCHS,
-    "epochs_done",
-    "epochs_total",
-    "device",
-    "node",
-    "started_at",
-    "reported_at",
-)
-
-
-def trial_run(config: dict[str, Any]) -> dict[str, Any]:
-    """The run dict of a trial config (evaluation trials nest their config under "trial")."""
-    return config.get("trial", config)["run"]
-
 
 def to_run_config(config: dict[str, Any], device: str = "cpu") -> RunConfig:
     """The typed run of one trial: its ``run`` (see :mod:`study.space`) on ``device``."""
-    return RunConfig.from_dict({**trial_run(config), "device": device})
+    return RunConfig.from_dict({**config["run"], "device": device})
 
 
 def trial_device(gpus: float) -> str:
@@ -89,7 +61,6 @@ def train_strategy(config: dict[str, Any]) -> None:
     """Run one trial to the end, reporting after every epoch."""
     # Ray logs a line per checkpoint from every trial; the status table is what users watch.
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
-    config = config.get("trial", config)
     started_at = time.time()
     node = ray.get_runtime_context().get_node_id()
     resources = tune.get_context().get_trial_resources().required_resources
@@ -112,14 +83,12 @@ def train_strategy(config: dict[str, Any]) -> None:
         tune.report(metrics(records[:i]))
 
     every = int(config.get("checkpoint_every") or 0) or run_config.epochs
-    fault = config.get("fail_once_at")
+    fault = TrialFault.of(config)  # tests and the fault suite only
     while not run.done:
         record = run.run_epoch().to_dict()
         records.append(record)
-        if fault and _fault_due(fault, record):
-            if fault.get("how") == "sigkill":  # the worker process dies, as by the OOM killer
-                os.kill(os.getpid(), signal.SIGKILL)
-            raise RuntimeError(f"injected fault at task {record['task']} epoch {record['epoch']}")
+        if fault is not None:
+            fault.strike(record)
         # The last epoch checkpoints too, though only a resume in the window before Ray's next
         # snapshot reads it: that checkpoint forces the snapshot and the sync of the trial's
         # results into the study folder, and the kill/resume guarantees were built on it
@@ -200,21 +169,3 @@ def _older(checkpoint: tune.Checkpoint) -> list[tune.Checkpoint]:
         for n in names
         if n < name
     ]
-
-
-def _fault_due(fault: dict[str, Any], record: dict[str, Any]) -> bool:
-    """Testing hook: crash once (raise, or with ``fault['how'] == "sigkill"`` kill the worker
-    process), after epoch ``fault['epoch']`` of task ``fault['task']``
-    (``fault['marker']`` is a file that records that the crash happened; ``fault['corrupt']``,
-    a glob of checkpoint folders, has the newest (or with ``which: all`` every) one garbled)."""
-    if (record["task"], record["epoch"]) != (fault["task"], fault["epoch"]):
-        return False
-    marker = Path(fault["marker"])
-    if marker.exists():
-        return False
-    marker.write_text(str(os.getpid()))
-    if "corrupt" in fault:  # checkpoint folders (a glob): garble the newest or all before the retry
-        folders = sorted(glob.glob(fault["corrupt"]))
-        for folder in folders[-1:] if fault.get("which", "newest") == "newest" else folders:
-            (Path(folder) / "state.pt").write_bytes(b"not a checkpoint")
-    return True

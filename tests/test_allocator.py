@@ -101,7 +101,7 @@ def test_a_study_reaches_the_trials_thread_in_a_real_ray_worker(monkeypatch):
     module is imported, so mallopt there misses the trial's thread (a CNN trial ran 1.75x
     slower): the driver gives its workers the settings as environment variables instead."""
     ray = pytest.importorskip("ray")
-    from study.driver import ray_init_env
+    from study.driver.ray_setup import ray_init_env
 
     def faults_in_a_new_thread(code: str) -> int:  # shipped by value: this module is not
         scope: dict = {}  # importable in a Ray worker
@@ -133,7 +133,7 @@ def test_the_drivers_ray_gets_the_workers_environment(monkeypatch):
     every worker, prestarted ones too), and the driver's own environment is left as it was; a
     cluster's job gets them as its runtime environment."""
     ray = pytest.importorskip("ray")
-    import study.driver as driver
+    import study.driver.ray_setup as driver
 
     seen = []
 
@@ -147,8 +147,8 @@ def test_the_drivers_ray_gets_the_workers_environment(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
     for address in (None, "ray://head:10001"):
-        with pytest.raises(RuntimeError, match="stop here"):
-            driver._drive(None, None, {}, address)
+        with pytest.raises(RuntimeError, match="stop here"), driver.connected(address):
+            pass
     (local, local_env), (cluster, cluster_env) = seen
     assert local["address"] == "local" and "runtime_env" not in local and local_env == "0"
     assert cluster["runtime_env"] == driver.ray_init_env()["runtime_env"] and cluster_env is None

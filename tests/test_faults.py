@@ -12,7 +12,8 @@ import pytest
 from conftest import TINY_RUN_ARGS
 from optuna.trial import TrialState
 
-from study.search import ViewStore, WholeTrialSearch
+from study.search import WholeTrialSearch
+from study.store.views import OptunaDbCopy
 
 
 def _space(trial):
@@ -87,10 +88,10 @@ def test_the_saved_searcher_holds_the_search_and_no_path(tmp_path):
     assert len(restored._ot_study.trials) == 2 and len(s._ot_study.trials) == 1
 
 
-def _store(folder) -> ViewStore:
-    from study.driver import StudyFolder
+def _store(folder) -> OptunaDbCopy:
+    from study.store.folder import StudyFolder
 
-    return ViewStore(StudyFolder(str(folder)))
+    return OptunaDbCopy(StudyFolder(str(folder)))
 
 
 def test_view_replaces_its_study_keeps_others_and_closes_running_trials_when_final(tmp_path):
@@ -128,7 +129,7 @@ def test_an_unreadable_view_is_written_again(tmp_path, caplog):
 
 
 def test_the_shared_view_store_publishes_each_write_whole_and_keeps_other_rows(tmp_path):
-    """The running driver's views (ViewStore): the study folder's optuna.db after every write
+    """The running driver's views (OptunaDbCopy): the study folder's optuna.db after every write
     holds other studies' rows, the strategy's rows replaced (not appended), RUNNING trials
     closed when final; two strategies share the store; close() removes the working copy."""
     db = tmp_path / "study" / "optuna.db"
@@ -210,7 +211,7 @@ def test_a_failed_view_write_never_drops_the_other_rows(tmp_path, monkeypatch, c
     published file again, never from the empty copy of the last try."""
     from sqlalchemy.exc import OperationalError
 
-    import study.search as search
+    import study.store.views as search
 
     db = tmp_path / "optuna.db"
     other = optuna.create_study(storage=f"sqlite:///{db}", study_name="s.other")
@@ -230,7 +231,7 @@ def test_a_failed_view_write_never_drops_the_other_rows(tmp_path, monkeypatch, c
         return replace(*args)
 
     monkeypatch.setattr(search, "_replace_rows", flaky)
-    search._write_view("optuna.db", lambda: store.write(second._ot_study, final=False))
+    search.write_view("optuna.db", lambda: store.write(second._ot_study, final=False))
     if failures == 3:
         assert "cannot write optuna.db (OperationalError)" in caplog.text
         assert store.storage is None and store.tmp is None  # closed: nothing half-made kept
@@ -241,17 +242,17 @@ def test_a_failed_view_write_never_drops_the_other_rows(tmp_path, monkeypatch, c
 
 
 def test_a_view_write_error_that_is_not_the_storages_is_raised():
-    import study.search as search
+    import study.store.views as search
 
     with pytest.raises(ValueError):
-        search._write_view("optuna.db", lambda: (_ for _ in ()).throw(ValueError("a bug")))
+        search.write_view("optuna.db", lambda: (_ for _ in ()).throw(ValueError("a bug")))
 
 
 def test_view_writes_are_kept_to_their_share_of_the_drivers_time(monkeypatch):
     """A write is linear in the trials and blocks Ray's loop: a writer whose last write took
     W seconds waits max(every, W / share) before the next one while the search runs; the
     final write is never skipped."""
-    import study.search as search
+    import study.store.views as search
 
     clock = [1000.0]
     monkeypatch.setattr(search.time, "monotonic", lambda: clock[0])
@@ -294,7 +295,7 @@ def world(tmp_path_factory):
     from conftest import TINY_RUN_ARGS
 
     from plasticity.cli import main
-    from study.driver import KIND, LAYOUT
+    from study.store.state import KIND, LAYOUT
 
     w = tmp_path_factory.mktemp("world")
     assert main(["run", *TINY_RUN_ARGS, "--strategies", "reset", "--out", str(w / "run")]) == 0
@@ -358,8 +359,10 @@ def _edited_study(root, raw: dict, storage) -> None:
 
     import yaml
 
-    from study.driver import EXPERIMENT, KIND, LAYOUT, base_run, phases
+    from study.plan import base_run, phases
     from study.spec import load_spec
+    from study.store.folder import EXPERIMENT
+    from study.store.state import KIND, LAYOUT
 
     spec = load_spec({**raw, "storage": str(storage)})
     run = {**base_run(spec, "reset", spec.budget.search_seed), "epochs": 3, "lr": 1e-3}
@@ -475,13 +478,13 @@ def _id(case) -> str:
 def test_bad_input_is_one_line_and_changes_nothing(world, argv, message, capsys, monkeypatch):
     import re
 
-    import study.driver
+    import study.driver.experiment
     from plasticity.cli import main
 
     def no_ray(*args, **kwargs):
         raise AssertionError("the input passed every check: a study would start")
 
-    monkeypatch.setattr(study.driver, "_drive", no_ray)
+    monkeypatch.setattr(study.driver.experiment, "run_study", no_ray)
     monkeypatch.chdir(world.parent)  # a run that slipped through writes runs/ there, not here
 
     before = _bytes(world)
@@ -508,7 +511,8 @@ def test_a_study_whose_file_matches_its_saved_trials_passes_the_check(tmp_path):
     place may differ from study.yaml, and JSON's lists equal the run's tuples."""
     import yaml
 
-    from study.driver import check_saved_trials, open_study
+    from study.driver.repair import check_saved_trials
+    from study.store.state import open_study
 
     root = tmp_path / "studies" / "s1"
     raw = {**GOOD_STUDY, "setting": {**GOOD_STUDY["setting"], "epochs": 3}}
@@ -534,7 +538,7 @@ def record(msg: str, error: Exception | None):
 
 
 def test_only_the_expected_restore_error_is_quieted():
-    from study.driver import ExpectedOnRestore
+    from study.driver.ray_setup import ExpectedOnRestore
 
     keep = ExpectedOnRestore().filter
     assert not keep(record("Trial %s: Error handling checkpoint %s", FileNotFoundError("x")))
@@ -545,7 +549,7 @@ def test_only_the_expected_restore_error_is_quieted():
 def test_a_full_disk_is_one_line_per_failed_write_and_other_records_keep_their_traceback():
     import logging
 
-    from study.driver import DiskFullInOneLine
+    from study.driver.ray_setup import DiskFullInOneLine
 
     full = OSError(28, "Error writing bytes to file. Detail: [errno 28] No space left on device")
     r = record("Trial task failed for trial %s", full)
@@ -571,7 +575,7 @@ def _snapshot(exp, session: str, states: dict[str, str], ended: set[str] | None 
     import pickle
 
     exp.mkdir(parents=True, exist_ok=True)
-    trials = [[json.dumps({"trial_id": t, "status": s}), {}] for t, s in states.items()]
+    trials = [[json.dumps({"trial_id": t, "status": s}), "{}"] for t, s in states.items()]
     state = {"trial_data": trials, "runner_data": {}, "stats": {}}
     (exp / f"experiment_state-{session}.json").write_text(json.dumps(state))
     if ended is None:
@@ -604,11 +608,12 @@ def _names(exp) -> list[str]:
 
 @pytest.mark.parametrize("file", ["searcher-state-{}.pkl", "experiment_state-{}.json"])
 def test_a_truncated_newest_snapshot_is_set_aside_for_the_older_whole_one(study_dir, file, caplog):
-    from study.driver import StudyFolder, check_snapshots
+    from study.driver.repair import repair_snapshots
+    from study.store.folder import StudyFolder
 
     exp = study_dir / "trials"
     _truncate(exp / file.format(NEW))
-    check_snapshots(StudyFolder(str(study_dir)), "trials")
+    repair_snapshots(StudyFolder(str(study_dir)))
     assert _names(exp) == sorted(
         [
             f"experiment_state-{NEW}.json.corrupt",
@@ -623,35 +628,37 @@ def test_a_truncated_newest_snapshot_is_set_aside_for_the_older_whole_one(study_
     said = [r.getMessage() for r in caplog.records]
     assert len(said) == 1 and "\n" not in said[0]
     assert file.format(NEW) in said[0] and "unreadable" in said[0] and OLD in said[0]
-    check_snapshots(StudyFolder(str(study_dir)), "trials")  # whole now: nothing more to do
+    repair_snapshots(StudyFolder(str(study_dir)))  # whole now: nothing more to do
     assert len(_names(exp)) == 9 and len(caplog.records) == 1
 
 
 def test_a_torn_pair_or_a_missing_file_is_set_aside(study_dir, caplog):
     """Trial states and searcher readable but from different moments (c ended in the searcher,
     running in the trial states); then a session with no searcher file at all."""
-    from study.driver import StudyFolder, check_snapshots
+    from study.driver.repair import repair_snapshots
+    from study.store.folder import StudyFolder
 
     exp = study_dir / "trials"
     _snapshot(exp, NEW, {"a": "TERMINATED", "b": "TERMINATED", "c": "RUNNING"}, {"a", "b", "c"})
-    check_snapshots(StudyFolder(str(study_dir)), "trials")
+    repair_snapshots(StudyFolder(str(study_dir)))
     assert "different moments" in caplog.text
     assert sum(n.endswith(".corrupt") for n in _names(exp)) == 3
     newer = "2026-11-25_12-00-00"
     _snapshot(exp, newer, {"a": "TERMINATED", "b": "TERMINATED"})
     (exp / f"searcher-state-{newer}.pkl").unlink()
-    check_snapshots(StudyFolder(str(study_dir)), "trials")
+    repair_snapshots(StudyFolder(str(study_dir)))
     assert "no searcher-state-" in caplog.text
     assert sum(n.endswith(".corrupt") for n in _names(exp)) == 5
 
 
 def test_a_whole_newest_snapshot_is_left_alone_and_a_copy_of_it_kept(study_dir, caplog):
-    from study.driver import StudyFolder, check_snapshots
+    from study.driver.repair import repair_snapshots
+    from study.store.folder import StudyFolder
 
     exp = study_dir / "trials"
     before = _bytes(study_dir)
-    check_snapshots(StudyFolder(str(study_dir)), "trials")
-    check_snapshots(StudyFolder(str(study_dir / "elsewhere")), "trials")  # no snapshot yet
+    repair_snapshots(StudyFolder(str(study_dir)))
+    repair_snapshots(StudyFolder(str(study_dir / "elsewhere")))  # no snapshot yet
     after = _bytes(study_dir)
     assert {p: b for p, b in after.items() if p in before} == before and not caplog.records
     assert {p.name: b for p, b in after.items() if p not in before} == {
@@ -662,17 +669,18 @@ def test_a_whole_newest_snapshot_is_left_alone_and_a_copy_of_it_kept(study_dir, 
 def test_when_ray_truncated_the_older_snapshot_too_the_kept_copy_is_restored(study_dir, caplog):
     """A resume kept a copy of OLD; then a full disk truncated the next session's snapshot
     and OLD's files as well (Ray uploads every session's files again with each snapshot)."""
-    from study.driver import StudyFolder, check_snapshots
+    from study.driver.repair import repair_snapshots
+    from study.store.folder import StudyFolder
 
     exp = study_dir / "trials"
     for kind, ext in KINDS:  # NEW not there yet: OLD is the newest snapshot
         (exp / f"{kind}-{NEW}.{ext}").unlink()
-    check_snapshots(StudyFolder(str(study_dir)), "trials")
+    repair_snapshots(StudyFolder(str(study_dir)))
     whole = _bytes(exp)
     _snapshot(exp, NEW, {"a": "TERMINATED", "b": "TERMINATED", "c": "RUNNING"})
     _truncate(exp / f"experiment_state-{NEW}.json")
     _truncate(exp / f"searcher-state-{OLD}.pkl")
-    check_snapshots(StudyFolder(str(study_dir)), "trials")
+    repair_snapshots(StudyFolder(str(study_dir)))
     now = _bytes(exp)
     for kind, ext in KINDS:
         assert now[exp / f"{kind}-{OLD}.{ext}"] == whole[exp / f"{kind}-{OLD}.{ext}.whole"]
@@ -682,7 +690,7 @@ def test_when_ray_truncated_the_older_snapshot_too_the_kept_copy_is_restored(stu
     assert len(said) == 1 and "the whole copy kept while the study ran" in said[0]
     newer = "2026-11-25_12-00-00"  # the next resume keeps its own snapshot's copy only
     _snapshot(exp, newer, {"a": "TERMINATED", "b": "TERMINATED", "c": "RUNNING"})
-    check_snapshots(StudyFolder(str(study_dir)), "trials")
+    repair_snapshots(StudyFolder(str(study_dir)))
     assert sorted(p.name for p in exp.glob("*.whole")) == sorted(
         f"{kind}-{newer}.{ext}.whole" for kind, ext in KINDS
     )
@@ -690,24 +698,26 @@ def test_when_ray_truncated_the_older_snapshot_too_the_kept_copy_is_restored(stu
 
 def test_with_no_whole_snapshot_the_resume_stops_in_one_line_and_changes_nothing(study_dir):
     from plasticity.errors import UserError
-    from study.driver import StudyFolder, check_snapshots
+    from study.driver.repair import repair_snapshots
+    from study.store.folder import StudyFolder
 
     exp = study_dir / "trials"
     _truncate(exp / f"searcher-state-{NEW}.pkl", 0.9)
     (exp / f"experiment_state-{OLD}.json").write_text("")  # an empty file: the disk was full
     before = _bytes(study_dir)
     with pytest.raises(UserError) as e:
-        check_snapshots(StudyFolder(str(study_dir)), "trials")
+        repair_snapshots(StudyFolder(str(study_dir)))
     assert "\n" not in str(e.value) and "no older whole one" in str(e.value)
     assert f"searcher-state-{NEW}.pkl is unreadable" in str(e.value)
     assert _bytes(study_dir) == before
 
 
 def test_fit_checks_the_snapshot_before_restoring_or_starting_again(study_dir):
-    """With no whole snapshot, _fit stops before Ray could restore from a truncated file or
+    """With no whole snapshot, fit stops before Ray could restore from a truncated file or
     start the experiment from scratch over its trials (tuner.pkl is there: Ray would restore)."""
     from plasticity.errors import UserError
-    from study.driver import StudyFolder, _fit
+    from study.driver.experiment import fit
+    from study.store.folder import StudyFolder
 
     exp = study_dir / "trials"
     (exp / "tuner.pkl").write_bytes(pickle.dumps({"tuner": 1}))
@@ -718,16 +728,17 @@ def test_fit_checks_the_snapshot_before_restoring_or_starting_again(study_dir):
         raise AssertionError("a new experiment over existing trials")
 
     with pytest.raises(UserError, match="no older whole one"):
-        _fit(StudyFolder(str(study_dir)), "trials", None, make_tuner, planned=2)
+        fit(StudyFolder(str(study_dir)), make_tuner, None, lambda: 2, lambda: "the study")
 
 
 def test_the_final_views_of_a_torn_snapshot_are_one_line_not_a_traceback(study_dir, caplog):
     """A full disk truncated the snapshot as the study stopped: the driver's last step, which
     writes optuna.db and study.json from it, says so in one line (the resume sets it aside)."""
-    from study.driver import StudyFolder, _final_views
+    from study.driver.experiment import refresh_views
+    from study.store.folder import StudyFolder
 
     _truncate(study_dir / "trials" / f"searcher-state-{NEW}.pkl")
-    assert _final_views(StudyFolder(str(study_dir)), {}, {}) == []
+    assert refresh_views(StudyFolder(str(study_dir)), {}) == []
     assert "cannot read the study's snapshot" in caplog.text
 
 
@@ -735,15 +746,17 @@ def test_a_view_that_cannot_be_written_does_not_end_the_search(caplog, monkeypat
     """A full disk fails the optuna.db and study.json writes made as a trial ends: one warning
     each; the searcher's record goes on (an error here would end Ray's whole experiment)."""
     from plasticity.metrics import OBJECTIVES
-    from study.search import PROGRESS, VIEWS, StudySearch
+    from study.driver.experiment import TrialEndViews
+    from study.search import StudySearch
+    from study.search.attached import ATTACHED, Attachment
 
     def full(*args) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setitem(VIEWS, "s.reset", full)
-    monkeypatch.setitem(PROGRESS, "s", full)
+    views = TrialEndViews(optuna_db={"reset": full}, study_json=full)
+    monkeypatch.setitem(ATTACHED, "s", Attachment(None, {"reset": 1}, views))
     search = StudySearch(
-        "s", {"reset": _searcher()}, trials=1, concurrency=1, evals={}, metric="obj"
+        "s", {"reset": _searcher()}, plan={"reset": 1}, concurrency=1, evals={}, metric="obj"
     )
     search.suggest("a")
     search.on_trial_complete("a", {**_report(2, 0.5, True), **dict.fromkeys(OBJECTIVES, 0.5)})
@@ -757,7 +770,9 @@ def test_a_truncated_tuner_file_is_put_back_from_the_copy_kept_at_launch(tmp_pat
     """Ray rewrites tuner.pkl with every snapshot: the copy made when the tuner was built (or
     by the first check) puts it back; with no copy the resume stops in one line."""
     from plasticity.errors import UserError
-    from study.driver import StudyFolder, _fit, check_snapshots
+    from study.driver.experiment import fit
+    from study.driver.repair import repair_snapshots
+    from study.store.folder import StudyFolder
 
     folder, exp = StudyFolder(str(tmp_path / "s")), tmp_path / "s" / "trials"
     whole = pickle.dumps({"tuner": "state"})
@@ -771,22 +786,22 @@ def test_a_truncated_tuner_file_is_put_back_from_the_copy_kept_at_launch(tmp_pat
             raise EOFError("Ran out of input")
 
     with pytest.raises(UserError, match="truncated .EOFError: Ran out of input; a full disk") as e:
-        _fit(folder, "trials", None, Tuner, planned=1)
+        fit(folder, Tuner, None, lambda: 1, lambda: "the study")
     assert "\n" not in str(e.value)
     assert (exp / "tuner.pkl.whole").read_bytes() == whole
     _truncate(exp / "tuner.pkl")
-    check_snapshots(folder, "trials")
+    repair_snapshots(folder)
     assert (exp / "tuner.pkl").read_bytes() == whole
     assert (exp / "tuner.pkl.corrupt").read_bytes() == whole[: len(whole) // 2]
     assert "tuner.pkl was truncated; set aside" in caplog.text
     (exp / "tuner.pkl.whole").unlink()
-    check_snapshots(folder, "trials")  # a whole tuner.pkl without a copy gets one
+    repair_snapshots(folder)  # a whole tuner.pkl without a copy gets one
     assert (exp / "tuner.pkl.whole").read_bytes() == whole
     (exp / "tuner.pkl.whole").unlink()
     _truncate(exp / "tuner.pkl")
     before = _bytes(exp)
     with pytest.raises(UserError, match="tuner.pkl is truncated and no whole copy"):
-        check_snapshots(folder, "trials")
+        repair_snapshots(folder)
     assert _bytes(exp) == before
 
 
@@ -795,11 +810,13 @@ def test_the_running_study_keeps_a_whole_copy_so_a_launch_session_truncated_late
 ):
     """A full disk in the launch session truncates its one snapshot in place: without a copy
     taken while it ran there would be nothing to resume from."""
-    from study.driver import KEPT, SnapshotKeeper, StudyFolder, check_snapshots
+    from study.driver.repair import SnapshotKeeper, repair_snapshots
+    from study.store.folder import StudyFolder
+    from study.store.snapshot import KEPT
 
     exp = tmp_path / "s" / "trials"
     folder = StudyFolder(str(tmp_path / "s"))
-    keep = SnapshotKeeper(folder, "trials", every=0)
+    keep = SnapshotKeeper(folder, every=0)
     keep()  # no snapshot yet: nothing
     _snapshot(exp, NEW, {"a": "TERMINATED", "b": "RUNNING"})
     keep()
@@ -817,19 +834,20 @@ def test_the_running_study_keeps_a_whole_copy_so_a_launch_session_truncated_late
     assert not list(exp.glob("*.new"))
     for path in exp.glob("*-state-*[ln]"):  # the disk fills: every file truncated in place
         _truncate(path, 0.3)
-    check_snapshots(folder, "trials")
+    repair_snapshots(folder)
     assert (exp / f"searcher-state-{NEW}.pkl").read_bytes() == whole
     assert (exp / f"searcher-state-{NEW}.pkl.corrupt").exists()
     assert any("the whole copy kept" in r.getMessage() for r in caplog.records)
 
 
 def test_the_keeper_survives_a_full_disk_with_one_warning(tmp_path, caplog):
-    from study.driver import SnapshotKeeper, StudyFolder
+    from study.driver.repair import SnapshotKeeper
+    from study.store.folder import StudyFolder
 
     exp = tmp_path / "s" / "trials"
     _snapshot(exp, NEW, {"a": "TERMINATED"})
     folder = StudyFolder(str(tmp_path / "s"))
-    keep = SnapshotKeeper(folder, "trials", every=0)
+    keep = SnapshotKeeper(folder, every=0)
 
     class FullDisk:
         def __init__(self, fs):

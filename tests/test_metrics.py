@@ -121,7 +121,7 @@ def test_every_consumer_gives_the_same_numbers_for_an_interrupted_run():
 def test_record_and_report_keys_never_collide_with_ray_result_keys():
     import ray.tune.result as ray_result
 
-    from study.trainable import EXTRA_KEYS
+    from study.trials import EXTRA_KEYS
 
     reserved = {v for k, v in vars(ray_result).items() if k.isupper() and isinstance(v, str)}
     reserved |= {"date", "time_since_restore", "iterations_since_restore", "checkpoint_dir_name"}

@@ -56,7 +56,7 @@ BEST = {"config": {"run": {"seed": 0, "lr": 1e-3}}}
     ],
 )
 def test_evaluation_runs_every_best_on_the_study_files_seeds(tmp_path, budget, seeds):
-    from study.driver import eval_configs
+    from study.plan import eval_configs
 
     spec = load_spec(study_file(tmp_path, budget=budget))
     configs = eval_configs(spec, {"reset": BEST})
@@ -105,14 +105,15 @@ def test_plan_counts_trials_and_epochs_per_phase(tmp_path):
         "eval-reset": (2, (8, 8), "its search's best on seeds 1000, 1001"),
         "eval-expanded": (2, (8, 16), "its search's best on seeds 1000, 1001"),
     }
-    text = plan_text(spec, ["search-reset", "search-expanded", "eval-reset", "eval-expanded"])
+    text = plan_text(spec)
+    assert "phases: search-reset, search-expanded, eval-reset, eval-expanded\n" in text
     assert re.search(r"\ntotal +10 +40-60\n", text + "\n"), text
     assert "alpha0    uniform [0, 0.8]" in text and "lr        log-uniform [0.0001, 0.01]" in text
     assert "ramp      integer [1, 2] (called step_epoch for step schedules)" in text
     # strategies run side by side, each within its concurrency (default 2), the cap above all
     assert "; up to 4 trial(s) at once (2 per strategy), each 1 CPU + 0 GPU" in text
     capped = load_spec({**raw, "max_concurrent_trials": 3})
-    assert "up to 3 trial(s) at once (the study's cap; 2 per strategy)" in plan_text(capped, [])
+    assert "up to 3 trial(s) at once (the study's cap; 2 per strategy)" in plan_text(capped)
 
 
 def test_trials_that_fit_at_once_count_alive_nodes_and_gpu_shares():
@@ -134,7 +135,7 @@ def test_a_missing_tracking_client_is_one_line_before_anything_starts(
 ):
     import importlib.util
 
-    import study.driver
+    import study.driver.experiment
     import study.tracking
     from plasticity.cli import main
 
@@ -148,7 +149,7 @@ def test_a_missing_tracking_client_is_one_line_before_anything_starts(
     def no_ray(*args, **kwargs):
         raise AssertionError("the check passed: a study would start")
 
-    monkeypatch.setattr(study.driver, "_drive", no_ray)
+    monkeypatch.setattr(study.driver.experiment, "run_study", no_ray)
     file = tmp_path / "tracked.yaml"
     file.write_text(yaml.safe_dump(study_file(tmp_path, tracking={"mlflow": {}})))
     (tmp_path / "studies").mkdir()
@@ -199,7 +200,7 @@ def test_wandb_block_becomes_rays_wandb_callback(tmp_path, monkeypatch):
     block = {"project": "plasticity", "dir": "wb", "entity": "lab"}
     spec = load_spec(study_file(tmp_path, tracking={"wandb": block}))
     monkeypatch.chdir(tmp_path)
-    [callback] = tracking_callbacks(spec, "trials")
+    [callback] = tracking_callbacks(spec)
     assert isinstance(callback, ray_wandb.WandbLoggerCallback)
     assert (callback.project, callback.group) == ("plasticity", "ops")
     assert callback.kwargs == {
@@ -223,7 +224,7 @@ def test_wandb_block_becomes_rays_wandb_callback(tmp_path, monkeypatch):
 def test_no_tracking_block_no_callbacks(tmp_path):
     from study.tracking import tracking_callbacks
 
-    assert tracking_callbacks(load_spec(study_file(tmp_path)), "eval") == []
+    assert tracking_callbacks(load_spec(study_file(tmp_path))) == []
 
 
 def test_each_phase_runs_with_the_tracking_callbacks_and_the_status_table(tmp_path):
@@ -231,37 +232,29 @@ def test_each_phase_runs_with_the_tracking_callbacks_and_the_status_table(tmp_pa
     from ray.air.integrations.mlflow import MLflowLoggerCallback
     from ray.tune import CLIReporter
 
-    from study.driver import StudyFolder, _run_config
+    from study.driver.tuner import run_config
+    from study.store.folder import StudyFolder
 
     block = {"mlflow": {"tracking_uri": "sqlite:///x.db", "tags": {"who": "me"}}}
     spec = load_spec(study_file(tmp_path, tracking=block))
-    config = _run_config(StudyFolder(str(tmp_path / "studies" / "ops")), spec, "search-reset")
+    config = run_config(StudyFolder(str(tmp_path / "studies" / "ops")), spec)
     [callback] = config.callbacks
     assert isinstance(callback, MLflowLoggerCallback)
     assert (callback.tracking_uri, callback.experiment_name) == ("sqlite:///x.db", "ops")
     assert callback.tags == {"who": "me", "study": "ops"}  # + each trial's phase and strategy
     assert isinstance(config.progress_reporter, CLIReporter)
-    assert list(config.progress_reporter._parameter_columns) == ["lr"]
+    columns = list(config.progress_reporter._parameter_columns)
+    assert columns == ["strategy", "phase", "run/seed", "run/lr"]
 
 
 # -- Ray's status table ----------------------------------------------------------------------
-def test_status_table_shows_objective_progress_and_only_searched_parameters(tmp_path):
-    from study.driver import progress_reporter
+def test_status_table_shows_objective_progress_and_the_columns_every_trial_has(tmp_path):
+    from study.driver.tuner import progress_reporter
 
     spec = load_spec(study_file(tmp_path, strategies={"reset": SPACE, "expanded": EXPANDED}))
-    search = progress_reporter(spec, "search-expanded")
-    assert list(search._metric_columns) == ["auc_test_acc", "task", "epochs_done", "epochs_total"]
-    assert list(search._parameter_columns) == [
-        "lr",
-        "epochs",
-        "schedule",
-        "alpha0",
-        "ramp",
-        "step_epoch",
-    ]
-    assert (search._metric, search._mode) == ("auc_test_acc", "max")  # the best trial line
-    assert list(progress_reporter(spec, "search-reset")._parameter_columns) == ["lr"]
-    study = progress_reporter(spec, "trials")
+    study = progress_reporter(spec)
+    assert list(study._metric_columns) == ["auc_test_acc", "task", "epochs_done", "epochs_total"]
+    assert (study._metric, study._mode) == ("auc_test_acc", "max")  # the best trial line
     assert study._parameter_columns == {
         "strategy": "strategy",
         "phase": "phase",
@@ -373,7 +366,7 @@ def test_a_tracked_study_sends_every_trial_to_mlflow(tmp_path, capsys, ray_sessi
     """MLflow to a local file (sqlite: MLflow 3 refuses plain folders without an opt-in);
     the evaluation runs on the file's seeds; Ray's table shows the objective and best trial."""
     mlflow = pytest.importorskip("mlflow")
-    from study.driver import launch
+    from study.commands import launch
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     spec = load_spec(
@@ -411,7 +404,8 @@ def test_a_tracked_study_sends_every_trial_to_mlflow(tmp_path, capsys, ray_sessi
 
 def finished_study(tmp_path: Path) -> Path:
     """A study folder as a finished launch leaves it (study.yaml, study.json; no trials)."""
-    from study.driver import KIND, LAYOUT, phases
+    from study.plan import phases
+    from study.store.state import KIND, LAYOUT
 
     spec = load_spec(study_file(tmp_path, budget={"trials_per_strategy": 2, "eval_seeds": 1}))
     root = Path(spec.storage) / spec.name
@@ -426,27 +420,28 @@ def finished_study(tmp_path: Path) -> Path:
 def test_extend_writes_its_plan_first_so_a_crash_during_it_is_finished_by_resume(
     tmp_path, monkeypatch, capsys
 ):
-    import study.driver as driver
+    import study.driver.experiment as driver
+    from study import commands
 
     root = finished_study(tmp_path)
 
     def crash(*args, **kwargs):
         raise SystemExit("driver lost")
 
-    monkeypatch.setattr(driver, "_drive", crash)
+    monkeypatch.setattr(driver, "run_study", crash)
     with pytest.raises(SystemExit):
-        driver.extend(str(root), 3)
+        commands.extend(str(root), 3)
     state = json.loads((root / "study.json").read_text())
     assert state["plan"] == {"reset": 5}
     assert state["phases"]["search-reset"] == "running"
     driven = []
     monkeypatch.setattr(
-        driver, "_drive", lambda folder, spec, state, address: driven.append(state) or "ran"
+        driver, "run_study", lambda folder, spec, state, address: driven.append(state) or "ran"
     )
-    assert driver.resume(str(root)) == "ran"  # not "already finished"
+    assert commands.resume(str(root)) == "ran"  # not "already finished"
     assert driven[0]["plan"] == {"reset": 5}
     # extending again adds to the plan
-    driver.extend(str(root), 1)
+    commands.extend(str(root), 1)
     assert driven[1]["plan"] == {"reset": 6}
     assert "extending study 'ops': search trials now reset 6" in capsys.readouterr().out
 
@@ -476,7 +471,7 @@ def test_a_study_copied_under_another_name_keeps_the_name_its_search_was_saved_u
     a copy in a folder of another name must still find them (it crashed with a KeyError)."""
     import shutil
 
-    from study.driver import open_study
+    from study.store.state import open_study
 
     root = finished_study(tmp_path)
     copy = shutil.copytree(root, tmp_path / "elsewhere" / "renamed")

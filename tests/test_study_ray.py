@@ -74,8 +74,7 @@ def trial_results(experiment: Path, kind: str = "") -> dict[str, list[dict]]:
 
 def test_four_trial_study_end_to_end(tmp_path, local_ray, capsys):
     """Storage given as a URI (file://, through pyarrow.fs, as s3:// or gs:// would be)."""
-    from study.cli import finish
-    from study.driver import launch, resume
+    from study.commands import finish, launch, resume
     from study.spec import load_spec
 
     spec = load_spec(
@@ -124,7 +123,7 @@ def test_four_trial_study_end_to_end(tmp_path, local_ray, capsys):
         ("expanded", 1000),
         ("reset", 1000),
     ]
-    assert finish(uri, None) == 0
+    assert finish(uri) == 0
     assert "expanded" in (root / "summary.csv").read_text()
 
     with pytest.raises(UserError, match="already exists .* plasticity study resume"):
@@ -142,7 +141,7 @@ def test_four_trial_study_end_to_end(tmp_path, local_ray, capsys):
     # extend: one more search trial of reset only, on the same Optuna study; reset evaluated
     # again only if the new trial is its best; the analysis counts the new trial
     from analysis.load import load
-    from study.driver import extend
+    from study.commands import extend
 
     before = state
     assert extend(uri, 1, strategy="reset") == uri
@@ -162,7 +161,8 @@ def test_four_trial_study_end_to_end(tmp_path, local_ray, capsys):
         ("expanded", 1000),
         ("reset", 1000),
     ]
-    from study.driver import open_study, summary_rows
+    from study.commands import summary_rows
+    from study.store.state import open_study
 
     rows = {r["strategy"]: r for r in summary_rows(*open_study(uri)[1:])}
     assert rows["reset"]["search"] == "2 random start-up + 1 TPE trials"
@@ -178,7 +178,7 @@ def test_four_trial_study_end_to_end(tmp_path, local_ray, capsys):
 
 
 def test_resources_no_node_has_fail_before_any_trial(tmp_path, local_ray):
-    from study.driver import launch
+    from study.commands import launch
     from study.spec import load_spec
 
     spec = load_spec(tiny_spec(tmp_path, resources={"cpu": 1, "gpu": 1}))
@@ -198,12 +198,12 @@ def test_crashed_trial_is_retried_from_its_checkpoint_with_identical_records(
     from ray import tune
 
     from plasticity.loop import run_experiment
-    from study.driver import make_trainable
+    from study.driver.tuner import make_trainable
     from study.spec import load_spec
     from study.trainable import to_run_config
 
     spec = load_spec(tiny_spec(tmp_path))
-    from study.driver import base_run
+    from study.plan import base_run
     from study.space import resolve_run
 
     values = {"lr": 1e-3, "schedule": "linear", "alpha0": 0.2, "ramp": 2}
@@ -278,7 +278,7 @@ def test_interrupted_study_resumes_to_exactly_the_planned_trials(tmp_path):
     state = json.loads((tmp_path / "studies" / "t" / "study.json").read_text())
     assert state["phases"]["search-expanded"] == "running"
 
-    from study.driver import resume
+    from study.commands import resume
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
@@ -305,7 +305,7 @@ def test_two_node_cluster_packs_four_quarter_gpu_trials_per_gpu_and_falls_back_t
     train on the CPU because CUDA is absent."""
     from ray.cluster_utils import Cluster
 
-    from study.driver import launch
+    from study.commands import launch
     from study.spec import load_spec
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 1})
@@ -348,7 +348,7 @@ def test_two_node_cluster_packs_four_quarter_gpu_trials_per_gpu_and_falls_back_t
 
 def test_every_strategy_runs_in_a_study(tmp_path, local_ray):
     from plasticity.strategies import STRATEGIES
-    from study.driver import launch
+    from study.commands import launch
     from study.spec import load_spec
 
     spec = tiny_spec(
@@ -368,7 +368,7 @@ def test_asha_stopped_trials_are_pruned_and_the_best_is_a_whole_trial(tmp_path, 
     """ASHA's clock is restart epochs: it cuts at 1 and 3 of a trial's 4, never in task 0. A
     stopped trial is PRUNED in optuna.db (not COMPLETE with a partial value); the strategy's best
     is the best of the trials that ran every epoch."""
-    from study.driver import launch
+    from study.commands import launch
     from study.spec import load_spec
 
     spec = tiny_spec(
@@ -466,7 +466,7 @@ def optuna_states(root: Path, study_name: str) -> list[str]:
 
 
 def resume_here(root: Path) -> None:
-    from study.driver import resume
+    from study.commands import resume
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
@@ -544,7 +544,8 @@ def test_a_corrupt_checkpoint_is_never_loaded(tmp_path, local_ray, which, start)
     from ray import tune
 
     from plasticity.loop import run_experiment
-    from study.driver import base_run, make_trainable
+    from study.driver.tuner import make_trainable
+    from study.plan import base_run
     from study.spec import load_spec
     from study.trainable import to_run_config
 

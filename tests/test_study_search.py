@@ -40,7 +40,8 @@ def make_search(strategies="abc", trials=2, concurrency=1, cap=None, evals=1) ->
         s: [{"strategy": s, "phase": "eval", "run": {"seed": 1000 + k}} for k in range(evals)]
         for s in strategies
     }
-    return StudySearch("t", searchers, trials, concurrency, templates, cap=cap, metric=METRIC)
+    plan = dict.fromkeys(strategies, trials)
+    return StudySearch("t", searchers, plan, concurrency, templates, cap=cap, metric=METRIC)
 
 
 def end(value: float, complete: bool = True) -> dict:
@@ -195,10 +196,11 @@ def test_the_study_wide_cap_is_validated():
 def test_a_study_this_plasticity_cannot_continue_is_refused_with_one_line(
     tmp_path, monkeypatch, written, message
 ):
-    import study.driver
-    from study.driver import KIND, resume
+    import study.driver.experiment
+    from study.commands import resume
+    from study.store.state import KIND
 
-    monkeypatch.setattr(study.driver, "_drive", lambda *a, **k: pytest.fail("it would run"))
+    monkeypatch.setattr(study.driver.experiment, "run_study", lambda *a, **k: pytest.fail("run"))
     root = tmp_path / "studies" / "old"
     root.mkdir(parents=True)
     spec = {
@@ -290,29 +292,34 @@ def test_an_extended_strategy_searches_on_and_is_evaluated_again_only_if_its_bes
 
 def test_a_searcher_saved_before_plans_existed_loads_with_its_one_trial_count(tmp_path):
     s = make_search("ab", trials=3)
+    s.suggest("1")
     state = s.__dict__.copy()
     for key in ("plan", "superseded", "replaced"):
         del state[key]
+    # as saved then: the trial count, and the running trials kept beside what they derive from
+    state.update(trials=3, live={"1"})
     old = StudySearch.__new__(StudySearch)
     old.load_state(state)
     assert old.plan == {"a": 3, "b": 3} and old.superseded == [] and old.planned_trials() == 8
+    assert "trials" not in old.__dict__ and "live" not in old.__dict__ and old.live == ["1"]
 
 
 def test_a_restored_generator_lays_the_drivers_plan_over_the_searcher_and_waits_for_it():
-    from study.search import PLANS, RootedSearchGenerator
+    from study.search import RootedSearchGenerator
+    from study.search.attached import ATTACHED, Attachment
 
     search = make_search("a", trials=1)
     run_to_the_end(search, {})
     generator = RootedSearchGenerator(search)
-    PLANS["t"] = {"a": 3}
+    ATTACHED["t"] = Attachment(folder=None, plan={"a": 3}, trial_ended=lambda *a: None)
     try:
         generator.set_state(
             {"counter": 2, "total_samples": 2, "finished": True, "experiment": None}
         )
     finally:
-        PLANS.pop("t")
+        ATTACHED.pop("t")
     # 3 search trials and 1 evaluation, and at most 1 more if the longer search picks another best
-    assert search.planned("a") == 3 and generator.total_samples == 5
+    assert search.plan["a"] == 3 and generator.total_samples == 5
     # Ray's own count of samples would say it is done; only the searcher decides
     generator._counter = 10
     assert not generator.is_finished()

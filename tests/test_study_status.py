@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from plasticity.cli import main
-from study.driver import LAYOUT
 from study.spec import load_spec
+from study.store.state import LAYOUT
 
 SPEC = {
     "name": "s",
@@ -33,8 +33,6 @@ def ray_trial(
     last = {} if objective is None else {"auc_test_acc": objective, "run_complete": complete}
     trial = {"status": status, "config": {"strategy": strategy, "phase": phase, "run": run}}
     trial["trial_id"] = trial_id
-    if phase == "eval":
-        trial["config"] = {"trial": trial["config"]}
     runtime = {"start_time": 1000.0, "last_result_time": 1060.0, "last_result": last}
     return [json.dumps(trial), json.dumps(runtime)]
 

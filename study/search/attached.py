@@ -1,0 +1,28 @@
+"""What the running driver attaches to its study's searcher, by study name: never pickled.
+
+The searcher is saved with Ray's snapshot and must hold no path (a copied or moved study
+resumes on its own data). On a resume Ray rebuilds it inside ``Tuner.restore``, out of the
+driver's reach, so the driver's parts reach it here: where the study lives now, the plan of
+search trials (``plasticity study extend`` raises it) and what to write as each trial ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Attachment:
+    folder: Any
+    """The :class:`study.store.folder.StudyFolder` where the study is now."""
+    plan: dict[str, int]
+    """Search trials planned per strategy (study.json's ``plan`` over the study file's)."""
+    trial_ended: Callable[[Any, str, str], None]
+    """``trial_ended(search, strategy, phase)``: write the views (optuna.db, study.json) after
+    a trial of ``strategy`` and ``phase`` ended."""
+
+
+ATTACHED: dict[str, Attachment] = {}
+"""Study name -> the running driver's :class:`Attachment`, while it runs that study."""
