@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -63,7 +63,14 @@ SPEC = {
 }
 PHASES = ["search-expanded", "eval-expanded"]  # study.json's; trial folders trials/PHASE_ID
 ROWS = 9  # epoch rows of a whole trial: (restarts + 1) x epochs
-PLANNED = SPEC["budget"]["trials_per_strategy"] + SPEC["budget"]["eval_seeds"]
+LADDER = {**SPEC, "budget": {"trials_per_strategy": [1, 2, 3], "eval_seeds": 1, "search_seed": 2}}
+"""The ladder case's study: the best after 1, 2 and 3 search trials, each evaluated between
+the search trials unless the best did not change. Search seed 2 makes it exercise both: its
+second trial is a new best (evaluated again), its third is not (rung 2's evaluation reused),
+so 3 search and 2 evaluation trials (seed 0 keeps trial 1 the best at every rung)."""
+SPECS = {"kill-ladder": LADDER}
+"""A fault's study where it is not :data:`SPEC`; it is compared with the same study
+undisturbed."""
 FIELDS = ("task", "epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "alpha")
 TIMEOUT = 900  # seconds one driver may take before the suite gives up on it
 
@@ -108,7 +115,10 @@ def fresh_rows(root: Path, phase: str) -> dict[str, dict[int, dict]]:
     rows = {r.parent.name: result_rows(r) for r in phase_results(root, phase)}
     for staging in STAGING:
         glob = f"session_latest/artifacts/*/trials/driver_artifacts/{phase}_*/result.json"
-        for result in staging.glob(glob):
+        results = []
+        with contextlib.suppress(OSError):  # Ray makes and removes these folders as we look
+            results = list(staging.glob(glob))
+        for result in results:
             rows[result.parent.name] = {**rows.get(result.parent.name, {}), **result_rows(result)}
     return rows
 
@@ -332,6 +342,7 @@ class Case:
     storage: str = ""
     injected: int = 0
     note: str = ""
+    spec: dict = field(default_factory=lambda: SPEC)
 
     def __post_init__(self) -> None:
         self.storage = self.storage or str(self.work / self.name)
@@ -339,7 +350,7 @@ class Case:
             tmp = tempfile.mkdtemp(prefix=f"r{self.name[:6]}-", dir="/tmp")  # short: sockets
             self.env = {**self.env, "RAY_TMPDIR": tmp}
         self.spec_file = self.work / f"{self.name}.yaml"
-        self.spec_file.write_text(yaml.safe_dump({**SPEC, "storage": self.storage}))
+        self.spec_file.write_text(yaml.safe_dump({**self.spec, "storage": self.storage}))
         self.log = self.work / f"{self.name}.log"
 
     def retarget(self, storage: str) -> None:
@@ -365,12 +376,12 @@ class Case:
             self.resume()
 
 
-def driver_kills(case: Case, new_head: bool = False) -> None:
-    """SIGKILL the driver at each of KILL_MOMENTS (one that the previous run got past before
+def driver_kills(case: Case, new_head: bool = False, moments: list[Moment] = KILL_MOMENTS) -> None:
+    """SIGKILL the driver at each of ``moments`` (one that the previous run got past before
     its kill is skipped), resuming in between; ``new_head``: each resume as on a new head node
     (see :func:`new_head_node`)."""
     first = True
-    for moment in KILL_MOMENTS:
+    for moment in moments:
         if moment.reached(case.root()):
             continue
         at = []
@@ -404,6 +415,21 @@ def new_head_node(case: Case) -> None:
 
 def fault_kill(case: Case) -> None:
     driver_kills(case)
+
+
+# A ladder study's worst moments: as a rung is decided (its evaluation about to start, between
+# two search trials), mid-trial after a restore, and as its last rung is evaluated.
+LADDER_MOMENTS = [
+    Moment("ladder: trial 1 just complete, rung 1's evaluation next", 0, 1, 0),
+    Moment("ladder: trial 2, task 1", 0, 1, 5),
+    Moment("ladder: trial 2 just complete, a new best at rung 2, its evaluation next", 0, 2, 0),
+    Moment("ladder: trial 3, task 2", 0, 2, 7),
+    Moment("ladder: the last rung decided (reusing rung 2's evaluation): the study ends", 1, 0, 0),
+]
+
+
+def fault_kill_ladder(case: Case) -> None:
+    driver_kills(case, moments=LADDER_MOMENTS)
 
 
 def fault_kill_new_head(case: Case) -> None:
@@ -668,6 +694,7 @@ FAULTS = {
     "node": fault_node,
     "disk-full": fault_disk_full,
     "disk-full-launch": fault_disk_full_launch,
+    "kill-ladder": fault_kill_ladder,
 }
 if set(FAULTS) != set(faults.SUITE):
     raise RuntimeError(f"FAULTS and study.faults.SUITE differ: {set(FAULTS) ^ set(faults.SUITE)}")
@@ -699,16 +726,34 @@ def compare(root: Path, expected: list[tuple[str, list[tuple]]]) -> dict:
     }
 
 
+def searched_trials(spec: dict) -> int:
+    """The search trials a study of ``spec`` plans (its largest rung)."""
+    trials = spec["budget"]["trials_per_strategy"]
+    return trials[-1] if isinstance(trials, list) else trials
+
+
 def print_table(table: list[dict]) -> None:
+    """``planned``: the trials of the same study undisturbed (a ladder's evaluations depend
+    on which rungs' bests changed); ``optuna COMPLETE``: of its planned search trials."""
     columns = "fault injected planned complete optuna-COMPLETE rows-lost rows-dup differ s note"
     print("| " + " | ".join(c.replace("-", " ") for c in columns.split()) + " |")
     print("|" + "---|" * len(columns.split()))
     for r in table:
         print(
-            f"| {r['fault']} | {r['injected']} | {PLANNED} | {r['complete']} | "
-            f"{r['optuna']}/{SPEC['budget']['trials_per_strategy']} | {r['lost']} | {r['dup']} | "
+            f"| {r['fault']} | {r['injected']} | {r['planned']} | {r['complete']} | "
+            f"{r['optuna']}/{r['searched']} | {r['lost']} | {r['dup']} | "
             f"{r['differ']} | {r['s']:.0f} | {r['note']} |"
         )
+
+
+def undisturbed(work: Path, env: dict, fault: str = "") -> list[tuple[str, list[tuple]]]:
+    """The rows of ``fault``'s study (:data:`SPECS`, else :data:`SPEC`) undisturbed: run once
+    per ``--work``, then kept."""
+    name = f"undisturbed-{fault}" if fault in SPECS else "undisturbed"
+    base = Case(name, work, env, spec=SPECS.get(fault, SPEC))
+    if not finished(base.root()) and (base.launch() != 0 or not finished(base.root())):
+        sys.exit(f"the undisturbed study failed; see {base.log}")
+    return study_rows(base.root())
 
 
 def main() -> None:
@@ -729,21 +774,20 @@ def main() -> None:
     # (a trial took minutes to start); 0 leaves them at the driver's
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_worker_niceness": "0"}
     started = time.time()
-
-    base = Case("undisturbed", work, env)  # kept from an earlier run in the same --work
-    if not finished(base.root()) and (base.launch() != 0 or not finished(base.root())):
-        sys.exit(f"the undisturbed study failed; see {base.log}")
-    expected = study_rows(base.root())
+    expected = undisturbed(work, env)
     print(f"undisturbed study: {len(expected)} trials in {time.time() - started:.0f} s", flush=True)
 
     table = []
     for name in chosen:
+        spec = SPECS.get(name, SPEC)
+        want = undisturbed(work, env, name) if name in SPECS else expected
         t0 = time.time()
         if (work / name).exists():
             sys.exit(f"{work / name} exists: give another --work")
-        case = Case(name, work, env)
+        case = Case(name, work, env, spec=spec)
         FAULTS[name](case)
-        row = {"fault": name, "injected": case.injected, **compare(case.root(), expected)}
+        row = {"fault": name, "injected": case.injected, **compare(case.root(), want)}
+        row.update(planned=len(want), searched=searched_trials(spec))
         table.append({**row, "s": time.time() - t0, "note": case.note})
         print(f"{name}: {table[-1]}", flush=True)
     print()

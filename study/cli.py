@@ -121,15 +121,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from study.spec import load_spec, preset_names, preset_path
+    from study.status import presets_text
 
-    for name in preset_names():
-        spec = load_spec(preset_path(name), trusted=True)  # shipped, and checked by the tests
-        s = spec.setting
-        print(
-            f"{name:26s} {s.model}/{s.dataset} {s.objective}, {s.restarts} restarts, "
-            f"{s.optimizer} β2={s.beta2} wd={s.weight_decay}, "
-            f"{len(spec.strategies)} strategies x {spec.budget.trials_per_strategy} trials, "
-            f"{spec.budget.eval_seeds} eval seeds"
-        )
+    print(presets_text())
     return 0

@@ -16,7 +16,7 @@ from typing import Any
 
 from analysis.columns import searched_values
 from plasticity.errors import UserError
-from study.plan import fits, plan_text, search_plan, study_slots_text
+from study.plan import fits, plan_text, rungs, search_kind, study_slots_text
 from study.spec import StudySpec
 from study.store.folder import StudyFolder
 from study.store.state import new_state, open_study, write_state
@@ -63,7 +63,7 @@ def resume(path: str, address: str | None = None) -> str | None:
     # optuna.db and study.json from Ray's snapshot first: study.json is written as trials
     # end, ahead of the final optuna.db views and of Ray's last snapshot, so a driver killed
     # in between leaves a study that says "done" with its views (or its trials) behind
-    refresh_views(folder, state)
+    refresh_views(folder, spec, state)
     if all(v == "done" for v in state["phases"].values()):
         print(f"study {spec.name!r} at {folder.root} has already finished; nothing to do")
         return None
@@ -72,10 +72,10 @@ def resume(path: str, address: str | None = None) -> str | None:
 
 def extend(path: str, trials: int, strategy: str | None = None, address: str | None = None) -> str:
     """``trials`` more search trials for ``strategy`` (default: every strategy), continuing
-    the same Optuna studies (TPE sees every earlier trial); a strategy whose best changes is
-    evaluated again on the same seeds (its earlier evaluation is kept but superseded). The
-    new plan is written to study.json first, so a study stopped during its extension
-    finishes it on resume."""
+    the same Optuna studies (TPE sees every earlier trial): a new rung of the budget ladder,
+    whose best is evaluated on the same seeds unless it is the best of the rung before (the
+    earlier rungs' evaluations stay). The new rungs are written to study.json first, so a
+    study stopped during its extension finishes it on resume."""
     from study.driver.experiment import refresh_views, run_study
     from study.driver.repair import check_saved_trials
 
@@ -89,17 +89,18 @@ def extend(path: str, trials: int, strategy: str | None = None, address: str | N
             f"unknown strategy {strategy!r}: this study has {', '.join(spec.strategies)}"
         )
     targets = [strategy] if strategy else list(spec.strategies)
-    plan = search_plan(spec, state)
-    plan.update({s: plan[s] + trials for s in targets})
-    state["plan"] = plan
+    ladder = rungs(spec, state)
+    for s in targets:
+        ladder[s] = ladder[s] + [ladder[s][-1] + trials]
+    state["plan"] = ladder  # every strategy's rungs, as the searcher will have them
     state["phases"].update({label(SEARCH, s): "running" for s in targets})
     write_state(folder, state)
     print(
         f"extending study {spec.name!r}: search trials now "
-        + ", ".join(f"{s} {plan[s]}" for s in targets),
+        + ", ".join(f"{s} {state['plan'][s][-1]}" for s in targets),
         flush=True,
     )
-    refresh_views(folder, state)  # the snapshot's trials under the new plan
+    refresh_views(folder, spec, state)  # the snapshot's trials under the new rungs
     return run_study(folder, spec, state, address)
 
 
@@ -185,22 +186,32 @@ def finish(root: str, analysis: bool = True) -> int:
 
 
 def summary_rows(spec: StudySpec, state: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per strategy: the search's best objective and parameters, and the evaluation's
-    mean ± standard deviation over fresh seeds."""
-    out, plan = [], search_plan(spec, state)
+    """Per strategy, at its largest evaluated rung: the search's best objective and
+    parameters, and the evaluation's mean ± standard deviation over fresh seeds; and the
+    evaluation's mean at every rung (``ladder``: ``trials: mean``)."""
+    out = []
     for s in spec.strategies:
         best = state["best"].get(s, {})
-        evals = [r[spec.metric] for r in state.get("eval", []) if r["strategy"] == s]
+        rows = [r for r in state.get("eval", []) if r["strategy"] == s]
+        means = {
+            k: statistics.fmean(r[spec.metric] for r in rows if r.get("trials") == k)
+            for k in dict.fromkeys(r.get("trials") for r in rows)
+        }
+        last = max(means, key=lambda k: k or 0, default=None)
+        evals = [r[spec.metric] for r in rows if r.get("trials") == last]
         run = best.get("config", {}).get("run", {})
         params = searched_values(spec.strategies[s], run, s) if run else {}
+        trials = best.get("trials") or rungs(spec, state)[s][-1]
         out.append(
             {
                 "strategy": s,
+                "trials": trials,
                 "search_best": best.get("objective", math.nan),
                 "eval_mean": statistics.fmean(evals) if evals else math.nan,
                 "eval_std": statistics.stdev(evals) if len(evals) > 1 else math.nan,
                 "eval_seeds": len(evals),
-                "search": spec.budget.search_kind(plan[s]),
+                "ladder": " ".join(f"{k}: {m:.4f}" for k, m in means.items() if k) or "-",
+                "search": search_kind(spec, s, trials),
                 "params": json.dumps(params, sort_keys=True),
             }
         )

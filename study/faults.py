@@ -44,6 +44,8 @@ SUITE = {
     "one clear line, then a resume after space is freed sets a torn snapshot aside",
     "disk-full-launch": "the same in the launch session: the resume goes on from the copy of "
     "the snapshot the running driver kept",
+    "kill-ladder": "a budget-ladder study (rungs 1, 2, 3: one new best evaluated again, one "
+    "reused) killed as each rung is decided, mid-trial, and as the study ends, resumed after each",
 }
 """The fault suite: name -> what it does (``benchmarks/faults.py --faults NAME``)."""
 

@@ -15,35 +15,90 @@ from typing import Any
 
 from study.space import optuna_name
 from study.spec import Range, StudySpec
-from study.trials import EVAL, SEARCH, label, unlabel
+from study.trials import EVAL, NO_WHOLE_TRIAL, SEARCH, label, unlabel
+
+
+def searched(space: Mapping[str, Any]) -> int:
+    """How many parameters a strategy's search space searches (ranges and lists of choices)."""
+    return sum(isinstance(v, (Range, list)) for v in space.values())
+
+
+def spec_rungs(spec: StudySpec) -> dict[str, list[int]]:
+    """Each strategy's rungs as the study file sets them (:meth:`study.budget.Budget.ladder`)."""
+    return {s: spec.budget.ladder(searched(space)) for s, space in spec.strategies.items()}
+
+
+def rungs(spec: StudySpec, state: Mapping[str, Any] | None = None) -> dict[str, list[int]]:
+    """Each strategy's rungs: the study file's, and one more per ``plasticity study extend``
+    (study.json's ``plan``: the whole list per strategy; a single number is a study extended
+    before ladders, whose search is one rung of that many trials)."""
+    out = spec_rungs(spec)
+    for strategy, plan in ((state or {}).get("plan") or {}).items():
+        out[strategy] = [plan] if isinstance(plan, int) else list(plan)
+    return out
 
 
 def search_plan(spec: StudySpec, state: Mapping[str, Any] | None = None) -> dict[str, int]:
-    """Search trials planned per strategy: the study file's ``trials_per_strategy``, raised by
-    ``plasticity study extend`` (study.json's ``plan``)."""
-    plan = {s: spec.budget.trials_per_strategy for s in spec.strategies}
-    plan.update((state or {}).get("plan") or {})
-    return plan
+    """Search trials planned per strategy: its largest rung."""
+    return {s: r[-1] for s, r in rungs(spec, state).items()}
 
 
 def planned_trials(search: Mapping[str, int], evals: Mapping[str, int]) -> dict[str, int]:
     """Trials planned per phase, in study.json's order: ``search-S`` (``search[S]`` trials),
-    then ``eval-S`` (``evals[S]`` trials; no phase where that is 0). A strategy's evaluation
-    runs its search's best once per evaluation seed; an extension that changes the best runs
-    it again (the superseded trials come on top)."""
+    then ``eval-S`` (``evals[S]`` trials; no phase where that is 0)."""
     out = {label(SEARCH, s): n for s, n in search.items()}
     out.update({label(EVAL, s): n for s, n in evals.items() if n})
     return out
 
 
-def eval_counts(spec: StudySpec) -> dict[str, int]:
-    """Evaluation trials per strategy: one per evaluation seed."""
-    return {s: spec.budget.eval_seeds for s in spec.strategies}
+def eval_counts(spec: StudySpec, state: Mapping[str, Any] | None = None) -> dict[str, int]:
+    """Evaluation trials per strategy: one per evaluation seed at every rung, except where
+    study.json's ``ladder`` says a rung reuses the evaluation of the rung before (its best did
+    not change) or has no whole trial to evaluate; an upper bound until every rung is decided."""
+    n, ladder = spec.budget.eval_seeds, (state or {}).get("ladder") or {}
+    out = {}
+    for s, ks in rungs(spec, state).items():
+        known = {e.get("trials"): e for e in ladder.get(s, [])}
+        runs = [
+            k
+            for k in ks
+            if known.get(k, {}).get("reused_from") is None
+            and known.get(k, {}).get("status") != NO_WHOLE_TRIAL
+        ]
+        out[s] = n * len(runs)
+    return out
 
 
 def phases(spec: StudySpec) -> list[str]:
     """study.json's phases: each strategy's search, then (with evaluation) its evaluation."""
     return list(planned_trials(search_plan(spec), eval_counts(spec)))
+
+
+def budget_text(spec: StudySpec, state: Mapping[str, Any] | None = None) -> str:
+    """The budget in one line: the rungs (per strategy when they differ) and, where the
+    strategies search different numbers of parameters with the same trials, the warning
+    that the comparison is then made at that budget."""
+    ladder = rungs(spec, state)
+    counts = {s: searched(space) for s, space in spec.strategies.items()}
+    if len({tuple(r) for r in ladder.values()}) == 1:
+        text = f"{_trials_text(next(iter(ladder.values())))} per strategy"
+    else:
+        text = "; ".join(f"{s} {_trials_text(r)}" for s, r in ladder.items())
+    if spec.budget.policy == "trials_per_param":
+        return f"{text} (trials_per_param {spec.budget.trials_per_param} x searched parameters)"
+    if len(set(counts.values())) > 1:
+        parts = ", ".join(f"{s} {n}" for s, n in counts.items())
+        text += (
+            f"; the strategies search different numbers of parameters ({parts}): with equal "
+            "trials, the ones searching more are compared at less search per parameter"
+        )
+    return text
+
+
+def search_kind(spec: StudySpec, strategy: str, trials: int) -> str:
+    """How ``strategy``'s search chose its first ``trials`` trials (TPE's random start-up is
+    sized to the study file's largest rung)."""
+    return spec.budget.search_kind(trials, spec_rungs(spec)[strategy][-1])
 
 
 def base_run(spec: StudySpec, strategy: str, seed: int) -> dict[str, Any]:
@@ -125,17 +180,27 @@ def epochs_per_trial(spec: StudySpec, strategy: str) -> tuple[int, int]:
 def phase_rows(spec: StudySpec) -> list[dict[str, Any]]:
     """Per phase: its name, planned trials, epochs (low, high) and how its trials are chosen.
     With ``scheduler: asha`` the epochs are an upper bound (trials may be stopped early)."""
-    seeds = spec.budget.eval_seed_values()
-    how = {
-        SEARCH: spec.budget.search_kind(),
-        EVAL: f"its search's best on seeds {_seed_text(seeds)}" if seeds else "",
-    }
+    seeds, ladder = spec.budget.eval_seed_values(), rungs(spec)
     rows = []
     for phase, n in planned_trials(search_plan(spec), eval_counts(spec)).items():
         kind, strategy = unlabel(phase)
         lo, hi = epochs_per_trial(spec, strategy)
-        rows.append({"phase": phase, "trials": n, "epochs": (n * lo, n * hi), "how": how[kind]})
+        if kind == SEARCH:
+            trials, how = (n, n), search_kind(spec, strategy, n)
+        else:  # once per rung, where the best changed: from one rung's worth to all of them
+            trials, how = (len(seeds), n), f"its best at {_trials_text(ladder[strategy])}"
+            how += f" on seeds {_seed_text(seeds)}"
+        rows.append(
+            {"phase": phase, "trials": trials, "epochs": (trials[0] * lo, n * hi), "how": how}
+        )
     return rows
+
+
+def _trials_text(ladder: list[int]) -> str:
+    """``4 trials``, ``4, 8 and 16 trials``."""
+    numbers = [str(n) for n in ladder]
+    head = ", ".join(numbers[:-1])
+    return f"{head + ' and ' if head else ''}{numbers[-1]} trials"
 
 
 def fits(nodes: list[dict[str, Any]], cpu: float, gpu: float) -> int:
@@ -167,6 +232,7 @@ def plan_text(spec: StudySpec) -> str:
         )
         + f"; {study_slots_text(spec)}, each {spec.resources.cpu:g} CPU + "
         f"{spec.resources.gpu:g} GPU",
+        f"budget: {budget_text(spec)}",
         f"phases: {', '.join(phases(spec))}",
         "",
         "search spaces (one Optuna study per strategy):",
@@ -185,10 +251,9 @@ def plan_text(spec: StudySpec) -> str:
 def _table(rows: list[dict[str, Any]]) -> str:
     body = [("phase", "trials", "epochs", "how")]
     for r in rows:
-        body.append((r["phase"], str(r["trials"]), _range(*r["epochs"]), r["how"]))
-    total_lo = sum(r["epochs"][0] for r in rows)
-    total_hi = sum(r["epochs"][1] for r in rows)
-    body.append(("total", str(sum(r["trials"] for r in rows)), _range(total_lo, total_hi), ""))
+        body.append((r["phase"], _range(*r["trials"]), _range(*r["epochs"]), r["how"]))
+    total = [_range(*(sum(r[k][i] for r in rows) for i in (0, 1))) for k in ("trials", "epochs")]
+    body.append(("total", *total, ""))
     widths = [max(len(row[i]) for row in body) for i in range(4)]
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in body

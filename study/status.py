@@ -1,4 +1,4 @@
-"""``plasticity study status`` and ``plasticity study list``: what a study holds, read-only.
+"""``plasticity study status``, ``list`` and ``presets``: what studies hold, read-only.
 
 No Ray, no torch, no pandas, so it answers at once: ``study.json`` (phases, bests) and, in every
 experiment folder of the study, Ray's newest experiment snapshot (each trial's status, config
@@ -25,7 +25,7 @@ import pyarrow.fs as pafs
 
 from analysis.columns import searched_values
 from plasticity.errors import UserError
-from study.plan import eval_counts, planned_trials, search_plan
+from study.plan import budget_text, eval_counts, planned_trials, rungs, search_plan
 from study.store.folder import StudyFolder
 from study.store.snapshot import newest_snapshot, newest_trials
 from study.store.state import open_study
@@ -54,7 +54,11 @@ class StrategyStatus:
     best: float = math.nan
     params: dict[str, Any] = field(default_factory=dict)
     superseded: int = 0
-    """evaluation trials of an earlier best, replaced when the study was extended"""
+    """evaluation trials of an earlier best, replaced when the study was extended (before
+    ladders)"""
+    rungs: list[int] = field(default_factory=list)
+    evaluated: list[int] = field(default_factory=list)
+    """Rungs whose evaluation ran whole (or that reuse one that did)."""
 
 
 def trial_state(status: str, last_result: dict[str, Any]) -> str:
@@ -99,11 +103,19 @@ def read_trials(folder: Any, metric: str) -> list[Trial]:
 def strategy_status(spec: Any, state: dict[str, Any], trials: list[Trial]) -> list[StrategyStatus]:
     """Per strategy: trial counts per phase and state against the plan; the best finished
     search trial's objective and searched parameters (:func:`study.trials.best_trial`)."""
-    planned = planned_trials(search_plan(spec, state), eval_counts(spec))
+    planned = planned_trials(search_plan(spec, state), eval_counts(spec, state))
     superseded = set(state.get("superseded", []))
+    finished = {t.trial_id for t in trials if t.state == "finished"}
+    ladder = rungs(spec, state)
     out = []
     for s in spec.strategies:
         row = StrategyStatus(s, {p: planned.get(label(p, s), 0) for p in (SEARCH, EVAL)})
+        row.rungs = ladder[s]
+        row.evaluated = [
+            e["trials"]
+            for e in (state.get("ladder") or {}).get(s, [])
+            if e.get("status") == "done" and e["evals"] and set(e["evals"]) <= finished
+        ]
         for phase in (SEARCH, EVAL):
             mine = [
                 t
@@ -173,8 +185,7 @@ def status_text(path: str) -> str:
         f"wall time so far {_duration(last - created)}; last report "
         f"{_duration(time.time() - last)} ago",
         "  phases: " + ", ".join(f"{p} {v}" for p, v in state.get("phases", {}).items()),
-        f"  metric: {spec.metric} (max); search: {spec.budget.search_kind()}"
-        + (" per strategy, before extend" if state.get("plan") else ""),
+        f"  metric: {spec.metric} (max); budget: {budget_text(spec, state)}",
     ]
     rows = strategy_status(spec, state, trials)
     width = max(len(r.strategy) for r in rows)
@@ -183,12 +194,17 @@ def status_text(path: str) -> str:
         params = ", ".join(f"{k}={_short(v)}" for k, v in sorted(r.params.items()))
         lines.append(
             f"  {r.strategy:{width}s}  search {_count(r.counts['search'], r.planned['search'])}"
-            f"; eval {_count(r.counts['eval'], r.planned['eval'])}"
+            + (f"; evaluated at {_and(r.evaluated)}" if r.evaluated else "")
+            + f"; eval {_count(r.counts['eval'], r.planned['eval'])}"
             + (f" (+{r.superseded} superseded)" if r.superseded else "")
             + f"; best {best}"
             + (f" ({params})" if params else "")
         )
     return "\n".join(lines)
+
+
+def _and(numbers: list[int]) -> str:
+    return ", ".join(map(str, numbers))
 
 
 def _short(value: Any) -> str:
@@ -217,7 +233,7 @@ def list_text(storage: str) -> str:
             lines.append(f"{entry.base_name}: unreadable ({e})")
             continue
         superseded = set(state.get("superseded", []))
-        planned = sum(planned_trials(search_plan(spec, state), eval_counts(spec)).values())
+        planned = sum(planned_trials(search_plan(spec, state), eval_counts(spec, state)).values())
         done = sum(t.state == "finished" and t.trial_id not in superseded for t in trials)
         phases = state["phases"]
         lines.append(
@@ -232,3 +248,22 @@ def list_text(storage: str) -> str:
 
 def _name(info: pafs.FileInfo) -> str:
     return info.base_name
+
+
+def presets_text() -> str:
+    """One line per shipped study (``plasticity study presets``)."""
+    from study.spec import load_spec, preset_names, preset_path
+
+    lines = []
+    for name in preset_names():
+        spec = load_spec(preset_path(name), trusted=True)  # shipped, and checked by the tests
+        s, budget = spec.setting, spec.budget
+        per = "searched parameter" if budget.policy == "trials_per_param" else "strategy"
+        trials = ", ".join(map(str, budget.ladder(1)))
+        lines.append(
+            f"{name:26s} {s.model}/{s.dataset} {s.objective}, {s.restarts} restarts, "
+            f"{s.optimizer} β2={s.beta2} wd={s.weight_decay}, "
+            f"{len(spec.strategies)} strategies x {trials} trials per {per}, "
+            f"{budget.eval_seeds} eval seeds"
+        )
+    return "\n".join(lines)

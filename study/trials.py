@@ -49,6 +49,10 @@ EXTRA_KEYS = (
 )
 
 
+NO_WHOLE_TRIAL = "no whole trial"
+"""A rung's status when none of its search trials ran every epoch (nothing to evaluate)."""
+
+
 def best_trial(candidates: Iterable[tuple[str, float]]) -> str | None:
     """The best of a strategy's whole search trials, given as ``(trial id, objective)`` in the
     order they were suggested: the highest finite objective, the earliest on a tie (None when

@@ -738,7 +738,7 @@ def test_the_final_views_of_a_torn_snapshot_are_one_line_not_a_traceback(study_d
     from study.store.folder import StudyFolder
 
     _truncate(study_dir / "trials" / f"searcher-state-{NEW}.pkl")
-    assert refresh_views(StudyFolder(str(study_dir)), {}) == []
+    assert refresh_views(StudyFolder(str(study_dir)), None, {}) == []
     assert "cannot read the study's snapshot" in caplog.text
 
 
@@ -754,14 +754,14 @@ def test_a_view_that_cannot_be_written_does_not_end_the_search(caplog, monkeypat
         raise OSError(28, "No space left on device")
 
     views = TrialEndViews(optuna_db={"reset": full}, study_json=full)
-    monkeypatch.setitem(ATTACHED, "s", Attachment(None, {"reset": 1}, views))
+    monkeypatch.setitem(ATTACHED, "s", Attachment(None, {"reset": [1]}, views))
     search = StudySearch(
-        "s", {"reset": _searcher()}, plan={"reset": 1}, concurrency=1, evals={}, metric="obj"
+        "s", {"reset": _searcher()}, rungs={"reset": [1]}, concurrency=1, evals={}, metric="obj"
     )
     search.suggest("a")
     search.on_trial_complete("a", {**_report(2, 0.5, True), **dict.fromkeys(OBJECTIVES, 0.5)})
     assert _states(search.searchers["reset"]) == [TrialState.COMPLETE]
-    assert search.best["reset"]["objective"] == 0.5
+    assert search.bests()["reset"]["objective"] == 0.5
     assert "cannot write optuna.db (No space left on device)" in caplog.text
     assert "cannot write study.json" in caplog.text
 

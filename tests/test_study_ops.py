@@ -100,11 +100,21 @@ def test_plan_counts_trials_and_epochs_per_phase(tmp_path):
     rows = {r["phase"]: (r["trials"], r["epochs"], r["how"]) for r in phase_rows(spec)}
     kind = "2 random start-up + 1 TPE trials"
     assert rows == {
-        "search-reset": (3, (12, 12), kind),  # 3 trials x 2 tasks x 2 epochs
-        "search-expanded": (3, (12, 24), kind),  # epochs per task searched in [2, 4]
-        "eval-reset": (2, (8, 8), "its search's best on seeds 1000, 1001"),
-        "eval-expanded": (2, (8, 16), "its search's best on seeds 1000, 1001"),
+        "search-reset": ((3, 3), (12, 12), kind),  # 3 trials x 2 tasks x 2 epochs
+        "search-expanded": ((3, 3), (12, 24), kind),  # epochs per task searched in [2, 4]
+        "eval-reset": ((2, 2), (8, 8), "its best at 3 trials on seeds 1000, 1001"),
+        "eval-expanded": ((2, 2), (8, 16), "its best at 3 trials on seeds 1000, 1001"),
     }
+    # a ladder: the evaluation runs once per rung whose best changed, so between 2 and 6
+    ladder = load_spec({**raw, "budget": {"trials_per_strategy": [1, 2, 3], "eval_seeds": 2}})
+    rows = {r["phase"]: (r["trials"], r["epochs"], r["how"]) for r in phase_rows(ladder)}
+    assert rows["eval-reset"] == (
+        (2, 6),
+        (8, 24),
+        "its best at 1, 2 and 3 trials on seeds 1000, 1001",
+    )
+    assert rows["search-reset"] == ((3, 3), (12, 12), "2 random start-up + 1 TPE trials")
+    assert re.search(r"\ntotal +10-18 +40-108\n", plan_text(ladder) + "\n")
     text = plan_text(spec)
     assert "phases: search-reset, search-expanded, eval-reset, eval-expanded\n" in text
     assert re.search(r"\ntotal +10 +40-60\n", text + "\n"), text
@@ -348,7 +358,7 @@ def test_validate_prints_the_plan_checks_the_cluster_and_writes_nothing(
     assert main(["study", "validate", str(good)]) == 0
     out = capsys.readouterr().out
     assert "search-reset  2       8       random search (2 trials, all TPE start-up)" in out
-    assert "eval-reset    2       8       its search's best on seeds 7, 9" in out
+    assert "eval-reset    2       8       its best at 2 trials on seeds 7, 9" in out
     assert "cluster: local Ray, 1 node(s), 2 CPU, 0 GPU: 2 trial(s) of 1 CPU + 0 GPU fit" in out
     assert "tracking: off" in out and "nothing written" in out
     assert main(["study", "launch", str(good), "--dry-run"]) == 0
@@ -432,17 +442,17 @@ def test_extend_writes_its_plan_first_so_a_crash_during_it_is_finished_by_resume
     with pytest.raises(SystemExit):
         commands.extend(str(root), 3)
     state = json.loads((root / "study.json").read_text())
-    assert state["plan"] == {"reset": 5}
+    assert state["plan"] == {"reset": [2, 5]}  # a rung of 5 trials above the file's 2
     assert state["phases"]["search-reset"] == "running"
     driven = []
     monkeypatch.setattr(
         driver, "run_study", lambda folder, spec, state, address: driven.append(state) or "ran"
     )
     assert commands.resume(str(root)) == "ran"  # not "already finished"
-    assert driven[0]["plan"] == {"reset": 5}
+    assert driven[0]["plan"] == {"reset": [2, 5]}
     # extending again adds to the plan
     commands.extend(str(root), 1)
-    assert driven[1]["plan"] == {"reset": 6}
+    assert driven[1]["plan"] == {"reset": [2, 5, 6]}
     assert "extending study 'ops': search trials now reset 6" in capsys.readouterr().out
 
 

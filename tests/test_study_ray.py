@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from plasticity.errors import UserError
+from study.faults import SUITE
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
@@ -72,15 +73,18 @@ def trial_results(experiment: Path, kind: str = "") -> dict[str, list[dict]]:
     return out
 
 
-def test_four_trial_study_end_to_end(tmp_path, local_ray, capsys):
-    """Storage given as a URI (file://, through pyarrow.fs, as s3:// or gs:// would be)."""
+def test_a_ladder_study_end_to_end(tmp_path, local_ray, capsys):
+    """Two strategies, a budget ladder of 1 and 2 search trials, one evaluation seed, one
+    trial of a strategy at a time; storage given as a URI (file://, through pyarrow.fs, as
+    s3:// or gs:// would be). Each strategy: search trial 1, its evaluation (rung 1), search
+    trial 2, then rung 2's evaluation only if trial 2 is the better one."""
     from study.commands import finish, launch, resume
     from study.spec import load_spec
 
     spec = load_spec(
         tiny_spec(
             tmp_path,
-            budget={"trials_per_strategy": 2, "eval_seeds": 1},
+            budget={"trials_per_strategy": [1, 2], "eval_seeds": 1},
             storage=f"file://{tmp_path}/studies",
             concurrency=1,
         )
@@ -96,39 +100,51 @@ def test_four_trial_study_end_to_end(tmp_path, local_ray, capsys):
     spans = {}
     for strategy in ("reset", "expanded"):
         trials = trial_results(root / "trials", f"search-{strategy}")
-        spans[strategy] = sorted(
-            (r[0]["started_at"], r[-1]["reported_at"]) for r in trials.values()
-        )
-        assert len(trials) == 2
+        order = [f"search-{strategy}_{t}" for t in state["search_order"][strategy]]
+        assert sorted(order) == sorted(trials) and len(order) == 2
+        spans[strategy] = [
+            (trials[t][0]["started_at"], trials[t][-1]["reported_at"]) for t in order
+        ]
         for rows in trials.values():
             assert len(rows) == 4 and rows[-1]["run_complete"] and rows[-1]["strategy"] == strategy
         study = optuna.load_study(study_name=f"t.{strategy}", storage=storage)
         done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         assert len(study.trials) == len(done) == 2
         # Optuna recorded each trial's last reported objective
-        finals = sorted(rows[-1]["auc_test_acc"] for rows in trials.values())
-        assert sorted(t.value for t in done) == pytest.approx(finals)
-        # one search trial of a strategy at a time (concurrency 1), then its evaluation
-        assert spans[strategy][0][1] <= spans[strategy][1][0]
-        (evaluation,) = trial_results(root / "trials", f"eval-{strategy}").values()
-        assert evaluation[-1]["seed"] == 1000 and evaluation[-1]["run_complete"]
-        assert evaluation[0]["started_at"] >= spans[strategy][-1][1]
+        finals = [trials[t][-1]["auc_test_acc"] for t in order]
+        assert [t.value for t in done] == pytest.approx(finals)
+        # the ladder: rung 1's best is trial 1; rung 2's the better of the two (the first on
+        # a tie), whose evaluation is rung 1's if it is the same trial
+        ids = state["search_order"][strategy]
+        second = finals[1] > finals[0]
+        one, two = state["ladder"][strategy]
+        assert (one["trials"], one["status"], one["best"]) == (1, "done", ids[0])
+        assert (two["trials"], two["status"], two["best"]) == (2, "done", ids[int(second)])
+        assert two["reused_from"] == (None if second else 1)
+        evals = trial_results(root / "trials", f"eval-{strategy}")
+        assert len(evals) == 1 + second and len(one["evals"]) == len(two["evals"]) == 1
+        first = evals[f"eval-{strategy}_{one['evals'][0]}"]
+        assert first[-1]["seed"] == 1000 and first[-1]["run_complete"]
+        assert first[-1]["config"]["rung"] == 1
+        assert first[-1]["config"]["run"]["lr"] == trials[order[0]][-1]["config"]["run"]["lr"]
+        # rung 1's evaluation ran between the two search trials (before the next one)
+        assert spans[strategy][0][1] <= first[0]["started_at"] <= spans[strategy][1][0]
+        rows = sorted((r["trials"], r["trial"]) for r in state["eval"] if r["strategy"] == strategy)
+        assert rows == [(1, one["evals"][0]), (2, two["evals"][0])]
         assert (
-            evaluation[-1]["config"]["run"]["lr"] == state["best"][strategy]["config"]["run"]["lr"]
+            state["best"][strategy]["trials"] == 2
+            and state["best"][strategy]["trial"] == two["best"]
         )
     # the strategies' searches ran side by side
     assert spans["expanded"][0][0] < spans["reset"][0][1]
     assert spans["reset"][0][0] < spans["expanded"][0][1]
-    assert sorted((r["strategy"], r["seed"]) for r in state["eval"]) == [
-        ("expanded", 1000),
-        ("reset", 1000),
-    ]
     assert finish(uri) == 0
     assert "expanded" in (root / "summary.csv").read_text()
+    out = capsys.readouterr().out
+    assert "1: 0." in out and "2: 0." in out  # the summary's ladder column
 
     with pytest.raises(UserError, match="already exists .* plasticity study resume"):
         launch(spec)
-    capsys.readouterr()
     # a driver killed after study.json said done and before its final optuna.db views:
     # resume rebuilds them from Ray's snapshot, then has nothing to run
     (root / "optuna.db").unlink()
@@ -138,39 +154,45 @@ def test_four_trial_study_end_to_end(tmp_path, local_ray, capsys):
         study = optuna.load_study(study_name=f"t.{strategy}", storage=storage)
         assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
 
-    # extend: one more search trial of reset only, on the same Optuna study; reset evaluated
-    # again only if the new trial is its best; the analysis counts the new trial
+    # extend: one more search trial of reset only, on the same Optuna study: a rung of 3,
+    # evaluated only if the new trial is its best; the earlier rungs' evaluations stay
     from analysis.load import load
     from study.commands import extend
 
     before = state
     assert extend(uri, 1, strategy="reset") == uri
     state = json.loads((root / "study.json").read_text())
-    assert state["plan"] == {"reset": 3, "expanded": 2}
+    assert state["plan"] == {"reset": [1, 2, 3], "expanded": [1, 2]}
     assert set(state["phases"].values()) == {"done"}
     for strategy, n in (("reset", 3), ("expanded", 2)):
         study = optuna.load_study(study_name=f"t.{strategy}", storage=storage)
         assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * n
         assert len(trial_results(root / "trials", f"search-{strategy}")) == n
-    evals = trial_results(root / "trials", "eval-reset")
-    changed = state["best"]["reset"]["config"] != before["best"]["reset"]["config"]
-    assert len(evals) == (2 if changed else 1)
-    assert len(state.get("superseded", [])) == (1 if changed else 0)
-    assert len(trial_results(root / "trials", "eval-expanded")) == 1
-    assert sorted((r["strategy"], r["seed"]) for r in state["eval"]) == [
-        ("expanded", 1000),
-        ("reset", 1000),
+    three = state["ladder"]["reset"][2]
+    changed = three["best"] != before["ladder"]["reset"][1]["best"]
+    assert three["trials"] == 3 and (three["reused_from"] is None) == changed
+    assert state["ladder"]["reset"][:2] == before["ladder"]["reset"]
+    assert len(trial_results(root / "trials", "eval-reset")) == len(
+        {e for rung in state["ladder"]["reset"] for e in rung["evals"]}
+    )
+    assert "superseded" not in state
+    assert sorted((r["strategy"], r["trials"]) for r in state["eval"]) == [
+        ("expanded", 1),
+        ("expanded", 2),
+        ("reset", 1),
+        ("reset", 2),
+        ("reset", 3),
     ]
     from study.commands import summary_rows
     from study.store.state import open_study
 
     rows = {r["strategy"]: r for r in summary_rows(*open_study(uri)[1:])}
+    assert rows["reset"]["trials"] == 3 and rows["expanded"]["trials"] == 2
     assert rows["reset"]["search"] == "2 random start-up + 1 TPE trials"
     assert rows["expanded"]["search"] == "random search (2 trials, all TPE start-up)"
     table = load([root]).table
     per_phase = table.groupby(["strategy", "phase"]).trial.nunique().to_dict()
-    assert per_phase[("reset", "search")] == 3 and per_phase[("reset", "eval")] == 1
-    assert per_phase.get(("reset", "superseded"), 0) == (1 if changed else 0)
+    assert per_phase[("reset", "search")] == 3
     with pytest.raises(UserError, match="unknown strategy 'redo'"):
         extend(uri, 1, strategy="redo")
     with pytest.raises(UserError, match="--trials must be a positive"):
@@ -594,42 +616,33 @@ def test_a_corrupt_checkpoint_is_never_loaded(tmp_path, local_ray, which, start)
 # -- the fault suite (benchmarks/faults.py), fault by fault ---------------------------------------
 @pytest.fixture(scope="module")
 def fault_suite(tmp_path_factory):
-    """benchmarks/faults.py, its undisturbed study run once, and the records it must match."""
-    faults = fault_tools()
+    """benchmarks/faults.py, the folder of its studies and its environment."""
     work = tmp_path_factory.mktemp("faults")
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    base = faults.Case("undisturbed", work, env)
-    assert base.launch() == 0 and faults.finished(base.root())
-    return faults, work, env, faults.study_rows(base.root())
+    return fault_tools(), work, {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 @SLOW
 @pytest.mark.parametrize(
     "fault",
-    [
-        "kill",
-        "kill-new-head",
-        "view-written",
-        "worker",
-        "corrupt",
-        "node",
-        "disk-full",
-        "disk-full-launch",
-    ],
+    # every fault of the suite; copy and move have tests of their own above
+    [f for f in SUITE if f not in ("copy", "move")],
 )
 def test_a_disturbed_study_ends_with_exactly_the_undisturbed_trials(fault_suite, fault):
     """Each fault of the suite, struck at a moment of the study's progress: every planned trial
     complete once (in Ray's snapshot and in optuna.db), no row lost or repeated, records
-    bit-identical to the undisturbed study's."""
-    faults, work, env, expected = fault_suite
+    bit-identical to the same study's undisturbed (run once per kind of study)."""
+    faults, work, env = fault_suite
     if fault.startswith("disk-full") and os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
-    case = faults.Case(fault, work, env)
+    expected = faults.undisturbed(work, env, fault)
+    spec = faults.SPECS.get(fault, faults.SPEC)
+    case = faults.Case(fault, work, env, spec=spec)
     faults.FAULTS[fault](case)
-    assert case.injected >= (5 if fault.startswith("kill") else 1), case.note
+    least = {"kill": 5, "kill-new-head": 5, "kill-ladder": 3}.get(fault, 1)  # moments passed
+    assert case.injected >= least, case.note  # before a kill are skipped
     assert faults.compare(case.root(), expected) == {
-        "complete": faults.PLANNED,
-        "optuna": faults.SPEC["budget"]["trials_per_strategy"],
+        "complete": len(expected),
+        "optuna": faults.searched_trials(spec),
         "lost": 0,
         "dup": 0,
         "differ": 0,
@@ -637,4 +650,8 @@ def test_a_disturbed_study_ends_with_exactly_the_undisturbed_trials(fault_suite,
     if fault == "corrupt":
         assert case.note == "restored_from ['checkpoint_000000']"
     if fault == "disk-full":  # the driver stopped by itself, with one clear last line
-        assert case.note.startswith("exit 1,") and "last line: plasticity: error:" in case.note
+        # exit 1 when a write fails, 2 when Ray then reads back a file the full disk truncated
+        # (both seen, on the code before and after issue 20: it depends on what fills first)
+        assert case.note[:7] in ("exit 1,", "exit 2,"), case.note
+        assert "traceback in stderr: False" in case.note, case.note
+        assert "last line: plasticity: error:" in case.note, case.note

@@ -25,7 +25,9 @@ def space(trial, strategy: str) -> dict:
     return {"strategy": strategy, "phase": "search", "run": {"lr": lr, "seed": 0}}
 
 
-def make_search(strategies="abc", trials=2, concurrency=1, cap=None, evals=1) -> StudySearch:
+def make_search(
+    strategies="abc", trials=2, concurrency=1, cap=None, evals=1, rungs=None
+) -> StudySearch:
     searchers = {
         s: WholeTrialSearch(
             partial(space, strategy=s),
@@ -40,8 +42,8 @@ def make_search(strategies="abc", trials=2, concurrency=1, cap=None, evals=1) ->
         s: [{"strategy": s, "phase": "eval", "run": {"seed": 1000 + k}} for k in range(evals)]
         for s in strategies
     }
-    plan = dict.fromkeys(strategies, trials)
-    return StudySearch("t", searchers, plan, concurrency, templates, cap=cap, metric=METRIC)
+    ladder = {x: list(rungs or [trials]) for x in strategies}
+    return StudySearch("t", searchers, ladder, concurrency, templates, cap=cap, metric=METRIC)
 
 
 def end(value: float, complete: bool = True) -> dict:
@@ -78,9 +80,11 @@ def test_a_strategys_evaluation_starts_when_its_own_search_ends_with_its_best_wh
     assert evaluation == {
         "strategy": "a",
         "phase": "eval",
+        "rung": 2,
         "run": {"lr": pytest.approx(configs["a2"]["run"]["lr"]), "seed": 1000},
     }
-    assert s.bests() == {"a": {"config": configs["a2"], "objective": 0.4, "trial": "a2"}}
+    best = {"config": configs["a2"], "objective": 0.4, "trial": "a2", "trials": 2}
+    assert s.bests() == {"a": best}
     assert s.phases() == {
         "search-a": "done",
         "search-b": "running",
@@ -88,7 +92,8 @@ def test_a_strategys_evaluation_starts_when_its_own_search_ends_with_its_best_wh
         "eval-b": "pending",
     }
     s.on_trial_complete("ea", end(0.3))
-    assert s.eval_rows() == [{"strategy": "a", "seed": 1000, **dict.fromkeys(OBJECTIVES, 0.3)}]
+    row = {"strategy": "a", "seed": 1000, "trials": 2, "trial": "ea"}
+    assert s.eval_rows() == [{**row, **dict.fromkeys(OBJECTIVES, 0.3)}]
     assert s.suggest("y") is None  # b's search is still running
     s.on_trial_complete("b1", end(0.6))
     s.on_trial_complete("b2", end(0.6))  # a tie: the earlier trial is the best
@@ -120,6 +125,7 @@ def test_a_crashed_search_trial_holds_back_its_evaluation_until_a_resume_runs_it
     assert restored.suggest("ea") == {
         "strategy": "a",
         "phase": "eval",
+        "rung": 1,
         "run": {**restored.configs["a1"]["run"], "seed": 1000},
     }
     states = [t.state for t in restored.searchers["a"]._ot_study.trials]
@@ -143,9 +149,10 @@ def test_a_strategy_with_no_whole_trial_has_no_best_and_no_evaluation():
     s = make_search("a", trials=1)
     s.suggest("1")
     s.on_trial_complete("1", end(0.5, complete=False))
-    assert s.best == {"a": None} and s.bests() == {}
+    assert s.best_at("a", 1) is None and s.bests() == {} and s.lost() == ["a"]
     assert s.suggest("2") == StudySearch.FINISHED
     assert s.phases() == {"search-a": "running", "eval-a": "pending"}
+    assert s.ladder_rows()["a"][0]["status"] == "no whole trial"
 
 
 def test_asha_ranks_a_trial_only_against_its_own_strategys_search():
@@ -243,65 +250,145 @@ def run_to_the_end(s: StudySearch, values: dict[str, float], prefix: str = "") -
         k += 1
 
 
-def test_an_extended_strategy_searches_on_and_is_evaluated_again_only_if_its_best_changed(
-    tmp_path,
-):
+def test_an_extended_strategy_gets_a_rung_evaluated_only_if_its_best_changed(tmp_path):
     s = make_search("ab", trials=1, evals=2)
     run_to_the_end(s, {"a1": 0.5, "b1": 0.5})
     first_eval = {x: s.trials_of(x, "eval") for x in "ab"}
     s.save(str(tmp_path / "s.pkl"))
     restored = make_search("ab", trials=1, evals=2)
     restored.restore(str(tmp_path / "s.pkl"))
-    assert restored.set_plan({"a": 2, "b": 2}) == ["a", "b"]
-    assert restored.set_plan({"a": 2, "b": 2}) == []  # the same plan again changes nothing
-    with pytest.raises(ValueError, match="fewer than the 2 already planned"):
-        restored.set_plan({"a": 1})
-    # until the longer searches end, the earlier bests and evaluations stand
-    assert restored.phases()["search-a"] == "running" and restored.phases()["eval-a"] == "done"
+    assert restored.set_rungs({"a": [1, 2], "b": [1, 2]}) == ["a", "b"]
+    assert restored.set_rungs({"a": [1, 2], "b": [1, 2]}) == []  # the same again: nothing
+    with pytest.raises(ValueError, match="do not extend the rungs"):
+        restored.set_rungs({"a": [2]})
+    # until the new rungs are decided, the earlier bests and evaluations stand
+    assert restored.phases()["search-a"] == "running" and restored.phases()["eval-a"] == "running"
     assert restored.bests()["a"]["trial"] == s.bests()["a"]["trial"]
     assert len(restored.eval_rows()) == 4
     added = run_to_the_end(restored, {"a2": 0.9, "b2": 0.2}, prefix="x")
     kinds = [restored.owner[t] for t in added]
-    # a: one more search trial, better, so its evaluation runs again; b: worse, nothing more
+    # a: one more search trial, better, so its new rung is evaluated; b: worse, reused
     assert kinds == [("a", "search"), ("b", "search"), ("a", "eval"), ("a", "eval")]
     assert restored.bests()["a"] == {
         "config": restored.configs[added[0]],
         "objective": 0.9,
         "trial": added[0],
+        "trials": 2,
     }
-    assert restored.bests()["b"] == s.bests()["b"]
-    assert restored.superseded == first_eval["a"]
-    assert restored.trials_of("a", "eval") == added[2:]
-    assert restored.trials_of("b", "eval") == first_eval["b"]
+    assert restored.bests()["b"] == {**s.bests()["b"], "trials": 2}
+    assert restored.superseded == []  # the first rung's evaluation stays what it was
+    assert restored.trials_of("a", "eval", rung=1) == first_eval["a"]
+    assert restored.evaluation("a", 2) == added[2:]
+    assert restored.evaluation("b", 2) == first_eval["b"]  # reused
     new_lr = restored.configs[added[0]]["run"]["lr"]
     assert [restored.configs[t]["run"] for t in added[2:]] == [
         {"lr": new_lr, "seed": 1000},
         {"lr": new_lr, "seed": 1001},
     ]
-    assert sorted((r["strategy"], r["seed"]) for r in restored.eval_rows()) == [
-        ("a", 1000),
-        ("a", 1001),
-        ("b", 1000),
-        ("b", 1001),
-    ]
+    rows = sorted((r["strategy"], r["trials"], r["seed"]) for r in restored.eval_rows())
+    assert rows == [(x, k, seed) for x in "ab" for k in (1, 2) for seed in (1000, 1001)]
     assert set(restored.phases().values()) == {"done"}
     assert restored.planned_trials() == len(restored.owner) == 2 * 2 + 2 * 2 + 2
     # Optuna's study went on: the new trial is its second, and TPE saw the first
     assert [t.state for t in restored.searchers["a"]._ot_study.trials] == [TrialState.COMPLETE] * 2
 
 
-def test_a_searcher_saved_before_plans_existed_loads_with_its_one_trial_count(tmp_path):
-    s = make_search("ab", trials=3)
-    s.suggest("1")
+def test_a_ladder_evaluates_each_rung_once_and_reuses_an_unchanged_best():
+    """Rungs 1, 2 and 4: the best after 1 trial is evaluated, then the best after 2 (the same
+    trial: reused, nothing runs), then after 4 (another: evaluated). Each evaluation comes
+    before the strategy's next search trial."""
+    s = make_search("a", evals=2, rungs=[1, 2, 4])
+    order = run_to_the_end(s, {"a1": 0.5, "a2": 0.4, "a3": 0.7, "a4": 0.6})
+    kinds = [(s.owner[t][1], s.configs[t].get("rung")) for t in order]
+    assert kinds == [
+        ("search", None),
+        ("eval", 1),
+        ("eval", 1),
+        ("search", None),  # a2 is worse: rung 2 reuses rung 1's evaluation
+        ("search", None),
+        ("search", None),
+        ("eval", 4),
+        ("eval", 4),
+    ]
+    a1, a3 = order[0], order[4]
+    assert [s.best_at("a", k) for k in (1, 2, 4)] == [a1, a1, a3]
+    assert s.evaluation("a", 2) == s.evaluation("a", 1) == order[1:3]
+    assert [e["reused_from"] for e in s.ladder_rows()["a"]] == [None, 1, None]
+    assert [e["status"] for e in s.ladder_rows()["a"]] == ["done"] * 3
+    assert s.bests()["a"]["trial"] == a3 and s.bests()["a"]["trials"] == 4
+    assert [(r["trials"], r["trial"]) for r in s.eval_rows()] == [
+        (1, order[1]), (1, order[2]), (2, order[1]), (2, order[2]), (4, order[6]), (4, order[7])
+    ]  # fmt: skip
+    assert s.planned_trials() == len(s.owner) == 8
+    assert set(s.phases().values()) == {"done"}
+
+
+def test_a_rung_waits_for_all_its_trials_and_a_crashed_one_holds_it_back():
+    """With two trials at once, rung 2 is decided only when both of the first two trials have
+    ended, whatever order they end in; a crashed third trial holds back rung 4 (and so the
+    study ends unfinished) but not rung 2."""
+    s = make_search("a", concurrency=2, evals=1, rungs=[2, 4])
+    first = [s.suggest(t) for t in ("1", "2")]
+    assert all(c["phase"] == "search" for c in first) and s.suggest("x") is None
+    s.on_trial_complete("2", end(0.6))
+    assert s.best_at("a", 2) is None and s.suggest("3")["phase"] == "search"  # 1 still runs
+    s.on_trial_complete("1", end(0.4))
+    assert s.best_at("a", 2) == "2"
+    assert s.suggest("e1") == {"strategy": "a", "phase": "eval", "rung": 2,
+                               "run": {**s.configs["2"]["run"], "seed": 1000}}  # fmt: skip
+    s.on_trial_complete("3", error=True)
+    s.on_trial_complete("e1", end(0.5))
+    assert s.suggest("4")["phase"] == "search"
+    s.on_trial_complete("4", end(0.9))
+    assert 4 not in s.ladder["a"] and s.suggest("y") == StudySearch.FINISHED
+    assert s.phases() == {"search-a": "running", "eval-a": "running"}
+    assert [e["status"] for e in s.ladder_rows()["a"]] == ["done", "pending"]
+
+
+def test_a_rungs_best_is_among_its_first_trials_only():
+    """A later trial that ended first (three at once) is not a candidate for an earlier rung:
+    rung 2 is the best of trials 1 and 2, even when trial 3 ended before them, better."""
+    s = make_search("a", concurrency=3, evals=1, rungs=[2, 3])
+    for t in "123":
+        s.suggest(t)
+    s.on_trial_complete("3", end(0.9))
+    s.on_trial_complete("2", end(0.5))
+    assert 2 not in s.ladder["a"]  # trial 1 still runs
+    s.on_trial_complete("1", end(0.4))
+    assert s.best_at("a", 2) == "2" and s.best_at("a", 3) == "3"
+    assert [s.suggest(t)["rung"] for t in ("e2", "e3")] == [2, 3]
+
+
+def test_a_searcher_saved_before_ladders_loads_as_one_rung(tmp_path):
+    """A finished study extended once by plasticity 0.1: its searcher had a plan, a best and
+    evaluations (one superseded). It loads as one rung at the planned trials, decided, the
+    superseded evaluation kept out; one saved with an extension under way is refused."""
+    s = make_search("a", trials=2, evals=1)
+    order = run_to_the_end(s, {"a1": 0.5, "a2": 0.7})
     state = s.__dict__.copy()
-    for key in ("plan", "superseded", "replaced"):
+    for key in ("rungs", "ladder"):
         del state[key]
-    # as saved then: the trial count, and the running trials kept beside what they derive from
-    state.update(trials=3, live={"1"})
+    old_eval = "e-old"
+    state.update(
+        plan={"a": 2},
+        best={"a": {"config": s.configs[order[1]], "objective": 0.7, "trial": order[1]}},
+        superseded=[old_eval],
+        replaced={},
+        live=set(),
+        owner={old_eval: ("a", "eval"), **s.owner},
+        configs={old_eval: s.configs[order[2]], **s.configs},
+        ended={old_eval: s.ended[order[2]], **s.ended},
+    )
+    for t in (old_eval, order[2]):
+        state["configs"][t] = {k: v for k, v in state["configs"][t].items() if k != "rung"}
     old = StudySearch.__new__(StudySearch)
     old.load_state(state)
-    assert old.plan == {"a": 3, "b": 3} and old.superseded == [] and old.planned_trials() == 8
-    assert "trials" not in old.__dict__ and "live" not in old.__dict__ and old.live == ["1"]
+    assert old.rungs == {"a": [2]} and old.superseded == [old_eval]
+    assert old.best_at("a", 2) == order[1] and old.evaluation("a", 2) == [order[2]]
+    assert old.configs[order[2]]["rung"] == 2 and old.planned_trials() == 2 + 1 + 1
+    assert set(old.phases().values()) == {"done"}
+    with pytest.raises(UserError, match="extension had not finished"):
+        StudySearch.__new__(StudySearch).load_state({**state, "replaced": {"a": {}}})
 
 
 def test_a_restored_generator_lays_the_drivers_plan_over_the_searcher_and_waits_for_it():
@@ -311,15 +398,15 @@ def test_a_restored_generator_lays_the_drivers_plan_over_the_searcher_and_waits_
     search = make_search("a", trials=1)
     run_to_the_end(search, {})
     generator = RootedSearchGenerator(search)
-    ATTACHED["t"] = Attachment(folder=None, plan={"a": 3}, trial_ended=lambda *a: None)
+    ATTACHED["t"] = Attachment(folder=None, rungs={"a": [1, 3]}, trial_ended=lambda *a: None)
     try:
         generator.set_state(
             {"counter": 2, "total_samples": 2, "finished": True, "experiment": None}
         )
     finally:
         ATTACHED.pop("t")
-    # 3 search trials and 1 evaluation, and at most 1 more if the longer search picks another best
-    assert search.plan["a"] == 3 and generator.total_samples == 5
+    # 3 search trials and 1 evaluation, and at most 1 more if rung 3's best is another trial
+    assert search.rungs["a"] == [1, 3] and generator.total_samples == 5
     # Ray's own count of samples would say it is done; only the searcher decides
     generator._counter = 10
     assert not generator.is_finished()

@@ -27,7 +27,7 @@ def _with(**changes):
 
 
 def test_good_spec_and_every_preset_load():
-    assert load_spec(GOOD).budget.trials_per_strategy == 4
+    assert load_spec(GOOD).budget.ladder(1) == [4]  # no budget given: 4 trials per strategy
     names = preset_names()
     assert "demo" in names and sum(n.startswith("paper-") for n in names) == 8
     for name in names:
@@ -62,7 +62,14 @@ def test_good_spec_and_every_preset_load():
         ({"strategies__reset__lr": {"low": 1, "high": 0.1}}, "low .* must be below high"),
         ({"strategies__reset__lr": {"low": 0, "high": 1, "log": True}}, "log range needs low > 0"),
         ({"strategies__reset__lr": []}, "empty list"),
-        ({"budget__trials_per_strategy": 0}, "trials_per_strategy: Input should be greater"),
+        ({"budget__trials_per_strategy": 0}, "trials_per_strategy must be a whole number >= 1"),
+        ({"budget__trials_per_strategy": [4, 4]}, "each larger than the one before; got .4, 4"),
+        ({"budget__trials_per_strategy": [8, 4]}, "each larger than the one before"),
+        ({"budget__trials_per_strategy": 2.5}, "trials_per_strategy"),
+        (
+            {"budget": {"trials_per_strategy": 4, "trials_per_param": 2}},
+            "give trials_per_strategy or trials_per_param, not both",
+        ),
         ({"resources__gpu": -1}, "resources.gpu"),
         ({"metric": "speed"}, "metric: Input should be"),
         ({"name": "bad name/with slash"}, "name: String should match"),
@@ -229,14 +236,42 @@ def test_a_phase_cut_short_is_not_marked_done(tmp_path):
 )
 def test_tpe_start_up_is_sized_to_the_budget(trials, startup, kind):
     from study.driver.tuner import make_sampler
+    from study.plan import search_kind
 
     spec = load_spec(_with(budget={"trials_per_strategy": trials}))
-    assert spec.budget.startup() == startup and spec.budget.search_kind().startswith(kind)
+    assert spec.budget.startup(trials) == startup
+    assert search_kind(spec, "reset", trials).startswith(kind)
     sampler = make_sampler(spec, "reset")
     assert sampler._n_startup_trials == startup
     assert sampler._multivariate and sampler._group and sampler._constant_liar
     given = load_spec(_with(budget={"trials_per_strategy": trials, "startup_trials": 3}))
     assert make_sampler(given, "reset")._n_startup_trials == 3
+    # a ladder's start-up is sized to its largest rung: the whole search as launched
+    ladder = load_spec(_with(budget={"trials_per_strategy": sorted({1, trials})}))
+    assert make_sampler(ladder, "reset")._n_startup_trials == startup
+
+
+def test_a_budget_ladder_per_strategy_or_per_searched_parameter():
+    from study.plan import budget_text, rungs
+
+    lr = {"low": 1e-4, "high": 1e-2, "log": True}
+    two = {"reset": {"lr": lr}, "expanded": {"lr": lr, "schedule": ["linear"], "alpha0": 0.2}}
+    spec = load_spec(_with(strategies=two, budget={"trials_per_strategy": [4, 8, 16]}))
+    assert rungs(spec) == {"reset": [4, 8, 16], "expanded": [4, 8, 16]}
+    assert budget_text(spec) == (
+        "4, 8 and 16 trials per strategy; the strategies search different numbers of "
+        "parameters (reset 1, expanded 2): with equal trials, the ones searching more are "
+        "compared at less search per parameter"
+    )
+    per_param = load_spec(_with(strategies=two, budget={"trials_per_param": [2, 4]}))
+    assert rungs(per_param) == {"reset": [2, 4], "expanded": [4, 8]}  # alpha0 is fixed
+    assert budget_text(per_param) == (
+        "reset 2 and 4 trials; expanded 4 and 8 trials (trials_per_param [2, 4] x searched "
+        "parameters)"
+    )
+    # study.json's plan (an extension) adds rungs; a number is a study extended before ladders
+    assert rungs(spec, {"plan": {"reset": [4, 8, 16, 20]}})["reset"] == [4, 8, 16, 20]
+    assert rungs(spec, {"plan": {"reset": 6}})["reset"] == [6]
 
 
 def test_optuna_state_of_an_ended_trial():

@@ -20,7 +20,7 @@ from plasticity.errors import UserError
 from study.driver.ray_setup import check_resources, connected, quiet_restores
 from study.driver.repair import SnapshotKeeper, keep_copy, repair_snapshots
 from study.driver.tuner import make_trainable, make_tuner, pending_trials
-from study.plan import eval_counts, planned_trials, search_plan
+from study.plan import rungs as study_rungs
 from study.search.attached import ATTACHED, Attachment
 from study.search.saved import saved_search
 from study.spec import StudySpec
@@ -57,35 +57,35 @@ def _run(folder: StudyFolder, spec: StudySpec, state: dict[str, Any], trainable:
     store = OptunaDbCopy(folder)  # optuna.db, kept open while the study runs
     writers = {s: ViewWriter(store) for s in spec.strategies}
     keeper = SnapshotKeeper(folder)
-    plan = search_plan(spec, state)
+    rungs = study_rungs(spec, state)
 
     def progress(search: Any) -> None:
         sync_state(folder, state, search)
         keeper()
 
-    def planned() -> int:  # an extension's new best adds evaluation trials as it runs
+    def planned() -> int:  # exact once every rung is decided, which fit checks at its end
         search = saved_search(folder.fs, folder.experiment_path)
         if search is None:
-            return sum(planned_trials(plan, eval_counts(spec)).values())
-        search.set_plan(plan)
+            return 1  # not one trial has ended: more are planned than that
+        search.set_rungs(rungs)
         return search.planned_trials()
 
     def unfinished() -> str:
         return ", ".join(p for p, v in state["phases"].items() if v != "done") or "the study"
 
-    ATTACHED[spec.name] = Attachment(folder, plan, TrialEndViews(writers, progress))
+    ATTACHED[spec.name] = Attachment(folder, rungs, TrialEndViews(writers, progress))
     stopped = None
     try:
         store.open_soon()  # the finally below waits for it and closes the store
         with pending_trials(spec):
-            fit(folder, partial(make_tuner, folder, spec, trainable, plan), trainable, planned,
+            fit(folder, partial(make_tuner, folder, spec, trainable, rungs), trainable, planned,
                 unfinished)  # fmt: skip
     except UserError as e:  # the study stopped unfinished; a lost strategy says more
         stopped = e
     finally:
         ATTACHED.pop(spec.name, None)
         try:
-            lost = refresh_views(folder, state, store)
+            lost = refresh_views(folder, spec, state, store)
         finally:
             store.close()
     if lost:
@@ -156,7 +156,10 @@ def fit(
 
 
 def refresh_views(
-    folder: StudyFolder, state: dict[str, Any], store: OptunaDbCopy | None = None
+    folder: StudyFolder,
+    spec: StudySpec,
+    state: dict[str, Any],
+    store: OptunaDbCopy | None = None,
 ) -> list[str]:
     """Rewrite optuna.db and study.json from the experiment's newest snapshot (what a resume
     restores): at a study's end, and before a resume, where views that a crash left ahead of
@@ -171,6 +174,7 @@ def refresh_views(
         return []
     if search is None:
         return []
+    search.set_rungs(study_rungs(spec, state))  # a saved searcher from before an extension
     own = store is None
     store = store or OptunaDbCopy(folder)  # opened once for every strategy's rows
     try:
@@ -181,4 +185,4 @@ def refresh_views(
     finally:
         if own:
             store.close()
-    return [s for s, best in search.best.items() if best is None]
+    return search.lost()

@@ -13,7 +13,7 @@ from typing import Any
 
 from plasticity.seeding import derive_seed
 from study.driver.ray_setup import legacy_console
-from study.plan import base_run, eval_templates, trial_constants
+from study.plan import base_run, eval_templates, spec_rungs, trial_constants
 from study.space import define_space
 from study.spec import StudySpec
 from study.store.folder import EXPERIMENT, StudyFolder
@@ -31,9 +31,9 @@ def make_trainable(spec: StudySpec):
     )
 
 
-def make_tuner(folder: StudyFolder, spec: StudySpec, trainable: Any, plan: dict[str, int]):
-    """The study's Tuner: one :class:`study.search.StudySearch` over every strategy, with
-    ``plan`` search trials per strategy."""
+def make_tuner(folder: StudyFolder, spec: StudySpec, trainable: Any, rungs: dict[str, list[int]]):
+    """The study's Tuner: one :class:`study.search.StudySearch` over every strategy, each
+    searching to the largest of its ``rungs`` and evaluated at every one."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
@@ -63,7 +63,7 @@ def make_tuner(folder: StudyFolder, spec: StudySpec, trainable: Any, plan: dict[
     search = StudySearch(
         spec.name,
         searchers,
-        plan=plan,
+        rungs=rungs,
         concurrency=spec.concurrency,
         evals=eval_templates(spec),
         cap=spec.max_concurrent_trials,
@@ -97,7 +97,9 @@ def make_sampler(spec: StudySpec, strategy: str):
     """TPE for a conditional space with concurrent trials: start-up sized to the budget, the
     multivariate group model (it models the parameters that exist together, e.g. ``alpha0``
     and ``ramp`` only for ramped schedules) and the constant liar (a running trial counts as a
-    poor one, so concurrent suggestions spread out), seeded per strategy."""
+    poor one, so concurrent suggestions spread out), seeded per strategy. The start-up is
+    sized to the strategy's largest rung as the study file sets it (an extension does not
+    change it: the sampler is built once)."""
     import warnings
 
     import optuna
@@ -105,7 +107,7 @@ def make_sampler(spec: StudySpec, strategy: str):
     with warnings.catch_warnings():  # multivariate and group are marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.TPESampler(
-            n_startup_trials=spec.budget.startup(),
+            n_startup_trials=spec.budget.startup(spec_rungs(spec)[strategy][-1]),
             multivariate=True,
             group=True,
             constant_liar=True,

@@ -2,8 +2,8 @@
 
 The searcher is saved with Ray's snapshot and must hold no path (a copied or moved study
 resumes on its own data). On a resume Ray rebuilds it inside ``Tuner.restore``, out of the
-driver's reach, so the driver's parts reach it here: where the study lives now, the plan of
-search trials (``plasticity study extend`` raises it) and what to write as each trial ends.
+driver's reach, so the driver's parts reach it here: where the study lives now, the rungs of
+its budget ladder (``plasticity study extend`` adds one) and what to write as each trial ends.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from typing import Any
 class Attachment:
     folder: Any
     """The :class:`study.store.folder.StudyFolder` where the study is now."""
-    plan: dict[str, int]
-    """Search trials planned per strategy (study.json's ``plan`` over the study file's)."""
+    rungs: dict[str, list[int]]
+    """Per strategy, the rungs of its budget ladder (the study file's, and one more per
+    ``plasticity study extend``: :func:`study.plan.rungs`)."""
     trial_ended: Callable[[Any, str, str], None]
     """``trial_ended(search, strategy, phase)``: write the views (optuna.db, study.json) after
     a trial of ``strategy`` and ``phase`` ended."""

@@ -17,7 +17,7 @@ class RootedSearchGenerator(SearchGenerator):
     now (the running driver's :class:`~study.search.attached.Attachment`), and asks the
     searcher again even if it had said it was finished: a restore runs errored trials again,
     after which the searcher may have more to suggest (their strategies' evaluations), and an
-    extended study's searcher gets its new plan.
+    extended study's searcher gets its new rung.
 
     The searcher alone says when the study is finished (``Searcher.FINISHED``): Ray's count
     of samples (``num_samples``) cannot know ahead how many evaluation trials an extension
@@ -34,12 +34,10 @@ class RootedSearchGenerator(SearchGenerator):
             return
         attached = ATTACHED.get(searcher.name)
         if attached is not None:
-            searcher.set_plan(attached.plan)
-        # what the progress table shows: at most this many (a strategy whose longer
-        # search is under way may pick another best and run its evaluation again)
-        self._total_samples = searcher.planned_trials() + sum(
-            len(searcher.evals[s]) for s in searcher.replaced
-        )
+            searcher.set_rungs(attached.rungs)
+        # what the progress table shows: at most this many (a rung not decided yet counts
+        # an evaluation, which it will not run if its best is the rung before's)
+        self._total_samples = searcher.planned_trials()
         if attached is None or self._experiment is None:
             return
         storage = copy.copy(self._experiment.storage)

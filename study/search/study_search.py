@@ -1,5 +1,5 @@
-"""The study's one searcher: every strategy's Optuna search side by side, each followed by its
-evaluation on fresh seeds, and the one record of the search."""
+"""The study's one searcher: every strategy's Optuna search side by side, its best-so-far
+evaluated on fresh seeds at every rung of the budget ladder, and the one record of the search."""
 
 from __future__ import annotations
 
@@ -14,46 +14,47 @@ from plasticity.metrics import OBJECTIVES
 from study.plan import planned_trials
 from study.search.attached import ATTACHED
 from study.search.whole_trial import WholeTrialSearch, trial_state
-from study.trials import EVAL, SEARCH, best_trial, label
+from study.trials import EVAL, NO_WHOLE_TRIAL, SEARCH, best_trial, label
 
 log = logging.getLogger(__name__)
 
 
 class StudySearch(Searcher):
-    """Every strategy's search and evaluation as one Ray Tune searcher.
+    """Every strategy's search and evaluations as one Ray Tune searcher.
 
-    ``searchers``: a :class:`WholeTrialSearch` per strategy, in the study's order; ``plan``:
-    search trials per strategy; ``concurrency``: trials of one strategy running at once (search
-    or evaluation: TPE learns between a strategy's trials); ``cap``: trials of the whole study
-    running at once (None: as many as the strategies' concurrency allows); ``evals``: per
-    strategy, its evaluation configs, whose ``run`` holds only what evaluation changes (the
-    seed) and is laid over the best trial's run once the search has picked it.
+    ``searchers``: a :class:`WholeTrialSearch` per strategy, in the study's order; ``rungs``:
+    per strategy, ascending numbers of search trials after which its best-so-far is evaluated
+    (the search runs to the largest); ``concurrency``: trials of one strategy running at once
+    (search or evaluation: TPE learns between a strategy's trials); ``cap``: trials of the
+    whole study running at once (None: as many as the strategies' concurrency allows);
+    ``evals``: per strategy, its evaluation configs (one per seed), whose ``run`` holds only
+    what evaluation changes (the seed) and is laid over the best trial's run.
 
     A suggestion goes round the strategies in a fixed order, starting after the one served last,
     to the first with a free slot and work left: which strategy gets a slot depends on which
-    trials have ended, never on how long anything took. A strategy's search has ended when its
-    planned trials all have; its best is then the best trial that ran every epoch
-    (:func:`study.trials.best_trial`), and its evaluation trials follow. A search trial that
-    crashed after its retries holds its strategy's evaluation back: the study ends unfinished,
+    trials have ended, never on how long anything took. A rung of k trials is *decided* once a
+    strategy's first k search trials (in the order they were suggested) have all ended: its
+    best is the best of those that ran every epoch (:func:`study.trials.best_trial`). Its
+    evaluation then comes before the strategy's next search trial; when the best is the one the
+    rung before decided, that evaluation is reused and nothing runs. A search trial that
+    crashed after its retries holds back every rung it belongs to: the study ends unfinished,
     and a resume (Ray runs the errored trials again) carries on from there.
 
     Saved whole with Ray's experiment snapshot (:meth:`save`): the Optuna studies, which trials
-    belong to which strategy and phase, how each ended and the bests, so a restore rolls the
-    search back together with the trials. It holds no path: what the running driver adds (where
-    the views go, the plan of an extension) reaches it through :data:`ATTACHED`.
+    belong to which strategy, phase and rung, how each ended and each rung's best, so a restore
+    rolls the search back together with the trials. It holds no path: what the running driver
+    adds (where the views go, the rungs of an extension) reaches it through :data:`ATTACHED`.
 
-    Extending (``plasticity study extend``) raises a strategy's planned search trials
-    (:meth:`set_plan`): its Optuna study goes on where it stopped (TPE sees every earlier
-    trial), its best is chosen again when the longer search ends, and only if the best is
-    another trial are its evaluation trials *superseded* (kept in the experiment, left out of
-    the evaluation) and its evaluation run again on the new best.
+    Extending (``plasticity study extend``) adds a rung (:meth:`set_rungs`): the strategy's
+    Optuna study goes on where it stopped (TPE sees every earlier trial) and its best at the new
+    rung is evaluated like any other; the earlier rungs' evaluations stay what they were.
     """
 
     def __init__(
         self,
         name: str,
         searchers: dict[str, WholeTrialSearch],
-        plan: dict[str, int],
+        rungs: dict[str, list[int]],
         concurrency: int,
         evals: dict[str, list[dict[str, Any]]],
         cap: int | None = None,
@@ -68,62 +69,60 @@ class StudySearch(Searcher):
         self.configs: dict[str, dict[str, Any]] = {}
         self.ended: dict[str, dict[str, Any]] = {}
         """trial id -> how it ended: error, complete (every epoch ran), value, objectives"""
-        self.best: dict[str, dict[str, Any] | None] = {}
-        """strategy -> {"config", "objective", "trial"} once its search has ended; None: no
-        whole trial"""
         self.next = 0
-        self.plan: dict[str, int] = {s: plan[s] for s in self.order}
-        """strategy -> search trials planned (raised when the study is extended)"""
+        self.rungs: dict[str, list[int]] = {s: list(rungs[s]) for s in self.order}
+        self.ladder: dict[str, dict[int, dict[str, Any]]] = {s: {} for s in self.order}
+        """strategy -> rung -> once decided: {"best": trial id or None (no whole trial),
+        "evals": its evaluation trials, "reused_from": the rung whose evaluation it reuses}"""
         self.superseded: list[str] = []
-        """evaluation trials of a best that a longer search replaced"""
-        self.replaced: dict[str, dict[str, Any]] = {}
-        """strategy -> its best before an extension, until the longer search has ended"""
+        """Studies from before ladders only: evaluation trials of a best that an extension
+        replaced (left out of every comparison)."""
 
     def load_state(self, state: dict[str, Any]) -> None:
-        """Take a saved state (:meth:`save`). Older states: one saved before plans existed had
-        ``trials`` for every strategy and nothing superseded; ``live`` and ``trials`` were
-        kept beside what they are derived from."""
-        state = dict(state)
-        trials = state.pop("trials", None)
-        state.pop("live", None)
-        self.__dict__.update(state)
-        self.__dict__.setdefault("plan", {s: trials for s in self.order})
-        self.__dict__.setdefault("superseded", [])
-        self.__dict__.setdefault("replaced", {})
+        """Take a saved state (:meth:`save`); older ones are converted (:func:`_from_before`)."""
+        self.__dict__.update(_from_before(state) if "ladder" not in state else state)
 
     @property
     def live(self) -> list[str]:
         """Trials suggested and not ended (running, or about to)."""
         return [t for t in self.owner if t not in self.ended]
 
-    def set_plan(self, plan: dict[str, int] | None) -> list[str]:
-        """Raise strategies' planned search trials to ``plan`` (absolute numbers, so setting
-        the same plan twice, e.g. on every resume, changes nothing; a plan below what is
-        planned is refused). Returns the strategies whose plan grew: their best is chosen
-        again once their longer search has ended."""
+    def planned(self, strategy: str) -> int:
+        """Search trials planned for ``strategy``: its largest rung."""
+        return self.rungs[strategy][-1]
+
+    def set_rungs(self, rungs: dict[str, list[int]] | None) -> list[str]:
+        """Lay the driver's rungs over the saved ones (the same on every resume; an extension
+        adds larger ones). Returns the strategies that got a rung. A list that drops a rung
+        or adds one below the largest is refused."""
         grown = []
-        for strategy, n in (plan or {}).items():
+        for strategy, new in (rungs or {}).items():
             if strategy not in self.searchers:
                 raise ValueError(f"unknown strategy {strategy!r}")
-            if n < self.plan[strategy]:
-                raise ValueError(
-                    f"{strategy}: {n} search trials is fewer than the {self.plan[strategy]} "
-                    "already planned"
-                )
-            if n == self.plan[strategy]:
+            old = self.rungs[strategy]
+            if new == old:
                 continue
-            self.plan[strategy] = n
+            if new[: len(old)] != old or new != sorted(set(new)):
+                raise ValueError(f"{strategy}: rungs {new} do not extend the rungs {old}")
+            self.rungs[strategy] = list(new)
             grown.append(strategy)
-            old = self.best.pop(strategy, None)
-            if old is not None:
-                self.replaced.setdefault(strategy, old)
         return grown
 
     def planned_trials(self) -> int:
-        """Trials this study will have run when it is done, as planned now: every search
-        trial, the current evaluation and the superseded evaluation trials."""
-        evals = {s: len(self.evals[s]) for s in self.order}
-        return sum(planned_trials(self.plan, evals).values()) + len(self.superseded)
+        """Trials this study will have run when it is done, as far as is known now: every
+        search trial and, per rung, an evaluation unless the rung reuses one (a rung not
+        decided yet counts one, so this is an upper bound until every rung is decided)."""
+        evals = {
+            s: sum(
+                len(self.evals[s])
+                for k in self.rungs[s]
+                if self.ladder[s].get(k, {}).get("reused_from") is None
+                and self.ladder[s].get(k, {}).get("best", "") is not None
+            )
+            for s in self.order
+        }
+        search = {s: self.planned(s) for s in self.order}
+        return sum(planned_trials(search, evals).values()) + len(self.superseded)
 
     # -- what Ray asks -------------------------------------------------------------------------
     def suggest(self, trial_id: str) -> dict | str | None:
@@ -160,7 +159,7 @@ class StudySearch(Searcher):
             "value": result[self.metric] if complete else None,
             "objectives": {m: result[m] for m in OBJECTIVES} if complete else None,
         }
-        self._pick_best(strategy)
+        self._decide(strategy)
         attached = ATTACHED.get(self.name)
         if attached is not None:
             attached.trial_ended(self, strategy, phase)
@@ -178,108 +177,221 @@ class StudySearch(Searcher):
             del self.ended[trial_id]
 
     # -- the study's progress ------------------------------------------------------------------
-    def trials_of(self, strategy: str, phase: str) -> list[str]:
+    def trials_of(self, strategy: str, phase: str, rung: int | None = None) -> list[str]:
         """``strategy``'s trials of ``phase`` in the order they were suggested (evaluation:
-        those of its current best only)."""
+        those run at ``rung``, or at any rung; never a superseded one)."""
         gone = set(self.superseded) if phase == EVAL else set()
-        return [t for t, who in self.owner.items() if who == (strategy, phase) and t not in gone]
+        return [
+            t
+            for t, who in self.owner.items()
+            if who == (strategy, phase)
+            and t not in gone
+            and (rung is None or self.configs[t].get("rung") == rung)
+        ]
 
     def search_ended(self, strategy: str) -> bool:
         """Every planned search trial of ``strategy`` has ended (complete, stopped or errored)."""
         ids = self.trials_of(strategy, SEARCH)
-        return len(ids) == self.plan[strategy] and all(t in self.ended for t in ids)
+        return len(ids) == self.planned(strategy) and all(t in self.ended for t in ids)
+
+    def best_at(self, strategy: str, rung: int) -> str | None:
+        """The best trial of ``strategy``'s first ``rung`` search trials, once decided."""
+        return self.ladder[strategy].get(rung, {}).get("best")
+
+    def evaluation(self, strategy: str, rung: int) -> list[str]:
+        """The evaluation trials of ``rung`` (those of the rung it reuses, if it does)."""
+        decided = self.ladder[strategy].get(rung)
+        if decided is None:
+            return []
+        if decided["reused_from"] is not None:
+            return self.ladder[strategy][decided["reused_from"]]["evals"]
+        return decided["evals"]
+
+    def lost(self) -> list[str]:
+        """The strategies whose whole search has ended with no trial that ran every epoch."""
+        return [
+            s
+            for s in self.order
+            if self.planned(s) in self.ladder[s] and self.best_at(s, self.planned(s)) is None
+        ]
 
     def phases(self) -> dict[str, str]:
         """``search-STRATEGY`` and (with evaluation) ``eval-STRATEGY``: pending, running or
         done."""
-        out = {label(SEARCH, s): self._status(s, SEARCH) for s in self.order}
+        out = {label(SEARCH, s): self._search_status(s) for s in self.order}
         if any(self.evals.values()):
-            out.update({label(EVAL, s): self._status(s, EVAL) for s in self.order})
+            out.update({label(EVAL, s): self._eval_status(s) for s in self.order})
         return out
 
     def bests(self) -> dict[str, dict[str, Any]]:
-        """Each strategy's best so far: an extended strategy keeps its earlier best until its
-        longer search has ended."""
-        out = {s: b for s, b in self.replaced.items() if s not in self.best}
-        out.update({s: b for s, b in self.best.items() if b is not None})
-        return {s: out[s] for s in self.order if s in out}
+        """Each strategy's best at its largest decided rung with a whole trial (an extended
+        strategy keeps its earlier best until its new rung is decided)."""
+        out = {}
+        for s in self.order:
+            decided = [k for k in self.rungs[s] if self.best_at(s, k) is not None]
+            if decided:
+                trial_id = self.best_at(s, decided[-1])
+                out[s] = {
+                    "config": self.configs[trial_id],
+                    "objective": self.ended[trial_id]["value"],
+                    "trial": trial_id,
+                    "trials": decided[-1],
+                }
+        return out
 
     def eval_rows(self) -> list[dict[str, Any]]:
-        """One row per evaluation trial that ran every epoch: strategy, seed, objectives."""
+        """One row per rung and evaluation trial that ran every epoch: strategy, seed, the
+        rung (``trials``), the trial and its objectives (a reused evaluation's rows appear
+        again under each rung that reuses it)."""
         rows = []
-        for trial_id, (strategy, phase) in self.owner.items():
-            end = self.ended.get(trial_id)
-            if phase == EVAL and end and end["complete"] and trial_id not in self.superseded:
-                seed = self.configs[trial_id]["run"]["seed"]
-                rows.append({"strategy": strategy, "seed": seed, **end["objectives"]})
+        for s in self.order:
+            for k in self.rungs[s]:
+                for trial_id in self.evaluation(s, k):
+                    end = self.ended.get(trial_id)
+                    if end and end["complete"]:
+                        seed = self.configs[trial_id]["run"]["seed"]
+                        row = {"strategy": s, "seed": seed, "trials": k, "trial": trial_id}
+                        rows.append({**row, **end["objectives"]})
         return rows
 
-    def _status(self, strategy: str, phase: str) -> str:
-        ids = self.trials_of(strategy, phase)
-        if not ids:
+    def ladder_rows(self) -> dict[str, list[dict[str, Any]]]:
+        """study.json's ``ladder``: per strategy, one entry per rung (see :attr:`ladder`), with
+        its status: pending (not decided), done, or no whole trial."""
+        out = {}
+        for s in self.order:
+            entries = []
+            for k in self.rungs[s]:
+                decided = self.ladder[s].get(k)
+                best = None if decided is None else decided["best"]
+                status = "pending" if decided is None else "done" if best else NO_WHOLE_TRIAL
+                entries.append(
+                    {
+                        "trials": k,
+                        "status": status,
+                        "best": best,
+                        "objective": self.ended[best]["value"] if best else None,
+                        "evals": list(self.evaluation(s, k)),
+                        "reused_from": None if decided is None else decided["reused_from"],
+                    }
+                )
+            out[s] = entries
+        return out
+
+    def _search_status(self, strategy: str) -> str:
+        if not self.trials_of(strategy, SEARCH):
             return "pending"
-        if phase == SEARCH:
-            done = self.best.get(strategy) is not None
-        else:
-            planned = len(self.evals[strategy])
-            done = len(ids) == planned and all(self.ended.get(t, {}).get("complete") for t in ids)
-        return "done" if done else "running"
+        return "done" if self.best_at(strategy, self.planned(strategy)) else "running"
+
+    def _eval_status(self, strategy: str) -> str:
+        if not self.trials_of(strategy, EVAL):
+            return "pending"
+        return (
+            "done" if all(self._evaluated(strategy, k) for k in self.rungs[strategy]) else "running"
+        )
+
+    def _evaluated(self, strategy: str, rung: int) -> bool:
+        """``rung`` is decided and its evaluation ran whole (a rung below the largest with no
+        whole trial has nothing to evaluate)."""
+        if rung not in self.ladder[strategy]:
+            return False
+        if self.best_at(strategy, rung) is None:
+            return rung != self.planned(strategy)
+        trials = self.evaluation(strategy, rung)
+        complete = all(self.ended.get(t, {}).get("complete") for t in trials)
+        return len(trials) == len(self.evals[strategy]) and complete
 
     # -- choosing ------------------------------------------------------------------------------
     def _suggest_for(self, strategy: str, trial_id: str) -> dict | None:
         if sum(self.owner[t][0] == strategy for t in self.live) >= self.concurrency:
             return None
-        if len(self.trials_of(strategy, SEARCH)) < self.plan[strategy]:
+        due = self._eval_due(strategy)
+        if due is not None:
+            rung, template = due
+            best_run = self.configs[self.best_at(strategy, rung)]["run"]
+            config = {**template, "rung": rung, "run": {**best_run, **template["run"]}}
+            self.ladder[strategy][rung]["evals"].append(trial_id)
+            phase = EVAL
+        elif len(self.trials_of(strategy, SEARCH)) < self.planned(strategy):
             config, phase = self.searchers[strategy].suggest(trial_id), SEARCH
             if not isinstance(config, dict):
                 return None
         else:
-            done = len(self.trials_of(strategy, EVAL))
-            if not self._pick_best(strategy) or done >= len(self.evals[strategy]):
-                return None
-            template = self.evals[strategy][done]
-            best_run = self.best[strategy]["config"]["run"]  # type: ignore[index]
-            config, phase = {**template, "run": {**best_run, **template["run"]}}, EVAL
+            return None
         self.owner[trial_id] = (strategy, phase)
         return config
 
-    def _errored(self, strategy: str, phase: str) -> bool:
-        return any(self.ended.get(t, {}).get("error") for t in self.trials_of(strategy, phase))
+    def _eval_due(self, strategy: str) -> tuple[int, dict[str, Any]] | None:
+        """The next evaluation trial to hand out: at the lowest decided rung with a whole best
+        that runs its own evaluation and has not handed all of it out."""
+        for k in self.rungs[strategy]:
+            decided = self.ladder[strategy].get(k)
+            if decided is None:
+                return None  # rungs are evaluated in order
+            if decided["best"] and decided["reused_from"] is None:
+                done = len(decided["evals"])
+                if done < len(self.evals[strategy]):
+                    return k, self.evals[strategy][done]
+        return None
 
-    def _pick_best(self, strategy: str) -> bool:
-        """Whether ``strategy``'s evaluation may start: its search has ended with no errored
-        trial and with a whole trial (its best is then recorded)."""
-        if strategy not in self.best:
-            if not self.search_ended(strategy) or self._errored(strategy, SEARCH):
-                return False
-            trial_id = best_trial(
-                (t, self.ended[t]["value"])
-                for t in self.trials_of(strategy, SEARCH)
-                if self.ended[t]["complete"]
+    def _decide(self, strategy: str) -> None:
+        """Decide every rung of ``strategy`` whose first search trials have all ended with no
+        error: its best, and whether it reuses the evaluation of the rung before."""
+        ids = self.trials_of(strategy, SEARCH)
+        before = None
+        for k in self.rungs[strategy]:
+            if k in self.ladder[strategy]:
+                before = k
+                continue
+            first = ids[:k]
+            if len(first) < k or any(t not in self.ended or self.ended[t]["error"] for t in first):
+                return
+            best = best_trial(
+                (t, self.ended[t]["value"]) for t in first if self.ended[t]["complete"]
             )
-            self.best[strategy] = None
-            if trial_id is not None:
-                self.best[strategy] = {
-                    "config": self.configs[trial_id],
-                    "objective": self.ended[trial_id]["value"],
-                    "trial": trial_id,
-                }
-            self._supersede(strategy)
-        return self.best[strategy] is not None
-
-    def _supersede(self, strategy: str) -> None:
-        """After an extended search has picked its best: if it is another trial than the best
-        before, the evaluation trials so far evaluated that one and are superseded."""
-        old = self.replaced.pop(strategy, None)
-        new = self.best[strategy]
-        if old is None or (new is not None and new["config"] == old["config"]):
-            return
-        self.superseded += self.trials_of(strategy, EVAL)
+            reused = None
+            if before is not None and best is not None and best == self.best_at(strategy, before):
+                reused = self.ladder[strategy][before]["reused_from"] or before
+            self.ladder[strategy][k] = {"best": best, "evals": [], "reused_from": reused}
+            before = k
 
     def _closed(self, strategy: str) -> bool:
-        """Nothing more can be suggested for ``strategy`` in this run of the study."""
+        """Nothing more can be suggested for ``strategy`` in this run of the study: its search
+        has ended, and every rung is decided with its evaluation handed out (a rung that a
+        crashed trial holds back stays undecided, and the study ends unfinished)."""
         if not self.search_ended(strategy):
             return False
-        if not self._pick_best(strategy):  # an errored trial, or no whole trial
-            return True
-        return len(self.trials_of(strategy, EVAL)) >= len(self.evals[strategy])
+        self._decide(strategy)
+        return self._eval_due(strategy) is None
+
+
+def _from_before(state: dict[str, Any]) -> dict[str, Any]:
+    """A searcher saved before ladders: one rung per strategy at its planned trials (``plan``,
+    or ``trials`` before plans existed), decided where it had picked a best, with the
+    evaluation trials not superseded; ``live`` and ``trials`` (kept beside what they derive
+    from) go. An extension still under way then (``replaced``) cannot be carried over."""
+    state = dict(state)
+    if state.get("replaced"):
+        from plasticity.errors import UserError
+
+        raise UserError(
+            "this study was extended by plasticity 0.1 and its extension had not finished; "
+            "finish it with that version (then this one reads it), or launch a new study"
+        )
+    trials = state.pop("trials", None)
+    state.pop("live", None)
+    state.pop("replaced", None)
+    plan = state.pop("plan", None) or {s: trials for s in state["order"]}
+    best = state.pop("best", {})
+    superseded = state.setdefault("superseded", [])
+    state["rungs"] = {s: [plan[s]] for s in state["order"]}
+    state["ladder"] = {s: {} for s in state["order"]}
+    for s, b in best.items():
+        evals = [t for t, who in state["owner"].items() if who == (s, EVAL) and t not in superseded]
+        state["ladder"][s][plan[s]] = {
+            "best": None if b is None else b["trial"],
+            "evals": evals,
+            "reused_from": None,
+        }
+        for t in evals:  # evaluation configs name their rung from now on
+            state["configs"][t] = {**state["configs"][t], "rung": plan[s]}
+    return state

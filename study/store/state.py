@@ -3,11 +3,20 @@
 ``study.yaml`` is the validated study file, written once at launch. ``study.json`` is::
 
     kind, version, layout, name, created   what wrote it, and when
+    budget_policy  {kind: trials_per_strategy|trials_per_param, values (the study file's
+                   numbers), searched: {STRATEGY: parameters searched}, rungs: {STRATEGY:
+                   [its rungs]}}: how the rungs of the budget ladder were counted
     phases      {search-STRATEGY: pending|running|done, eval-STRATEGY: ...}
-    best        {STRATEGY: {config, objective, trial}}: each search's best whole trial
-    eval        one row per evaluation trial: strategy, seed, objectives
-    plan        {STRATEGY: search trials}, once ``plasticity study extend`` raised them
-    superseded  evaluation trials of a best that a longer search replaced
+    best        {STRATEGY: {config, objective, trial, trials}}: each search's best whole
+                trial at its largest decided rung (``trials``)
+    eval        one row per rung and evaluation trial: strategy, seed, trials (the rung),
+                trial, objectives (a reused evaluation appears under each rung using it)
+    ladder      {STRATEGY: [{trials, status, best, objective, evals, reused_from}]}: one
+                entry per rung (:meth:`study.search.StudySearch.ladder_rows`)
+    search_order  {STRATEGY: [search trial ids in the order they were suggested]}
+    plan        {STRATEGY: [rungs]}, once ``plasticity study extend`` added one (a number:
+                a study extended before ladders)
+    superseded  studies extended before ladders: evaluations of a best the extension replaced
 
 All but the first line is a view of the search's one record (the searcher in Ray's snapshot,
 see :mod:`study.search`), rewritten as trials end by :func:`sync_state` and rebuilt from the
@@ -24,9 +33,10 @@ import yaml
 
 from plasticity import __version__
 from plasticity.errors import UserError
-from study.plan import phases
+from study.plan import phases, searched, spec_rungs
 from study.spec import StudySpec, load_spec
 from study.store.folder import StudyFolder
+from study.trials import SEARCH
 
 KIND = "plasticity-study"
 LAYOUT = 2
@@ -43,6 +53,12 @@ def new_state(spec: StudySpec) -> dict[str, Any]:
         "layout": LAYOUT,
         "name": spec.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "budget_policy": {
+            "kind": spec.budget.policy,
+            "values": spec.budget.ladder(1),
+            "searched": {s: searched(space) for s, space in spec.strategies.items()},
+            "rungs": spec_rungs(spec),
+        },
         "phases": {p: "pending" for p in phases(spec)},
         "best": {},
     }
@@ -94,17 +110,27 @@ def open_study(path: str, trusted: bool = False) -> tuple[StudyFolder, StudySpec
 
 
 def _check_plan(path: str, state: dict[str, Any], spec: StudySpec) -> None:
-    """study.json's ``plan`` (written by extend): known strategies, whole numbers no fewer
-    than the study file's trials per strategy."""
-    plan = state.get("plan", {})
-    low = spec.budget.trials_per_strategy
-    ok = isinstance(plan, dict) and all(
-        s in spec.strategies and type(n) is int and n >= low for s, n in plan.items()
-    )
-    if not ok:
+    """study.json's ``plan`` (written by extend): per strategy of the study, its rungs, which
+    begin with the study file's and grow (or, written before ladders, one whole number no
+    smaller than the study file's largest rung)."""
+    plan, ladder = state.get("plan", {}), spec_rungs(spec)
+
+    def fits(strategy: str, value: Any) -> bool:
+        if strategy not in ladder:
+            return False
+        if type(value) is int:
+            return value >= ladder[strategy][-1]
+        return (
+            isinstance(value, list)
+            and all(type(n) is int for n in value)
+            and value[: len(ladder[strategy])] == ladder[strategy]
+            and value == sorted(set(value))
+        )
+
+    if not isinstance(plan, dict) or not all(fits(s, v) for s, v in plan.items()):
         raise UserError(
-            f"{path}: study.json's plan {plan!r} is not a number of search trials (at least "
-            f"{low}) per strategy of this study"
+            f"{path}: study.json's plan {plan!r} is not the rungs of search trials (growing, "
+            f"starting with the study file's {ladder}) of this study's strategies"
         )
 
 
@@ -128,10 +154,11 @@ def _check_version(path: str, state: dict[str, Any], spec: StudySpec) -> None:
 def sync_state(folder: StudyFolder, state: dict[str, Any], search: Any) -> None:
     """Write study.json from the searcher (a :class:`study.search.StudySearch`): each phase's
     status, each strategy's best and the evaluation's objectives."""
-    search.set_plan(state.get("plan"))  # a saved searcher from before an extension
     state["phases"] = search.phases()
     state["best"] = search.bests()
     state["eval"] = search.eval_rows()
+    state["ladder"] = search.ladder_rows()
+    state["search_order"] = {s: search.trials_of(s, SEARCH) for s in search.order}
     if search.superseded:
         state["superseded"] = list(search.superseded)
     write_state(folder, state)
