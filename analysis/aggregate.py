@@ -42,7 +42,10 @@ class AggregateResult:
     overall: pd.DataFrame
     """Per strategy over the common scenarios, on normalised scores: ``scenarios, runs, iqm,
     iqm_lo, iqm_hi, mean, mean_lo, mean_hi, p_improve, p_improve_lo, p_improve_hi`` (probability
-    of improvement over the baseline; NaN on the baseline's own row)."""
+    of improvement over the baseline, rliable's unpaired form: every run against every run of
+    the baseline) and ``pairs, p_paired, p_paired_lo, p_paired_hi`` (the paired form: each run
+    against the baseline's run on the same seed, pairs resampled together); NaN on the
+    baseline's own row."""
     profiles: pd.DataFrame
     """``strategy, tau, fraction, lo, hi``: the performance profile of every strategy."""
     excluded: tuple[str, ...]
@@ -118,6 +121,34 @@ def probability_of_improvement(scores_x: np.ndarray, scores_y: np.ndarray) -> fl
         wins = (x[:, None] > y[None, :]).sum() + 0.5 * (x[:, None] == y[None, :]).sum()
         per_task.append(wins / (len(x) * len(y)))
     return float(np.mean(per_task))
+
+
+def paired_probability_of_improvement(diffs: np.ndarray) -> float:
+    """P(X > Y) over paired runs, averaged over scenarios: in each scenario the fraction of
+    seeds on which X's run beats Y's run on the same seed (a tie counting 1/2). ``diffs``:
+    ``num_pairs`` x ``num_tasks`` of X − Y per seed (NaN padding). Strategies evaluated on the
+    same seeds share their data order and initial draws, so a paired comparison removes the
+    seed's own variation that the unpaired form (:func:`probability_of_improvement`) keeps."""
+    per_task = [((d > 0).sum() + 0.5 * (d == 0).sum()) / len(d) for d in _columns(diffs)]
+    return float(np.mean(per_task))
+
+
+def paired_matrix(
+    frame: pd.DataFrame, metric: str, x: str, y: str, scenarios: Sequence[str]
+) -> np.ndarray:
+    """``num_pairs`` x ``num_tasks``: ``metric`` of ``x`` minus that of ``y`` on each seed
+    both ran, one column per scenario (NaN padding)."""
+    cols = []
+    for s in scenarios:
+        here = frame[frame.scenario == s]
+        a = here[here.strategy == x].set_index("seed")[metric]
+        b = here[here.strategy == y].set_index("seed")[metric]
+        seeds = a.index.intersection(b.index).sort_values()
+        cols.append((a[seeds] - b[seeds]).to_numpy(dtype=float))
+    out = np.full((max(1, max(len(c) for c in cols)), len(cols)), np.nan)
+    for j, col in enumerate(cols):
+        out[: len(col), j] = col
+    return out
 
 
 def performance_profile(scores: np.ndarray, taus: np.ndarray) -> np.ndarray:
@@ -215,18 +246,25 @@ def _overall_row(
     strategy: str,
     x: np.ndarray,
     base: np.ndarray | None,
+    pairs: np.ndarray | None,
     rng: np.random.Generator,
     reps: int,
     level: float,
 ) -> dict[str, object]:
-    """IQM, mean and (unless ``base`` is None) P(x > base) of normalised scores, with CIs."""
+    """IQM, mean and (unless ``base`` is None) P(x > base), unpaired and over the ``pairs``
+    (x − base per seed), of normalised scores, with CIs."""
     row: dict[str, object] = {"strategy": strategy, "scenarios": x.shape[1]}
     row["runs"] = int((~np.isnan(x)).sum())
     row |= _with_ci("iqm", iqm, [x], rng, reps, level)
     row |= _with_ci("mean", mean_of_means, [x], rng, reps, level)
-    if base is None:
-        return row | dict.fromkeys(["p_improve", "p_improve_lo", "p_improve_hi"], np.nan)
-    return row | _with_ci("p_improve", probability_of_improvement, [x, base], rng, reps, level)
+    if base is None or pairs is None:
+        empty = ["p_improve", "p_improve_lo", "p_improve_hi", "pairs"]
+        return row | dict.fromkeys([*empty, "p_paired", "p_paired_lo", "p_paired_hi"], np.nan)
+    row |= _with_ci("p_improve", probability_of_improvement, [x, base], rng, reps, level)
+    row["pairs"] = int((~np.isnan(pairs)).sum())
+    if row["pairs"] == 0:
+        return row | dict.fromkeys(["p_paired", "p_paired_lo", "p_paired_hi"], np.nan)
+    return row | _with_ci("p_paired", paired_probability_of_improvement, [pairs], rng, reps, level)
 
 
 def _profiles(
@@ -286,8 +324,19 @@ def aggregate(
         for s in strategies
     }
     taus = _default_taus(norm) if taus is None else np.asarray(taus, dtype=float)
+    normed = frame[frame.scenario.isin(scenarios)].copy()
+    b = bounds.loc[normed.scenario]
+    normed[metric] = normalise(normed[metric].to_numpy(), b.low.to_numpy(), b.high.to_numpy())
     overall = [
-        _overall_row(s, x, None if s == baseline else norm[baseline], rng, reps, level)
+        _overall_row(
+            s,
+            x,
+            None if s == baseline else norm[baseline],
+            None if s == baseline else paired_matrix(normed, metric, s, baseline, scenarios),
+            rng,
+            reps,
+            level,
+        )
         for s, x in norm.items()
     ]
     return AggregateResult(

@@ -24,11 +24,31 @@ PANELS = (
     ("train_acc", "train accuracy"),
     ("test_acc", "test accuracy"),
 )
-COLORS = {"reset": "tab:blue", "continuous": "tab:orange", "expanded": "tab:green"}
+FIXED = {"reset": ("C0", "-"), "continuous": ("C1", "-"), "expanded": ("C2", "-")}
+"""The paper's three strategies keep their colours in every figure."""
+LINESTYLES = ("-", "--", ":", "-.")
+MARKERS = {"-": "o", "--": "s", ":": "^", "-.": "D"}
+STYLES = tuple(
+    (f"C{c}", ls) for ls in LINESTYLES for c in range(10) if (f"C{c}", ls) not in FIXED.values()
+)
+"""(colour, line style) for the other strategies, in order of their first appearance: the 7
+colours the fixed three leave, solid, then all 10 dashed, dotted, dash-dotted; 40 strategies
+before a pair repeats."""
+
+
+def style(strategy: str, order: list[str]) -> dict[str, str]:
+    """``color``, ``ls`` and ``marker`` of ``strategy`` among ``order`` (the strategies of a
+    figure): distinct for every strategy of the figure, whatever their number (up to 40)."""
+    if strategy in FIXED:
+        color, ls = FIXED[strategy]
+    else:
+        others = [s for s in dict.fromkeys([*order, strategy]) if s not in FIXED]
+        color, ls = STYLES[others.index(strategy) % len(STYLES)]
+    return {"color": color, "ls": ls, "marker": MARKERS[ls]}
 
 
 def _color(strategy: str, order: list[str]) -> str:
-    return COLORS.get(strategy, f"C{(order.index(strategy) + 3) % 10}")
+    return style(strategy, order)["color"]
 
 
 def _save(fig: plt.Figure, stem: Path, pdf: bool) -> list[Path]:
@@ -59,15 +79,23 @@ def _legend(fig: plt.Figure, axes) -> None:
 
 
 def _band(
-    ax, frame: pd.DataFrame, x: str, y: str, label: str, color: str, rng: np.random.Generator
+    ax,
+    frame: pd.DataFrame,
+    x: str,
+    y: str,
+    label: str,
+    st: dict[str, str],
+    rng: np.random.Generator,
 ) -> None:
+    """Mean of ``y`` against ``x`` over the trials of ``frame`` with its bootstrap band, in
+    the :func:`style` ``st``."""
     curves = frame.pivot_table(index="trial", columns=x, values=y, aggfunc="mean")
     mean, lo, hi = bootstrap_band(curves.to_numpy(), rng)
     xs = curves.columns.to_numpy()
     n = len(curves)
-    ax.plot(xs, mean, color=color, label=f"{label} (n={n})", lw=1.4)
+    ax.plot(xs, mean, color=st["color"], ls=st["ls"], label=f"{label} (n={n})", lw=1.4)
     if n > 1:
-        ax.fill_between(xs, lo, hi, color=color, alpha=0.2, lw=0)
+        ax.fill_between(xs, lo, hi, color=st["color"], alpha=0.2, lw=0)
 
 
 def learning_curves(
@@ -90,7 +118,7 @@ def learning_curves(
     fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
     for ax, (col, name) in zip(axes.flat, PANELS):
         for s in order:
-            _band(ax, frame[frame.strategy == s], x, col, s, _color(s, order), rng)
+            _band(ax, frame[frame.strategy == s], x, col, s, style(s, order), rng)
         if not last_only:
             epochs = int(frame.epochs.iloc[0])
             for t in range(1, int(frame.task.max()) + 1):
@@ -138,7 +166,7 @@ def restart_summary(
     )
     for ax, (col, name) in zip(axes.flat, panels):
         for s in order:
-            _band(ax, restarts[restarts.strategy == s], "task", col, s, _color(s, order), rng)
+            _band(ax, restarts[restarts.strategy == s], "task", col, s, style(s, order), rng)
         ax.set_title(name, fontsize=10)
         ax.grid(alpha=0.3)
     for ax in axes[1]:
@@ -180,7 +208,10 @@ def search_scatter(
                 cats = sorted(trials[p].dropna().astype(str).unique())
                 x = x.astype(str).map(cats.index) + np.linspace(-0.15, 0.15, len(g))
                 ax.set_xticks(range(len(cats)), cats, fontsize=8)
-            ax.scatter(x, g[metric], s=18, color=_color(s, order), label=s, alpha=0.8)
+            st = style(s, order)
+            ax.scatter(
+                x, g[metric], s=18, color=st["color"], marker=st["marker"], label=s, alpha=0.8
+            )
         if p in ("lr", "weight_decay"):
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
@@ -219,7 +250,7 @@ def diagnostics(
     fig, axes = plt.subplots(1, len(columns), figsize=(3.6 * len(columns), 3.2), squeeze=False)
     for ax, col in zip(axes[0], columns):
         for s in order:
-            _band(ax, restarts[restarts.strategy == s], "task", col, s, _color(s, order), rng)
+            _band(ax, restarts[restarts.strategy == s], "task", col, s, style(s, order), rng)
         ax.set_title(col.removeprefix("diag_"), fontsize=10)
         ax.set_xlabel("task")
         ax.grid(alpha=0.3)
@@ -233,8 +264,8 @@ def _intervals(ax, table: pd.DataFrame, col: str, order: list[str]) -> None:
     for y, row in enumerate(table.itertuples()):
         point, lo, hi = getattr(row, col), getattr(row, f"{col}_lo"), getattr(row, f"{col}_hi")
         err = np.nan_to_num([[point - lo], [hi - point]])  # no interval with a single run
-        color = _color(row.strategy, order)
-        ax.errorbar(point, y, xerr=err, fmt="o", color=color, capsize=4, lw=2, ms=6)
+        st = style(row.strategy, order)
+        ax.errorbar(point, y, xerr=err, fmt=st["marker"], color=st["color"], capsize=4, lw=2, ms=6)
         ax.annotate(
             f"{point:.2f}",
             (point, y),
@@ -271,12 +302,13 @@ def cross_scenario(
     _intervals(axes[1], others, "p_improve", order)
     axes[1].axvline(0.5, color="0.4", lw=0.8, ls="--")
     axes[1].set_xlim(-0.02, 1.02)
-    axes[1].set_xlabel(f"P(strategy > {baseline}) in a scenario")
+    axes[1].set_xlabel(f"P(strategy > {baseline}) in a scenario (unpaired, rliable's form)")
     axes[1].set_title(f"(b) probability of improvement over {baseline}", fontsize=10)
     for s in order:
         p = profiles[profiles.strategy == s]
-        axes[2].plot(p.tau, p.fraction, color=_color(s, order), lw=1.6, label=s)
-        axes[2].fill_between(p.tau, p.lo, p.hi, color=_color(s, order), alpha=0.2, lw=0)
+        st = style(s, order)
+        axes[2].plot(p.tau, p.fraction, color=st["color"], ls=st["ls"], lw=1.6, label=s)
+        axes[2].fill_between(p.tau, p.lo, p.hi, color=st["color"], alpha=0.2, lw=0)
     axes[2].axvline(1, color="0.4", lw=0.8, ls="--")
     # Zoom on the τ where some profile falls (flat at 1 or 0 elsewhere), keeping τ = 1 in view.
     moving = profiles.tau[(profiles.fraction > 0) & (profiles.fraction < 1)]
@@ -297,4 +329,79 @@ def cross_scenario(
     )
     fig.suptitle(f"{title} — across {n} scenario{'s' * (n != 1)} ({cis})")
     fig.tight_layout()
+    return _save(fig, stem, pdf)
+
+
+def anytime(view, stem: Path, pdf: bool = False) -> list[Path]:
+    """One study's search against its budget (an :class:`analysis.budget.Anytime`): (a) each
+    strategy's best-so-far search objective against search trials spent (steps), with the
+    evaluation mean and 95% CI of its best at each rung of the ladder (points, fresh seeds);
+    (b) the expected best of k random configurations (Dodge et al. 2019), exact from the
+    order statistics of the random start-up trials."""
+    order = list(dict.fromkeys(view.search.strategy))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.4), gridspec_kw={"width_ratios": [1.5, 1]})
+    spread = 0.25 * np.linspace(-1, 1, len(order)) if len(order) > 1 else [0.0]
+    for s, dx in zip(order, spread):
+        st = style(s, order)
+        g = view.search[view.search.strategy == s]
+        axes[0].step(g.search_index, g.best, where="post", color=st["color"], ls=st["ls"],
+                     lw=1.4, label=s)  # fmt: skip
+        e = view.evals[view.evals.strategy == s]
+        if not e.empty:
+            err = np.nan_to_num(np.vstack([e["mean"] - e["lo"], e["hi"] - e["mean"]]))
+            axes[0].errorbar(e.rung + dx, e["mean"], yerr=err, fmt=st["marker"],
+                             color=st["color"], capsize=3, ms=5, lw=1.2)  # fmt: skip
+        x = view.expected[view.expected.strategy == s] if not view.expected.empty else None
+        if x is not None and not x.empty:
+            axes[1].plot(x.k, x.expected, color=st["color"], ls=st["ls"], marker=st["marker"],
+                         ms=4, lw=1.4, label=f"{s} (n={int(x.k.max())})")  # fmt: skip
+    for rung in sorted(view.evals.rung.unique()) if not view.evals.empty else []:
+        axes[0].axvline(rung, color="0.75", lw=0.7, ls=":")
+    axes[0].set_xlabel("search trials spent")
+    axes[0].set_ylabel(view.metric)
+    axes[0].set_title(
+        "(a) best so far (lines, search seed); evaluated at each rung (points: mean, 95% CI)",
+        fontsize=9,
+    )
+    axes[0].xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    axes[0].grid(alpha=0.3)
+    axes[1].set_xlabel("k random configurations")
+    axes[1].set_ylabel(f"expected best {view.metric}")
+    axes[1].set_title("(b) expected best of k random configurations (start-up trials)", fontsize=9)
+    axes[1].xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    axes[1].grid(alpha=0.3)
+    _legend(fig, axes[:1])
+    fig.suptitle(f"{view.name} — the search against its budget")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return _save(fig, stem, pdf)
+
+
+def ladder(lad: pd.DataFrame, stem: Path, title: str, pdf: bool = False) -> list[Path]:
+    """Each strategy's paired difference to reset (95% CI) at every rung of the budget ladder,
+    one panel per setting: a direction that holds stays on one side of 0 as trials grow."""
+    settings = list(dict.fromkeys(lad.setting))
+    fig, axes = plt.subplots(
+        1, len(settings), figsize=(5.5 * len(settings), 4), squeeze=False, sharey=False
+    )
+    for ax, setting in zip(axes[0], settings):
+        g = lad[lad.setting == setting]
+        order = list(dict.fromkeys(g.strategy))
+        for s in order:
+            st = style(s, order)
+            r = g[g.strategy == s].sort_values("level")
+            err = np.nan_to_num(np.vstack([r["diff"] - r["lo"], r["hi"] - r["diff"]]))
+            ax.errorbar(r.trials, r["diff"], yerr=err, color=st["color"], ls=st["ls"],
+                        marker=st["marker"], capsize=3, ms=4, lw=1.2, label=s)  # fmt: skip
+        ax.axhline(0, color="0.4", lw=0.8)
+        ax.set_xscale("log", base=2)
+        ticks = sorted(g.trials.unique())
+        ax.set_xticks(ticks, [str(int(t)) for t in ticks])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlabel("search trials per strategy")
+        ax.set_ylabel(f"strategy − reset ({g.metric.iloc[0]})")
+        ax.set_title(setting, fontsize=10)
+        ax.grid(alpha=0.3)
+    _legend(fig, axes.flat)
+    fig.suptitle(f"{title} — the difference to reset at every rung (95% paired CI)")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return _save(fig, stem, pdf)

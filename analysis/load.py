@@ -7,7 +7,12 @@ and its hyperparameters as columns. Columns always present:
 ``trial``,
 ``status``, ``dataset``, ``model``, ``objective``, ``strategy``, ``seed``, ``task``, ``epoch``,
 ``global_epoch`` (task · epochs + epoch), ``epochs``, ``lr``, the strategy's parameters, and the
-record fields of :class:`plasticity.loop.Record`.
+record fields of :class:`plasticity.loop.Record`. Study trials also have ``rung`` (an evaluation
+trial: the number of search trials after which the best it re-runs was chosen, the rung of the
+budget ladder it ran for; a rung that re-used it is in study.json's ``ladder``, see
+:mod:`analysis.budget`) and ``search_index`` (a search trial: its position, from 1, in the order
+its strategy's search suggested it, from study.json's ``search_order``; empty for studies from
+before the ladder).
 
 Studies: trials are read from each experiment's ``result.json`` (one JSON object per report):
 the study's one experiment ``trials/``, or, in studies written before it, ``search-STRATEGY/``
@@ -126,9 +131,14 @@ def _load_study(path: Path, out: Loaded) -> pd.DataFrame | None:
         out.running.append(f"{path} ({', '.join(unfinished)} not finished)")
     frames = []
     superseded = set(state.get("superseded", []))
+    order = {
+        t: i + 1
+        for trials in (state.get("search_order") or {}).values()
+        for i, t in enumerate(trials)
+    }
     for experiment in sorted(p for p in path.iterdir() if p.is_dir()):
         if experiment.name in EXPERIMENTS or experiment.name.startswith("search-"):
-            frames += _load_experiment(path, experiment, out, superseded)
+            frames += _load_experiment(path, experiment, out, superseded, order)
     if superseded:
         out.warnings.append(
             f"{path}: left {len(superseded)} evaluation trial(s) of an earlier best out of the "
@@ -141,7 +151,11 @@ def _load_study(path: Path, out: Loaded) -> pd.DataFrame | None:
 
 
 def _load_experiment(
-    study: Path, experiment: Path, out: Loaded, superseded: set[str] = frozenset()
+    study: Path,
+    experiment: Path,
+    out: Loaded,
+    superseded: set[str] = frozenset(),
+    order: dict[str, int] | None = None,
 ) -> list[pd.DataFrame]:
     """One frame per trial of a Ray Tune experiment that its newest state knows."""
     folder_phase = "eval" if experiment.name == "eval" else "search"
@@ -170,7 +184,9 @@ def _load_experiment(
         if trial_id in superseded:
             phase = "superseded"
         frame["source"], frame["kind"], frame["phase"] = str(study), "study", phase
-        frame["trial"] = f"{experiment.name}/{trial_id}"
+        frame["trial"] = trial_name(experiment.name, trial_id)
+        frame["rung"] = trial.get("rung") if phase != "search" else None
+        frame["search_index"] = (order or {}).get(trial_id) if phase == "search" else None
         frame["status"] = (known or {}).get(trial_id, "UNKNOWN")
         frames.append(frame)
     if orphans:
@@ -179,6 +195,11 @@ def _load_experiment(
             "the experiment state does not know (a restore rolled them back)"
         )
     return frames
+
+
+def trial_name(experiment: str, trial_id: str) -> str:
+    """A study trial's ``trial`` in the table: ``EXPERIMENT/TRIAL_ID``."""
+    return f"{experiment}/{trial_id}"
 
 
 def _known_trials(experiment: Path) -> dict[str, str] | None:

@@ -70,16 +70,32 @@ def tally_sentence(t: Tally, min_seeds: int) -> str:
     )
 
 
+def budget_words(v: Verdict) -> str:
+    """The search budget a verdict was made at: ", at 16 search trials per strategy" (or
+    "at 20 search trials, reset 4"), and where the study has a ladder, how the difference moves
+    along it; empty for runs (no search)."""
+    if v.trials is None:
+        return ""
+    if v.reset_trials is not None and v.reset_trials != v.trials:
+        at = f", at {v.trials} search trials (reset {v.reset_trials})"
+    else:
+        at = f", at {v.trials} search trials per strategy"
+    if v.along.startswith("at "):  # a single budget: the sentence only repeats it
+        return at + " (a single budget)"
+    return at + (f"; along the ladder, {v.along}" if v.along else "")
+
+
 def verdict_sentence(v: Verdict, min_seeds: int) -> str:
-    """The numbers, and a verdict only where there are enough seeds for one."""
+    """The numbers and the budget they were made at, and a verdict only where there are enough
+    seeds for one."""
     numbers = f"- {v.setting}: {v.strategy} − reset = {_fmt(v.diff, v.lo, v.hi)} on {v.metric}"
     if v.kind == "too_few_seeds":
         seeds = "seed" if v.pairs == 1 else "seeds"
         return (
-            f"{numbers}; n = {v.pairs} paired {seeds}: below the {min_seeds} needed for a "
-            "verdict; numbers only."
+            f"{numbers}{budget_words(v)}; n = {v.pairs} paired {seeds}: below the {min_seeds} "
+            "needed for a verdict; numbers only."
         )
-    return f"{numbers} over {v.pairs} paired seed(s): {VERDICT_WORDS[v.kind]}."
+    return f"{numbers} over {v.pairs} paired seed(s){budget_words(v)}: {VERDICT_WORDS[v.kind]}."
 
 
 def findings(report: Report) -> list[str]:
@@ -214,21 +230,71 @@ def scenarios_section(report: Report, out: Path, pdf: bool) -> tuple[list[Path],
         return written, md + ([f"> {res.note}", ""] if res.note else [])
     written += write_table(agg.per_scenario, out, "scenario_means")
     written += write_table(agg.overall, out, "aggregate")
+    top_trials = dict((lv, t) for lv, t, _ in res.by_level).get(res.headline, "")
+    at = f" at {top_trials} search trials per strategy" if top_trials else ""
     written += figures.cross_scenario(
-        agg.overall, agg.profiles, out / "aggregate", "across scenarios", agg.baseline, pdf
+        agg.overall, agg.profiles, out / "aggregate", f"across scenarios{at}", agg.baseline, pdf
     )
     md += [
-        "Across scenarios, each run's study metric normalised per scenario (chance = 0, "
+        f"Across scenarios{at}, each run's study metric normalised per scenario (chance = 0, "
         f"{agg.baseline}'s mean = 1): interquartile mean, mean, and probability of improvement "
-        f"over {agg.baseline}, with 95% stratified-bootstrap CIs (rliable style).",
+        f"over {agg.baseline}, with 95% stratified-bootstrap CIs (rliable style). "
+        "`p_improve` is rliable's unpaired form (every run against every run of "
+        f"{agg.baseline} in the scenario); `p_paired` pairs each run with {agg.baseline}'s run "
+        "on the same evaluation seed and resamples the pairs.",
         "",
         markdown_table(agg.overall),
         "![aggregate](aggregate.png)",
         "",
     ]
+    ladder = [
+        a.overall.assign(level=level, trials=trials)
+        for level, trials, a in res.by_level
+        if a is not None
+    ]
+    if len(ladder) > 1:
+        table = pd.concat(ladder, ignore_index=True)
+        written += write_table(table, out, "aggregate_by_rung")
+        cols = ["trials", "strategy", "iqm", "iqm_lo", "iqm_hi", "p_paired", "p_paired_lo"]
+        cols += ["p_paired_hi"]
+        md += [
+            "The same at every rung of the budget ladder (IQM and paired probability of "
+            "improvement; all columns in `aggregate_by_rung.csv`):",
+            "",
+            markdown_table(table[cols]),
+            "",
+        ]
     if agg.excluded:
         md += [f"> Left out of the aggregate (a strategy has no runs): {', '.join(agg.excluded)}"]
     return written, md
+
+
+def budget_section(report: Report, out: Path, pdf: bool) -> tuple[list[Path], list[str]]:
+    """The search budget: the policy and warnings, every comparison at every rung of the
+    ladder with its sentence, and each study's anytime figure."""
+    if report.ladder.empty and not report.anytime and not report.budget_notes:
+        return [], []
+    written: list[Path] = []
+    md = ["## The search budget", ""]
+    md += [f"- {n}" for n in report.budget_notes]
+    lad = report.ladder
+    if not lad.empty and (lad["level"].max() > 1 or lad.along.str.contains("to come").any()):
+        written += write_table(lad, out, "ladder")
+        written += figures.ladder(lad, out / "ladder", "budget ladder", pdf)
+        md += [
+            "",
+            "Each comparison with reset at every rung of the budget ladder (the best "
+            "configuration after that many search trials, re-run on the evaluation seeds; "
+            "`ladder.csv` has every rung):",
+            "",
+        ]
+        firsts = lad.groupby(["setting", "strategy"], sort=False).first().reset_index()
+        md += [f"- {r.setting}: {r.strategy} − reset: {r.along}." for r in firsts.itertuples()]
+        md += ["", "![ladder](ladder.png)"]
+    for view in report.anytime:
+        written += figures.anytime(view, out / f"{view.name}_anytime", pdf)
+    md += [f"![{p.stem}]({p.name})" for p in written if p.stem.endswith("_anytime")]
+    return written, md + [""]
 
 
 def _band_rng(state: dict) -> np.random.Generator:
@@ -258,6 +324,9 @@ def write(report: Report, out: Path, pdf: bool = False) -> Path:
         files, lines = setting_section(view, out, rng, pdf)
         written += files
         md += lines
+    files, lines = budget_section(report, out, pdf)
+    written += files
+    md += lines
     files, lines = scenarios_section(report, out, pdf)
     written += files
     md += lines

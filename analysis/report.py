@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from analysis import scenarios
+from analysis import budget, scenarios
+from analysis.budget import Anytime
 from analysis.columns import searched_values
 from analysis.load import Loaded
 from analysis.scenarios import ScenarioResults
@@ -58,6 +59,13 @@ class Verdict:
     kind: VerdictKind
     """What the interval says (above 0, below 0, contains 0), or ``too_few_seeds`` below
     :data:`MIN_VERDICT_SEEDS` pairs."""
+    trials: int | None = None
+    """Search trials behind the strategy's compared configuration (None: runs, no search)."""
+    reset_trials: int | None = None
+    """Search trials behind reset's."""
+    along: str = ""
+    """How the difference moves along the budget ladder (:func:`analysis.budget.stability`);
+    empty for runs."""
 
 
 @dataclass(frozen=True)
@@ -136,11 +144,17 @@ class Report:
     min_verdict_seeds: int
     """:data:`MIN_VERDICT_SEEDS` when the report was built (the renderer states it)."""
     band_rng_state: dict[str, Any]
-    scenarios: ScenarioResults | None = None
-    """Scenario directions and the aggregate across scenarios (studies with a scenario
-    header, or several studies)."""
     """The bootstrap generator's state after the tables: the figures' bands continue it, so
     tables and figures come from one stream seeded with ``seed``."""
+    scenarios: ScenarioResults | None = None
+    """Scenario directions and the aggregate across scenarios (studies with a scenario
+    header, or several studies), at every rung of the budget ladder."""
+    ladder: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """:func:`analysis.budget.ladder_table`: each comparison with reset at every rung, with
+    ``kind`` and the comparison's ``along`` sentence."""
+    budget_notes: tuple[str, ...] = ()
+    anytime: tuple[Anytime, ...] = ()
+    """Per study with a recorded search order: :func:`analysis.budget.anytime`."""
 
 
 def primary_metric(objective: str) -> str:
@@ -152,10 +166,18 @@ def setting_name(row: Any) -> str:
     return f"{row['model']}/{row['dataset']}/{row['objective']}"
 
 
-def comparison_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """The epochs that compare strategies: runs and evaluation trials; for a study without an
-    evaluation phase, each strategy's best search trial (said in the report)."""
+def comparison_rows(
+    table: pd.DataFrame, member: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame, str]:
+    """The epochs that compare strategies: runs and evaluation trials (of a study with a budget
+    ladder, those of each strategy's largest rung: ``member`` is :func:`analysis.budget.members`);
+    for a study without an evaluation phase, each strategy's best search trial (said in the
+    report)."""
     rows = table[table.phase.isin(["run", "eval"])]
+    if member is not None and not member.empty:
+        top = set(budget.largest(member).trial)
+        studied = set(member.source)
+        rows = rows[~rows.source.isin(studied) | rows.trial.isin(top)]
     if not rows.empty:
         return rows, ""
     search = table[table.phase == "search"]
@@ -231,21 +253,75 @@ def verdict_kind(pairs: int, lo: float, hi: float) -> VerdictKind:
     return "indistinguishable"
 
 
-def verdicts(adv: pd.DataFrame) -> tuple[Verdict, ...]:
-    """One verdict per row of :func:`advantage_table`, in its order."""
-    return tuple(
-        Verdict(
-            r.setting,
-            r.strategy,
-            r.metric,
-            int(r.pairs),
-            r.diff,
-            r.lo,
-            r.hi,
-            verdict_kind(int(r.pairs), r.lo, r.hi),
-        )
-        for r in adv.itertuples()
+def ladder_verdicts(
+    rung_objs: pd.DataFrame,
+    rng: np.random.Generator,
+    reps: int,
+    min_seeds: int,
+    plans: dict[tuple[str, str], list[int]] | None = None,
+) -> pd.DataFrame:
+    """:func:`analysis.budget.ladder_table` per setting on its primary metric, with each rung's
+    verdict ``kind`` and, per comparison, the ``along`` sentence of
+    :func:`analysis.budget.stability` (``plans``: :func:`analysis.budget.planned`)."""
+    if rung_objs.empty:
+        return pd.DataFrame()
+    lad = budget.ladder_table(
+        rung_objs, SETTING, lambda info: primary_metric(info["objective"]), rng, reps
     )
+    if lad.empty:
+        return lad
+    lad.insert(0, "setting", [setting_name(r) for _, r in lad.iterrows()])
+    lad["kind"] = [verdict_kind(int(p), lo, hi) for p, lo, hi in zip(lad.pairs, lad.lo, lad.hi)]
+    sources = {
+        setting_name(dict(zip(SETTING, key))): list(dict.fromkeys(g.source))
+        for key, g in rung_objs.groupby(SETTING, sort=False)
+    }
+
+    def rungs(setting: str, strategy: str) -> list[int]:
+        found = [(plans or {}).get((src, strategy), []) for src in sources.get(setting, [])]
+        return max(found, key=len, default=[])
+
+    along = {
+        key: budget.stability(g, min_seeds, rungs(*key)).sentence
+        for key, g in lad.groupby(["setting", "strategy"], sort=False)
+    }
+    lad["along"] = [along[k] for k in zip(lad.setting, lad.strategy)]
+    heads = budget.headline_level(rung_objs)
+    head = {
+        setting: int(min(heads[src] for src in srcs if src in heads))
+        for setting, srcs in sources.items()
+    }
+    lad["headline"] = [int(lv) == head.get(st) for st, lv in zip(lad.setting, lad.level)]
+    return lad
+
+
+def verdicts(adv: pd.DataFrame, lad: pd.DataFrame | None = None) -> tuple[Verdict, ...]:
+    """One verdict per row of :func:`advantage_table`, in its order, with the budget it was
+    made at (the ladder table's headline level, :func:`ladder_verdicts`) where the comparison
+    has one."""
+    top: dict[tuple[str, str], Any] = {}
+    if lad is not None and not lad.empty:
+        for r in lad[lad.headline].itertuples():
+            top[(r.setting, r.strategy)] = r
+    out = []
+    for r in adv.itertuples():
+        at = top.get((r.setting, r.strategy))
+        out.append(
+            Verdict(
+                r.setting,
+                r.strategy,
+                r.metric,
+                int(r.pairs),
+                r.diff,
+                r.lo,
+                r.hi,
+                verdict_kind(int(r.pairs), r.lo, r.hi),
+                trials=None if at is None else int(at.trials),
+                reset_trials=None if at is None else int(at.reset_trials),
+                along="" if at is None else at.along,
+            )
+        )
+    return tuple(out)
 
 
 def tallies(verdicts: tuple[Verdict, ...]) -> tuple[Tally, ...]:
@@ -397,13 +473,30 @@ def build_report(loaded: Loaded, seed: int = 0, reps: int = 2000) -> Report:
     """The report's content from loaded results; writes nothing (study files are only read)."""
     table = loaded.table
     rng = np.random.default_rng(seed)
-    rows, note = comparison_rows(table)
+    read = {str(root): r for root in loaded.studies if (r := _read_study(root)) is not None}
+    states = {root: state for root, (state, _) in read.items()}
+    member = budget.members(table, states) if states else pd.DataFrame()
+    rows, note = comparison_rows(table, member)
     objs = per_seed_objectives(rows)
     summary = summary_table(objs, rng, reps)
     adv = advantage_table(objs, rng, reps)
     restarts = per_restart(rows)
     best, studies = study_views(loaded.studies, table)
-    judged = verdicts(adv)
+    # the budget's tables draw from their own stream: the tables above stay as they were
+    budget_rng = np.random.default_rng([seed, 2])
+    evals = table[table.phase == "eval"]
+    rung_objs = (
+        budget.at_rungs(per_seed_objectives(evals), member)
+        if not member.empty and not evals.empty
+        else pd.DataFrame()
+    )
+    lad = ladder_verdicts(rung_objs, budget_rng, reps, MIN_VERDICT_SEEDS, budget.planned(states))
+    judged = verdicts(adv, lad)
+    anytimes = tuple(
+        a
+        for root, (state, spec) in read.items()
+        if (a := budget.anytime(root, spec, state, table, rung_objs, budget_rng, reps)) is not None
+    )
     return Report(
         records=table,
         compared_trials=int(rows.trial.nunique()),
@@ -423,5 +516,8 @@ def build_report(loaded: Loaded, seed: int = 0, reps: int = 2000) -> Report:
         reps=reps,
         min_verdict_seeds=MIN_VERDICT_SEEDS,
         band_rng_state=rng.bit_generator.state,
-        scenarios=scenarios.build(objs, loaded.studies, seed, reps, MIN_VERDICT_SEEDS),
+        scenarios=scenarios.build(objs, loaded.studies, seed, reps, MIN_VERDICT_SEEDS, rung_objs),
+        ladder=lad,
+        budget_notes=tuple(budget.budget_notes(states, member)) if states else (),
+        anytime=anytimes,
     )

@@ -10,6 +10,10 @@ it reproduces and which directions it expects (e.g. continuous ends *below* rese
   :data:`analysis.report.MIN_VERDICT_SEEDS` pairs);
 - every scenario's study metric, normalised per scenario (chance = 0, reset's mean = 1), is
   aggregated across scenarios rliable-style (:func:`analysis.aggregate.aggregate`).
+
+Both at every rung of the studies' budget ladders (:mod:`analysis.budget`, paired by level:
+the smallest rung of every study is level 1); the headline is the largest level that every
+strategy of every scenario has evaluated.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import pandas as pd
 import yaml
 
 from analysis.aggregate import AggregateResult, aggregate
+from analysis.budget import headline_level
 from analysis.stats import paired_difference_ci
 from plasticity.errors import UserError
 
@@ -33,12 +38,19 @@ class ScenarioResults:
     """Directions checked per scenario, and the aggregate across scenarios."""
 
     directions: pd.DataFrame
-    """``scenario, reproduces, strategy, baseline, metric, expected, pairs, diff, lo, hi,
-    verdict``: one row per expected direction."""
+    """``scenario, reproduces, strategy, baseline, metric, expected, level, trials, pairs, diff,
+    lo, hi, verdict``: one row per expected direction and rung (``trials``: the search trials
+    of the strategy's configuration; ``level``: the rung's place in the ladder)."""
     aggregate: AggregateResult | None
-    """Across scenarios, on each scenario's study metric (None: it cannot be computed)."""
+    """Across scenarios, on each scenario's study metric, at the headline level (the largest
+    that every strategy of every scenario has evaluated; None: it cannot be computed)."""
     note: str = ""
     """Why there is no aggregate, when there is none."""
+    by_level: tuple[tuple[int, str, AggregateResult | None], ...] = ()
+    """``(level, trials, aggregate)`` at every rung, smallest first (``trials``: e.g. "8", or
+    "4-40" where the strategies' rungs differ)."""
+    headline: int = 1
+    """The level of :attr:`aggregate`."""
 
 
 def read_specs(roots: Sequence[Path]) -> dict[str, dict[str, Any]]:
@@ -121,26 +133,54 @@ def scenario_scores(objs: pd.DataFrame, specs: Mapping[str, dict[str, Any]]) -> 
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def _trials_label(rungs: pd.Series) -> str:
+    low, high = int(rungs.min()), int(rungs.max())
+    return str(low) if low == high else f"{low}-{high}"
+
+
 def build(
-    objs: pd.DataFrame, roots: Sequence[Path], seed: int, reps: int, min_seeds: int
+    objs: pd.DataFrame,
+    roots: Sequence[Path],
+    seed: int,
+    reps: int,
+    min_seeds: int,
+    rung_objs: pd.DataFrame | None = None,
 ) -> ScenarioResults | None:
     """Scenario results for the studies among ``roots`` that have a scenario header, or for
-    several studies (each a scenario); None when there is nothing to aggregate."""
+    several studies (each a scenario); None when there is nothing to aggregate. ``rung_objs``
+    (:func:`analysis.budget.at_rungs`) gives the evaluation runs of every rung; without it,
+    the evaluation runs in ``objs`` are one rung."""
     specs = read_specs(roots)
     if not any(s.get("scenario") for s in specs.values()) and len(specs) < 2:
         return None
-    evals = objs[(objs.phase == "eval") & objs.source.isin(list(specs))]
+    if rung_objs is not None and not rung_objs.empty:
+        evals = rung_objs[rung_objs.source.isin(list(specs))]
+    else:
+        evals = objs[(objs.phase == "eval") & objs.source.isin(list(specs))]
+        evals = evals.assign(level=1, rung=np.nan)
     if evals.empty:
         return None
     rng = np.random.default_rng([seed, 1])  # apart from the tables' stream: those stay as they were
-    scores = scenario_scores(evals, specs)
     chance = {
         spec.get("name", Path(src).name): (spec.get("scenario") or {}).get("chance", 0.1)
         for src, spec in specs.items()
     }
-    agg, note = None, ""
-    try:
-        agg = aggregate(scores, "score", chance=chance, rng=rng, reps=reps)
-    except UserError as e:  # no reset runs, or reset at chance: nothing to normalise by
-        note = f"no aggregate across scenarios: {e}"
-    return ScenarioResults(directions(evals, specs, rng, reps, min_seeds), agg, note)
+    frames, by_level, notes = [], [], {}
+    for level in sorted(evals["level"].unique()):
+        at = evals[evals["level"] == level]
+        label = _trials_label(at.rung) if at.rung.notna().any() else ""
+        agg = None
+        try:
+            agg = aggregate(scenario_scores(at, specs), "score", chance=chance, rng=rng, reps=reps)
+        except UserError as e:  # no reset runs, or reset at chance: nothing to normalise by
+            notes[int(level)] = f"no aggregate across scenarios: {e}"
+        found = directions(at, specs, rng, reps, min_seeds)
+        if not found.empty:
+            found.insert(6, "level", int(level))
+            found.insert(7, "trials", label)
+        frames.append(found)
+        by_level.append((int(level), label, agg))
+    dirs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    head = int(headline_level(evals).min())  # every scenario's strategies evaluated there
+    aggs = {lv: a for lv, _, a in by_level}
+    return ScenarioResults(dirs, aggs[head], notes.get(head, ""), tuple(by_level), head)

@@ -92,7 +92,10 @@ def write_experiment(
     orphans: int = 0,
     repeat: dict[str, int] | None = None,
     phase_in_name: bool = False,
+    accs: dict[str, Callable[[str, int, int, int], float]] | None = None,
 ) -> None:
+    """One Ray Tune experiment folder; ``accs``: a trial's own learning curve (default
+    :func:`accuracy`)."""
     exp = root / name
     exp.mkdir(parents=True)
     state = {
@@ -108,7 +111,13 @@ def write_experiment(
         trial = cfg.get("trial", cfg)
         kind = f"{trial['phase']}-{trial['strategy']}" if phase_in_name else trial["strategy"]
         write_trial(
-            exp / f"{kind}_{tid}", tid, cfg, epochs, tasks, repeat_from=(repeat or {}).get(tid)
+            exp / f"{kind}_{tid}",
+            tid,
+            cfg,
+            epochs,
+            tasks,
+            acc=(accs or {}).get(tid, accuracy),
+            repeat_from=(repeat or {}).get(tid),
         )
     for i in range(orphans):
         tid, cfg = trials[0]
@@ -125,8 +134,18 @@ def make_study(
     setting: dict[str, Any] | None = None,
     scenario: dict[str, Any] | None = None,
     layout: int = 2,
+    rungs: tuple[int, ...] | None = None,
+    gain: Callable[[str, int], float] | None = None,
+    reuse: frozenset[tuple[str, int]] = frozenset(),
 ) -> Path:
-    """A finished study folder at ``root``; returns it."""
+    """A finished study folder at ``root``; returns it. With ``rungs``, a study with a budget
+    ladder as the driver writes it (layout 2): ``max(rungs)`` search trials per strategy, each
+    rung's evaluation on the same seeds, its accuracy raised by ``gain(strategy, rung)``, and
+    a rung in ``reuse`` (``(strategy, rung)``) re-using the rung before's evaluation trials
+    (its best did not change). The i-th search trial's accuracy is raised by ``0.01 * (i % 3)``.
+    """
+    if rungs is not None:
+        return _ladder_study(root, strategies, eval_seeds, setting, scenario, rungs, gain, reuse)
     setting = {**SETTING, **(setting or {})}
     tasks, epochs = setting["restarts"] + 1, setting["epochs"]
     root.mkdir(parents=True)
@@ -171,5 +190,79 @@ def make_study(
     state = {"kind": "plasticity-study", "name": root.name, "phases": phases, "best": best}
     if layout != 1:
         state["layout"] = layout
+    (root / "study.json").write_text(json.dumps(state))
+    return root
+
+
+def _raised(by: float) -> Callable[[str, int, int, int], float]:
+    return lambda strategy, seed, task, epoch: round(accuracy(strategy, seed, task, epoch) + by, 6)
+
+
+def _ladder_study(
+    root: Path,
+    strategies: tuple[str, ...],
+    eval_seeds: int,
+    setting: dict[str, Any] | None,
+    scenario: dict[str, Any] | None,
+    rungs: tuple[int, ...],
+    gain: Callable[[str, int], float] | None,
+    reuse: frozenset[tuple[str, int]],
+) -> Path:
+    setting = {**SETTING, **(setting or {})}
+    tasks, epochs = setting["restarts"] + 1, setting["epochs"]
+    root.mkdir(parents=True)
+    spec = {
+        "name": root.name,
+        "setting": setting,
+        "metric": "auc_test_acc",
+        "budget": {"trials_per_strategy": list(rungs)},
+        "strategies": {s: {"lr": {"low": 1e-4, "high": 1e-2, "log": True}} for s in strategies},
+    }
+    if scenario is not None:
+        spec["scenario"] = scenario
+    (root / "study.yaml").write_text(yaml.safe_dump(spec))
+    ids = (f"{n:08x}" for n in range(1, 10**6))
+    trials, accs, order, ladder, best = [], {}, {}, {}, {}
+    for s in strategies:
+        order[s] = []
+        for i in range(max(rungs)):
+            tid = next(ids)
+            run = {**setting, "lr": 10 ** -(2 + i % 3)}
+            trials.append((tid, trial_config(s, "search", run, seed=0)))
+            accs[tid] = _raised(0.01 * (i % 3))
+            order[s].append(tid)
+        ladder[s] = []
+        for k in rungs:
+            if (s, k) in reuse and ladder[s]:
+                before = ladder[s][-1]
+                ladder[s].append({**before, "trials": k, "reused_from": before["trials"]})
+                continue
+            evals = []
+            for seed in range(1000, 1000 + eval_seeds):
+                tid = next(ids)
+                config = {**trial_config(s, "eval", trials[-1][1]["run"], seed), "rung": k}
+                trials.append((tid, config))
+                accs[tid] = _raised(gain(s, k) if gain else 0.0)
+                evals.append(tid)
+            entry = {"trials": k, "status": "done", "best": order[s][k - 1], "objective": 0.5}
+            ladder[s].append({**entry, "evals": evals, "reused_from": None})
+        best[s] = {"config": trial_config(s, "search", setting, 0), "objective": 0.5}
+    write_experiment(root, "trials", trials, epochs, tasks, phase_in_name=True, accs=accs)
+    phases = {f"{p}-{s}": "done" for s in strategies for p in ("search", "eval")}
+    state = {
+        "kind": "plasticity-study",
+        "layout": 2,
+        "name": root.name,
+        "budget_policy": {
+            "kind": "trials_per_strategy",
+            "values": list(rungs),
+            "searched": {s: ["lr"] for s in strategies},
+            "rungs": {s: list(rungs) for s in strategies},
+        },
+        "phases": phases,
+        "best": best,
+        "ladder": ladder,
+        "search_order": order,
+    }
     (root / "study.json").write_text(json.dumps(state))
     return root
