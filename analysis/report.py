@@ -271,6 +271,10 @@ def ladder_verdicts(
     if lad.empty:
         return lad
     lad.insert(0, "setting", [setting_name(r) for _, r in lad.iterrows()])
+    first = {s: i for i, s in enumerate(dict.fromkeys(lad.strategy))}
+    lad = lad.assign(_order=lad.strategy.map(first))
+    lad = lad.sort_values(["setting", "_order", "level"], kind="stable").drop(columns="_order")
+    lad = lad.reset_index(drop=True)
     lad["kind"] = [verdict_kind(int(p), lo, hi) for p, lo, hi in zip(lad.pairs, lad.lo, lad.hi)]
     sources = {
         setting_name(dict(zip(SETTING, key))): list(dict.fromkeys(g.source))

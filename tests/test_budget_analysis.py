@@ -322,3 +322,13 @@ def test_a_running_ladder_is_compared_where_every_strategy_stands(tmp_path):
     assert verdicts["expanded"].kind == "better"
     assert verdicts["expanded"].diff == pytest.approx(lad.loc[("expanded", 2), "diff"])
     assert "rungs 4 to come" in verdicts["continuous"].along
+
+
+def test_ladder_rows_run_from_the_smallest_rung_per_comparison(tmp_path):
+    root = make_study(
+        tmp_path / "s", ("reset", "expanded", "continuous"), rungs=(2, 4, 8), eval_seeds=5
+    )
+    lad = build_report(load([root]), reps=100).ladder
+    assert list(zip(lad.strategy, lad.trials)) == [
+        (s, k) for s in ("expanded", "continuous") for k in (2, 4, 8)
+    ]
