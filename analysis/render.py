@@ -70,32 +70,33 @@ def tally_sentence(t: Tally, min_seeds: int) -> str:
     )
 
 
-def budget_words(v: Verdict) -> str:
-    """The search budget a verdict was made at: ", at 16 search trials per strategy" (or
-    "at 20 search trials, reset 4"), and where the study has a ladder, how the difference moves
-    along it; empty for runs (no search)."""
+def budget_words(v: Verdict) -> tuple[str, str]:
+    """The search budget a verdict was made at (", at 16 search trials per strategy", or ", at
+    20 search trials (reset 4)") and, where the study has a ladder, how the difference moves
+    along it ("; along the ladder, stable: ..."); both empty for runs (no search)."""
     if v.trials is None:
-        return ""
+        return "", ""
     if v.reset_trials is not None and v.reset_trials != v.trials:
         at = f", at {v.trials} search trials (reset {v.reset_trials})"
     else:
         at = f", at {v.trials} search trials per strategy"
     if v.along.startswith("at "):  # a single budget: the sentence only repeats it
-        return at + " (a single budget)"
-    return at + (f"; along the ladder, {v.along}" if v.along else "")
+        return at + " (a single budget)", ""
+    return at, (f"; along the ladder, {v.along}" if v.along else "")
 
 
 def verdict_sentence(v: Verdict, min_seeds: int) -> str:
     """The numbers and the budget they were made at, and a verdict only where there are enough
     seeds for one."""
     numbers = f"- {v.setting}: {v.strategy} − reset = {_fmt(v.diff, v.lo, v.hi)} on {v.metric}"
+    at, along = budget_words(v)
     if v.kind == "too_few_seeds":
         seeds = "seed" if v.pairs == 1 else "seeds"
         return (
-            f"{numbers}{budget_words(v)}; n = {v.pairs} paired {seeds}: below the {min_seeds} "
-            "needed for a verdict; numbers only."
+            f"{numbers}{at}; n = {v.pairs} paired {seeds}: below the {min_seeds} "
+            f"needed for a verdict; numbers only{along}."
         )
-    return f"{numbers} over {v.pairs} paired seed(s){budget_words(v)}: {VERDICT_WORDS[v.kind]}."
+    return f"{numbers} over {v.pairs} paired seed(s){at}: {VERDICT_WORDS[v.kind]}{along}."
 
 
 def findings(report: Report) -> list[str]:
