@@ -149,14 +149,21 @@ def config_from_args(args: argparse.Namespace) -> Any:
         if getattr(args, flag) is not None:
             params.setdefault(strategy, {})[key] = getattr(args, flag)
     for item in args.param:
-        name, eq, value = item.partition("=")
-        strategy, _, key = name.partition(".")
-        if not (strategy.strip() and key.strip() and eq):
-            raise UserError(f"--param wants STRATEGY.KEY=VALUE, got {item!r}")
-        params.setdefault(strategy.strip(), {})[key.strip()] = value.strip()
+        strategy, key, value = parse_param(item)
+        params.setdefault(strategy, {})[key] = value
     if params:
         d["strategy_params"] = params
     return RunConfig.from_dict(d)
+
+
+def parse_param(item: str) -> tuple[str, str, str]:
+    """``STRATEGY.KEY=VALUE`` as its three parts; the key is what follows the last dot, so a
+    strategy may be ``module.path:Class`` (``mylab.plast:MyStrategy.rate=0.1``)."""
+    name, eq, value = item.partition("=")
+    strategy, _, key = name.rpartition(".")
+    if not (strategy.strip() and key.strip() and eq) or ":" in key:
+        raise UserError(f"--param wants STRATEGY.KEY=VALUE, got {item!r}")
+    return strategy.strip(), key.strip(), value.strip()
 
 
 def run_name(config: Any) -> str:
