@@ -66,9 +66,10 @@ class Outcome:
         return f"{'pass' if self.ok else 'FAIL'}  {self.rule:<11}  {self.seen}"
 
 
-def tiny_data() -> Dataset:
-    """512 training and 256 test images of the embedded real-MNIST subset, on the CPU."""
-    full = load_dataset("mnist-5k")
+def tiny_data(full: Dataset | None = None) -> Dataset:
+    """512 training and 256 test images of the embedded real-MNIST subset (``full``, loaded if
+    not given), on the CPU."""
+    full = full if full is not None else load_dataset("mnist-5k")
     return Dataset(
         full.info,
         Split(full.train.x[:TRAIN_IMAGES].clone(), full.train.y[:TRAIN_IMAGES].clone()),
@@ -227,7 +228,8 @@ RULES: dict[str, Callable[[RunConfig, Dataset], str]] = {
 
 def run_rule(rule: str, config: RunConfig, data: Dataset) -> Outcome:
     """One rule's :class:`Outcome` (an exception from the strategy's code is a failure)."""
-    start = time.perf_counter()
+    start, threads = time.perf_counter(), torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: one thread is fastest, and 10x so on a busy CPU
     try:
         seen, ok = RULES[rule](config, data), True
     except Broken as e:
@@ -236,6 +238,8 @@ def run_rule(rule: str, config: RunConfig, data: Dataset) -> Outcome:
         raise  # not the strategy breaking a rule: bad input, said in one line by the caller
     except Exception as e:  # the strategy's own code raised: a failure, in one line
         seen, ok = f"raised {one_line(e)}", False
+    finally:
+        torch.set_num_threads(threads)
     return Outcome(rule, ok, seen, time.perf_counter() - start)
 
 
@@ -250,13 +254,8 @@ def check(
     are a :class:`UserError` before any rule runs."""
     config = tiny_config(name, params)
     data = data if data is not None else tiny_data()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: one thread is fastest, and 10x so on a busy CPU
-    try:
-        for rule in rules:
-            yield run_rule(rule, config, data)
-    finally:
-        torch.set_num_threads(threads)
+    for rule in rules:
+        yield run_rule(rule, config, data)
 
 
 # -- helpers -----------------------------------------------------------------------------------
