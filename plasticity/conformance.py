@@ -234,9 +234,7 @@ def run_rule(rule: str, config: RunConfig, data: Dataset) -> Outcome:
         seen, ok = RULES[rule](config, data), True
     except Broken as e:
         seen, ok = str(e), False
-    except UserError:
-        raise  # not the strategy breaking a rule: bad input, said in one line by the caller
-    except Exception as e:  # the strategy's own code raised: a failure, in one line
+    except Exception as e:  # the strategy's own code raised (the run was valid): a failure
         seen, ok = f"raised {one_line(e)}", False
     finally:
         torch.set_num_threads(threads)

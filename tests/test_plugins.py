@@ -259,6 +259,36 @@ def test_a_plugin_cannot_take_a_builtin_name(broken_packages):
     assert strategies.names().count("reset") == 1
 
 
+def test_the_listing_shows_a_broken_entry_point_and_why(broken_packages, capsys):
+    assert main(["strategies"]) == 0
+    rows = {x.split()[0]: x for x in capsys.readouterr().out.splitlines()}
+    assert "unusable" in rows["ghost"] and "ModuleNotFoundError" in rows["ghost"]
+    assert (
+        "ZeroDivisionError" in rows["boom"] and "is not a plasticity Strategy" in rows["function"]
+    )
+    assert "built-in" in rows["reset"]
+
+
+@pytest.mark.parametrize(
+    "item,parts",
+    [
+        ("expanded.schedule=cosine", ("expanded", "schedule", "cosine")),
+        ("mylab.plast:MyStrategy.rate=0.1", ("mylab.plast:MyStrategy", "rate", "0.1")),
+        ("mylab.plast:MyStrategy=0.1", None),
+        ("rate=0.1", None),
+        ("expanded.schedule", None),
+    ],
+)
+def test_param_takes_the_key_after_the_last_dot(item, parts):
+    from plasticity.cli import parse_param
+
+    if parts is None:
+        with pytest.raises(UserError, match="--param wants STRATEGY.KEY=VALUE"):
+            parse_param(item)
+    else:
+        assert parse_param(item) == parts
+
+
 def test_a_plugin_parameter_of_the_wrong_type_is_one_line(plugin, tmp_path, capsys):
     out = tmp_path / "run"
     for bad, message in (
