@@ -234,10 +234,16 @@ class StudySpec(_Strict):
 
 
 def load_spec(
-    source: str | Path | dict[str, Any], trusted: bool = False, **overrides: Any
+    source: str | Path | dict[str, Any],
+    trusted: bool = False,
+    add_strategies: tuple[str, ...] | list[str] = (),
+    **overrides: Any,
 ) -> StudySpec:
     """A validated :class:`StudySpec` from a YAML file or a dict; ``overrides`` replace top-level
-    keys (e.g. ``storage``, ``name``). Every problem is one :class:`UserError` line.
+    keys (e.g. ``storage``, ``name``); ``add_strategies`` are compared too, each with its
+    default space (``STRATEGY: default``) on the file's budget and seeds: a new method run
+    through a shipped scenario beside its strategies. Every problem is one :class:`UserError`
+    line.
 
     ``trusted``: a file checked when it was written (a launched study's study.yaml, a shipped
     preset) read by a command that only reads (status, list, presets): its types and structure
@@ -246,6 +252,8 @@ def load_spec(
     an empty space."""
     raw, where = (dict(source), "study") if isinstance(source, dict) else _read(Path(source))
     raw.update({k: v for k, v in overrides.items() if v is not None})
+    if add_strategies:
+        _add_strategies(raw, add_strategies, where)
     _expand_defaults(raw, trusted)
     try:
         spec = StudySpec.model_validate(raw, context={"trusted": trusted})
@@ -278,6 +286,16 @@ def _read(path: Path) -> tuple[dict[str, Any], str]:
     if not isinstance(raw, dict):
         raise UserError(f"{path} must hold a mapping of study settings")
     return raw, str(path)
+
+
+def _add_strategies(raw: dict[str, Any], names: tuple[str, ...] | list[str], where: str) -> None:
+    have = raw.get("strategies")
+    have = dict(have) if isinstance(have, dict) else {}
+    for name in names:
+        if name in have:
+            raise UserError(f"{where}: --with {name}: the study compares it already")
+        have[name] = "default"
+    raw["strategies"] = have
 
 
 def default_space(strategy: str, setting: dict[str, Any]) -> dict[str, Any]:

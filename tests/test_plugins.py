@@ -135,6 +135,25 @@ def test_a_study_file_takes_the_example_and_its_search_space(plugin, tmp_path):
         load_spec(_study(tmp_path, {"reinit_last": {"lr": [1e-3], "layers": [1, "two"]}}))
 
 
+def test_a_scenario_takes_the_example_beside_its_strategies(plugin):
+    """``study launch --preset scenario-... --with reinit_last``: the new method joins the
+    shipped strategies on the scenario's budget ladder, seeds and expectations."""
+    from plasticity.cli import build_parser
+    from study.cli import load_from_args
+    from study.spec import load_spec, preset_path
+
+    reference = "reinit_last_layers:ReinitLastLayers"
+    argv = ["study", "validate", "--preset", "scenario-class-shuffle", "--name", "s"]
+    args = build_parser("study").parse_args([*argv, "--with", "reinit_last", "--with", reference])
+    spec = load_from_args(args)
+    base = load_spec(preset_path("scenario-class-shuffle"))
+    assert list(spec.strategies) == [*base.strategies, "reinit_last", reference]
+    assert spec.strategies["reinit_last"]["layers"] == [1, 2, 3]
+    assert (spec.budget, spec.setting, spec.scenario) == (base.budget, base.setting, base.scenario)
+    with pytest.raises(UserError, match="--with reset: the study compares it already"):
+        load_from_args(build_parser("study").parse_args([*argv, "--with", "reset"]))
+
+
 @pytest.mark.ray
 def test_a_tiny_study_of_the_example_under_ray(plugin, tmp_path, capsys):
     """The example by name, searched and evaluated beside reset by Ray's workers, which import
