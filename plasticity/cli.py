@@ -1,7 +1,9 @@
 """``plasticity``: the one console entry point.
 
 Subcommands: ``run`` (one experiment, in-process, no Ray), ``models``, ``presets``,
-``study`` (Ray Tune + Optuna; see :mod:`study.cli`) and ``analyze`` (see :mod:`analysis.cli`).
+``strategies`` (built-in and plugins), ``check-strategy`` (the conformance kit, see
+:mod:`plasticity.conformance`), ``study`` (Ray Tune + Optuna; see :mod:`study.cli`) and
+``analyze`` (see :mod:`analysis.cli`).
 Every error a user can cause ends in one line on stderr and a non-zero exit; nothing that
 already exists is deleted or overwritten unless ``--overwrite`` says so.
 """
