@@ -1,7 +1,9 @@
 """``plasticity``: the one console entry point.
 
 Subcommands: ``run`` (one experiment, in-process, no Ray), ``models``, ``presets``,
-``study`` (Ray Tune + Optuna; see :mod:`study.cli`) and ``analyze`` (see :mod:`analysis.cli`).
+``strategies`` (built-in and plugins), ``check-strategy`` (the conformance kit, see
+:mod:`plasticity.conformance`), ``study`` (Ray Tune + Optuna; see :mod:`study.cli`) and
+``analyze`` (see :mod:`analysis.cli`).
 Every error a user can cause ends in one line on stderr and a non-zero exit; nothing that
 already exists is deleted or overwritten unless ``--overwrite`` says so.
 """
@@ -80,6 +82,22 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     sub.add_parser("presets", help="named run settings (the paper's eight, demo)").set_defaults(
         func=cmd_presets
     )
+    sub.add_parser(
+        "strategies", help="the strategies by name: built-in and installed plugins"
+    ).set_defaults(func=cmd_strategies)
+    check = sub.add_parser(
+        "check-strategy",
+        help="run a strategy (NAME or MODULE:CLASS) through the contract every built-in passes",
+    )
+    check.add_argument("strategy", help="a name from `plasticity strategies`, or MODULE:CLASS")
+    check.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a hyperparameter of the strategy (repeatable; default: its Params' defaults)",
+    )
+    check.set_defaults(func=cmd_check_strategy)
     for name, module, help_text in EXTERNAL:
         mod = importlib.import_module(module)
         mod.add_arguments(sub.add_parser(name, help=help_text))
@@ -149,14 +167,21 @@ def config_from_args(args: argparse.Namespace) -> Any:
         if getattr(args, flag) is not None:
             params.setdefault(strategy, {})[key] = getattr(args, flag)
     for item in args.param:
-        name, eq, value = item.partition("=")
-        strategy, _, key = name.partition(".")
-        if not (strategy.strip() and key.strip() and eq):
-            raise UserError(f"--param wants STRATEGY.KEY=VALUE, got {item!r}")
-        params.setdefault(strategy.strip(), {})[key.strip()] = value.strip()
+        strategy, key, value = parse_param(item)
+        params.setdefault(strategy, {})[key] = value
     if params:
         d["strategy_params"] = params
     return RunConfig.from_dict(d)
+
+
+def parse_param(item: str) -> tuple[str, str, str]:
+    """``STRATEGY.KEY=VALUE`` as its three parts; the key is what follows the last dot, so a
+    strategy may be ``module.path:Class`` (``mylab.plast:MyStrategy.rate=0.1``)."""
+    name, eq, value = item.partition("=")
+    strategy, _, key = name.rpartition(".")
+    if not (strategy.strip() and key.strip() and eq) or ":" in key:
+        raise UserError(f"--param wants STRATEGY.KEY=VALUE, got {item!r}")
+    return strategy.strip(), key.strip(), value.strip()
 
 
 def run_name(config: Any) -> str:
@@ -332,6 +357,52 @@ def cmd_presets(args: argparse.Namespace) -> int:
         )
     print(_format(rows))
     return 0
+
+
+def cmd_strategies(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from plasticity import strategies
+
+    rows = [("strategy", "from", "parameters")]
+    for name in strategies.names():
+        try:
+            cls = strategies.get(name)
+        except UserError as e:  # a broken plugin is listed, with why, not fatal to the list
+            rows.append((name, "unusable", str(e)))
+            continue
+        fields = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls.Params))
+        rows.append((name, strategies.origin(name), fields or "-"))
+    print(_format(rows))
+    print("Also MODULE:CLASS, a Strategy subclass in your own code (see README, 'Your strategy').")
+    return 0
+
+
+def cmd_check_strategy(args: argparse.Namespace) -> int:
+    """The conformance kit (:mod:`plasticity.conformance`): one line per rule; exit 1 if a rule
+    fails. An unusable strategy or parameter is a one-line error before any rule runs."""
+    from plasticity import conformance, strategies
+
+    params = {}
+    for item in args.param:
+        key, eq, value = item.partition("=")
+        if not (key.strip() and eq):
+            raise UserError(f"--param wants KEY=VALUE, got {item!r}")
+        params[key.strip()] = value.strip()
+    name = args.strategy
+    conformance.tiny_config(name, params)  # resolves and validates: a UserError, if any, now
+    print(f"{name} ({strategies.origin(name)}) on {conformance.SETTING}", flush=True)
+    start, failed = time.perf_counter(), 0
+    for outcome in conformance.check(name, params):
+        print(f"  {outcome.line()}", flush=True)
+        failed += not outcome.ok
+    passed = len(conformance.RULES) - failed
+    verdict = "conforms" if not failed else f"breaks {failed} rule(s)"
+    print(
+        f"{name} {verdict}: {passed} of {len(conformance.RULES)} rules pass "
+        f"({time.perf_counter() - start:.1f} s)"
+    )
+    return 1 if failed else 0
 
 
 def _format(rows: list[tuple[str, ...]]) -> str:

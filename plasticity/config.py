@@ -44,7 +44,8 @@ class RunConfig:
     """How each restart changes the task: none, class_shuffle, full_shuffle, random_labels,
     permute_inputs, warm_start (see plasticity.objectives)."""
     strategies: tuple[str, ...] = ("reset", "continuous", "expanded")
-    """Strategies to compare, comma-separated; all see the same task sequence."""
+    """Strategies to compare, comma-separated; all see the same task sequence. A name from
+    `plasticity strategies`, or MODULE:CLASS for a strategy in your own code."""
     restarts: int = 2
     """Objective changes after task 0 (tasks are 0..restarts; 0 trains task 0 only)."""
     epochs: int = 10
@@ -115,7 +116,7 @@ class RunConfig:
         # Full, validated parameters for every strategy in the run: config.json is complete.
         params = {
             s: dataclasses.asdict(
-                strategies.parse_params(strategies.get(s), self.strategy_params.get(s))
+                strategies.parse_params(strategies.get(s), self.strategy_params.get(s), s)
             )
             for s in strats
         }
@@ -158,7 +159,9 @@ class RunConfig:
         """The typed parameters of ``strategy``."""
         from plasticity import strategies
 
-        return strategies.parse_params(strategies.get(strategy), self.strategy_params[strategy])
+        return strategies.parse_params(
+            strategies.get(strategy), self.strategy_params[strategy], strategy
+        )
 
 
 FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig))
@@ -182,7 +185,6 @@ TRIAL_FIELDS = (
 """Run fields a strategy's search space may set, besides the strategy's own parameters."""
 
 
-
 def _choices() -> dict[str, Any]:
     """The fields that name one of a fixed set, and the set."""
     from plasticity.data import DATASETS
@@ -191,6 +193,7 @@ def _choices() -> dict[str, Any]:
     from plasticity.optim import OPTIMIZERS
 
     return {"dataset": DATASETS, "model": MODELS, "objective": OBJECTIVES, "optimizer": OPTIMIZERS}
+
 
 _MIN_INTS = {"restarts": 0, "epochs": 1, "batch_size": 1}
 _FLOATS = ("lr", "beta1", "beta2", "eps", "momentum", "weight_decay")
@@ -208,11 +211,11 @@ def _check_strategies(strats: tuple[str, ...]) -> tuple[str, ...]:
     from plasticity import strategies
 
     if not strats:
-        raise UserError("no strategies given; choose from " + ", ".join(strategies.STRATEGIES))
+        raise UserError("no strategies given; choose from " + ", ".join(strategies.names()))
     if len(set(strats)) != len(strats):
         raise UserError(f"a strategy is listed twice: {','.join(strats)}")
     for s in strats:
-        strategies.get(s)  # an unknown name is a UserError listing the known ones
+        strategies.get(s)  # an unknown name or a broken plugin is a one-line UserError
     return strats
 
 

@@ -60,6 +60,15 @@ def _study_source(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", help="Ray cluster address (default: a local Ray)")
     p.add_argument("--storage", help="where studies live: path, NFS path, s3:// or gs:// URI")
     p.add_argument("--name", help="study name (default: the file's)")
+    p.add_argument(
+        "--with",
+        dest="with_strategies",
+        action="append",
+        default=[],
+        metavar="STRATEGY",
+        help="compare this strategy too (a name or MODULE:CLASS), with its default search space "
+        "on the study's budget and seeds, e.g. a new method through a scenario (repeatable)",
+    )
 
 
 def load_from_args(args: argparse.Namespace) -> Any:
@@ -73,7 +82,7 @@ def load_from_args(args: argparse.Namespace) -> Any:
         # a preset is a template: every launch of it is a new study, named by the time
         name = f"{args.preset or 'demo'}-{time.strftime('%Y%m%d-%H%M%S')}"
     source = args.file or preset_path(args.preset or "demo")
-    return load_spec(source, storage=args.storage, name=name)
+    return load_spec(source, storage=args.storage, name=name, add_strategies=args.with_strategies)
 
 
 def cmd_launch(args: argparse.Namespace) -> int:

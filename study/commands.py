@@ -30,6 +30,7 @@ def validate(spec: StudySpec, address: str | None) -> int:
     nothing. A failed check is a :class:`UserError`."""
     folder = new_folder(spec)
     print(plan_text(spec), end="\n\n", flush=True)
+    print(f"strategies: {strategies_text(spec, address)}", flush=True)
     if address is None:
         check_data(spec)
     print(f"data: {data_text(spec, address)}", flush=True)
@@ -102,6 +103,27 @@ def extend(path: str, trials: int, strategy: str | None = None, address: str | N
     )
     refresh_views(folder, spec, state)  # the snapshot's trials under the new rungs
     return run_study(folder, spec, state, address)
+
+
+def strategies_text(spec: StudySpec, address: str | None) -> str:
+    """Where each strategy's class comes from; the plugins among them (entry points,
+    ``module:Class``) were imported on this driver when the study file was validated, before
+    any trial. On a cluster every worker imports them again: they must reach it (README, "Your
+    own strategy on a cluster")."""
+    from plasticity import strategies
+
+    where = {name: strategies.origin(name) for name in spec.strategies}
+    text = "; ".join(f"{name} ({origin})" for name, origin in where.items())
+    plugins = [name for name, origin in where.items() if origin != "built-in"]
+    if not plugins:
+        return text
+    text += f". {', '.join(plugins)} imported on this driver before any trial"
+    if address is not None:
+        text += (
+            "; every node's workers import them too: install the package on every node or "
+            "ship the module (runtime_env py_modules / working_dir, see README)"
+        )
+    return text
 
 
 def new_folder(spec: StudySpec) -> StudyFolder:

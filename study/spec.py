@@ -17,9 +17,11 @@ A parameter is a range ``{low, high}`` (floats; ``log: true`` for a log scale, `
 integers), a list (categorical) or a single value (fixed). Searchable parameters: the run
 fields of ``plasticity.config.TRIAL_FIELDS`` (``lr``, ``epochs``, ``optimizer``, ``beta2``,
 ``weight_decay``, …) for every strategy, plus the strategy's own
-(``plasticity.strategies``); ``STRATEGY: default`` searches the learning rate and the
-strategy's default ranges (:func:`default_space`). For ``expanded``, ``ramp`` is the ramp
-length of linear/cosine and the jump epoch of step, capped at the trial's epochs.
+(``plasticity.strategies``, or a plugin's ``Params``: a strategy key may be a name an
+installed package registers, or ``MODULE:CLASS`` in your code); ``STRATEGY: default`` searches
+the learning rate and the strategy's default ranges (:func:`default_space`). For
+``expanded``, ``ramp`` is the ramp length of linear/cosine and the jump epoch of step, capped
+at the trial's epochs.
 """
 
 from __future__ import annotations
@@ -214,10 +216,11 @@ class StudySpec(_Strict):
         from plasticity import strategies as strategy_registry
 
         for name, space in value.items():
-            if name not in strategy_registry.STRATEGIES:
-                known = ", ".join(strategy_registry.STRATEGIES)
-                raise ValueError(f"unknown strategy {name!r}; choose from {known}")
-            own = {f.name for f in dataclasses.fields(strategy_registry.get(name).Params)}
+            try:  # a built-in, an installed plugin's name or MODULE:CLASS, imported here
+                cls = strategy_registry.get(name)
+            except UserError as e:
+                raise ValueError(str(e)) from None
+            own = {f.name for f in dataclasses.fields(cls.Params)}
             for key in space:
                 if key not in own and key not in TRIAL_FIELDS:
                     allowed = ", ".join([*TRIAL_FIELDS, *sorted(own)])
@@ -231,10 +234,16 @@ class StudySpec(_Strict):
 
 
 def load_spec(
-    source: str | Path | dict[str, Any], trusted: bool = False, **overrides: Any
+    source: str | Path | dict[str, Any],
+    trusted: bool = False,
+    add_strategies: tuple[str, ...] | list[str] = (),
+    **overrides: Any,
 ) -> StudySpec:
     """A validated :class:`StudySpec` from a YAML file or a dict; ``overrides`` replace top-level
-    keys (e.g. ``storage``, ``name``). Every problem is one :class:`UserError` line.
+    keys (e.g. ``storage``, ``name``); ``add_strategies`` are compared too, each with its
+    default space (``STRATEGY: default``) on the file's budget and seeds: a new method run
+    through a shipped scenario beside its strategies. Every problem is one :class:`UserError`
+    line.
 
     ``trusted``: a file checked when it was written (a launched study's study.yaml, a shipped
     preset) read by a command that only reads (status, list, presets): its types and structure
@@ -243,6 +252,8 @@ def load_spec(
     an empty space."""
     raw, where = (dict(source), "study") if isinstance(source, dict) else _read(Path(source))
     raw.update({k: v for k, v in overrides.items() if v is not None})
+    if add_strategies:
+        _add_strategies(raw, add_strategies, where)
     _expand_defaults(raw, trusted)
     try:
         spec = StudySpec.model_validate(raw, context={"trusted": trusted})
@@ -277,6 +288,16 @@ def _read(path: Path) -> tuple[dict[str, Any], str]:
     return raw, str(path)
 
 
+def _add_strategies(raw: dict[str, Any], names: tuple[str, ...] | list[str], where: str) -> None:
+    have = raw.get("strategies")
+    have = dict(have) if isinstance(have, dict) else {}
+    for name in names:
+        if name in have:
+            raise UserError(f"{where}: --with {name}: the study compares it already")
+        have[name] = "default"
+    raw["strategies"] = have
+
+
 def default_space(strategy: str, setting: dict[str, Any]) -> dict[str, Any]:
     """``STRATEGY: default`` in a study file: the learning rate a decade either side of the
     paper's for the model and dataset, plus the strategy's own default ranges
@@ -288,7 +309,7 @@ def default_space(strategy: str, setting: dict[str, Any]) -> dict[str, Any]:
     model, dataset = setting.get("model", "mlp"), setting.get("dataset", "mnist-5k")
     lr = PAPER_LR.get((model, DATASETS.get(dataset, DATASETS["mnist-5k"]).family), 1e-3)
     space: dict[str, Any] = {"lr": {"low": lr / 10, "high": lr * 10, "log": True}}
-    for key, value in strategy_registry.get(strategy).Params.SEARCH.items():
+    for key, value in getattr(strategy_registry.get(strategy).Params, "SEARCH", {}).items():
         space[key] = dict(value) if isinstance(value, dict) else list(value)
     if "ramp" in space:
         space["ramp"]["high"] = min(space["ramp"]["high"], int(setting.get("epochs", 10)))
@@ -306,8 +327,8 @@ def _expand_defaults(raw: dict[str, Any], trusted: bool) -> None:
         elif space == "default":
             from plasticity import strategies as strategy_registry
 
-            if name in strategy_registry.STRATEGIES:
-                strategies[name] = default_space(name, setting)
+            strategy_registry.get(name)  # an unknown name, a broken plugin: one UserError line
+            strategies[name] = default_space(name, setting)
 
 
 def _check_params(spec: StudySpec) -> None:

@@ -10,7 +10,8 @@ import torch
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 from plasticity.config import RunConfig
-from plasticity.data import Dataset, Split, load_dataset
+from plasticity.conformance import tiny_data
+from plasticity.data import Dataset, load_dataset
 
 # `plasticity run` flags for a run that finishes in about a second.
 TINY_RUN_ARGS = [
@@ -35,12 +36,8 @@ def mnist5k() -> Dataset:
 
 @pytest.fixture(scope="session")
 def tiny(mnist5k: Dataset) -> Dataset:
-    """512 training and 256 test images of real MNIST."""
-    return Dataset(
-        mnist5k.info,
-        Split(mnist5k.train.x[:512].clone(), mnist5k.train.y[:512].clone()),
-        Split(mnist5k.test.x[:256].clone(), mnist5k.test.y[:256].clone()),
-    )
+    """512 training and 256 test images of real MNIST: what the conformance kit trains on."""
+    return tiny_data(mnist5k)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ import dataclasses
 import pytest
 import torch
 
+from plasticity import conformance
 from plasticity.errors import UserError
 from plasticity.loop import StrategyRun, load_state, run_experiment, save_state
 
@@ -34,25 +35,16 @@ def test_records_cover_every_strategy_task_and_epoch_in_order(tiny, tiny_config)
     "objective", ["class_shuffle", "full_shuffle", "permute_inputs", "warm_start"]
 )
 @pytest.mark.parametrize("strategy", ["reset", "continuous", "expanded"])
-def test_stop_restore_continue_matches_uninterrupted(
-    tiny, tiny_config, tmp_path, strategy, objective
-):
+def test_stop_restore_continue_matches_uninterrupted(tiny, tiny_config, strategy, objective):
+    """The conformance kit's resume rule (stop at every epoch boundary, save, rebuild from
+    scratch, restore, continue) under each objective."""
     cfg = tiny_config.replace(
-        objective=objective, shuffle=objective in ("permute_inputs", "warm_start")
+        strategies=[strategy],
+        objective=objective,
+        shuffle=objective in ("permute_inputs", "warm_start"),
     )
-    straight = StrategyRun(cfg, strategy, tiny)
-    expected = _numbers([straight.run_epoch() for _ in range(straight.total_epochs)])
-    # stop after every epoch boundary in turn: save, rebuild from scratch, restore, continue
-    for stop in range(1, straight.total_epochs):
-        first = StrategyRun(cfg, strategy, tiny)
-        head = [first.run_epoch() for _ in range(stop)]
-        save_state(tmp_path / "state.pt", first.state_dict())
-        del first
-        resumed = StrategyRun(cfg, strategy, tiny)
-        resumed.load_state_dict(load_state(tmp_path / "state.pt"))
-        tail = [resumed.run_epoch() for _ in range(resumed.total_epochs - stop)]
-        assert _numbers(head + tail) == expected, f"diverged after stopping at epoch {stop}"
-        assert resumed.done
+    outcome = conformance.run_rule("resume", cfg, tiny)
+    assert outcome.ok, outcome.line()
 
 
 def test_restore_refuses_other_config_or_strategy(tiny, tiny_config):

@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from plasticity.errors import UserError
+from plasticity.errors import UserError, one_line
 
 
 def freeze(module: nn.Module) -> nn.Module:
@@ -152,20 +152,28 @@ class Strategy:
         self.optimizer.load_state_dict(state["optimizer"])
 
 
-def parse_params(cls: type[Strategy], values: Mapping[str, Any] | None) -> Any:
+def parse_params(cls: type[Strategy], values: Mapping[str, Any] | None, name: str = "") -> Any:
     """Build and validate ``cls.Params`` from a mapping (values may be strings, as from the
-    command line). Raises :class:`UserError` naming the bad key or value."""
+    command line). ``name`` is what the user called the strategy (default ``cls.name``; a
+    plugin's ``module:Class``). Raises :class:`UserError` naming the bad key or value, also
+    where a plugin's ``Params`` raises something else."""
+    name = name or cls.name
     values = dict(values or {})
     fields = {f.name: f for f in dataclasses.fields(cls.Params)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
         allowed = ", ".join(fields) or "none"
         raise UserError(
-            f"unknown parameter {unknown[0]!r} for strategy {cls.name!r}; allowed: {allowed}"
+            f"unknown parameter {unknown[0]!r} for strategy {name!r}; allowed: {allowed}"
         )
-    kwargs = {k: _coerce(cls.name, k, v, type(getattr(cls.Params(), k))) for k, v in values.items()}
-    params = cls.Params(**kwargs)
-    params.validate()
+    kwargs = {k: _coerce(name, k, v, type(getattr(cls.Params(), k))) for k, v in values.items()}
+    try:
+        params = cls.Params(**kwargs)
+        params.validate()
+    except UserError:
+        raise
+    except Exception as e:  # a plugin's Params may raise anything: say it in one line
+        raise UserError(f"strategy {name!r} rejected its parameters: {one_line(e)}") from None
     return params
 
 
@@ -178,17 +186,22 @@ def _coerce(strategy: str, key: str, value: Any, kind: type) -> Any:
             return value.lower() in ("true", "1", "yes")
         raise bad
     if kind in (int, float):
-        if isinstance(value, bool):
-            raise bad
-        try:
-            out = kind(value)
-        except (TypeError, ValueError):
-            raise bad from None
-        if kind is int and float(value) != out:
-            raise bad
-        if kind is float and not math.isfinite(out):  # nan would disable a threshold silently
-            raise UserError(f"{strategy}.{key} must be a finite number, got {value!r}")
-        return out
-    if not isinstance(value, str):
+        return _number(strategy, key, value, kind, bad)
+    # a str (or None) default takes a string; a plugin's own type (a tuple) is taken as given
+    if not isinstance(value, str if kind in (str, type(None)) else kind):
         raise bad
     return value
+
+
+def _number(strategy: str, key: str, value: Any, kind: type, bad: UserError) -> Any:
+    if isinstance(value, bool):
+        raise bad
+    try:
+        out = kind(value)
+    except (TypeError, ValueError):
+        raise bad from None
+    if kind is int and float(value) != out:
+        raise bad
+    if kind is float and not math.isfinite(out):  # nan would disable a threshold silently
+        raise UserError(f"{strategy}.{key} must be a finite number, got {value!r}")
+    return out
