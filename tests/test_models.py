@@ -1,3 +1,6 @@
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -55,3 +58,33 @@ def test_factory_does_not_disturb_global_rng():
 def test_unknown_model_is_a_user_error():
     with pytest.raises(UserError, match="unknown model 'resnet'"):
         architecture("resnet", "mnist")
+
+
+# -- defaults leave every existing network and run as it was -------------------------------------
+PINNED = json.loads((Path(__file__).parent / "data" / "pinned_records.json").read_text())
+
+
+@pytest.mark.parametrize("key", sorted(PINNED["initial_weights_sha256"]))
+def test_default_networks_have_the_pinned_initial_weights(key):
+    """Bit for bit the weights the commit named in the file built (tests/pin_records.py)."""
+    from pin_records import weights_digest
+
+    model, dataset = key.split("/")
+    digest = weights_digest(network_factory(model, dataset, 0)(0))
+    assert digest == PINNED["initial_weights_sha256"][key]
+
+
+@pytest.mark.parametrize("model", sorted(PINNED["records"]))
+def test_default_runs_give_the_pinned_records(model, tiny):
+    """The records of the strategies that walk hidden units, diagnostics on, as the pinning
+    commit produced them. Equal to the last bit on the machine that pinned them; the tolerance
+    only allows for other CPUs' kernels (a changed draw or layer moves them by far more)."""
+    from pin_records import records
+
+    pinned = PINNED["records"][model]
+    now = records(model, tuple(pinned), tiny)
+    for strategy, rows in pinned.items():
+        assert len(now[strategy]) == len(rows)
+        for new, old in zip(now[strategy], rows):
+            for key, value in old.items():
+                assert new[key] == pytest.approx(value, rel=1e-6, nan_ok=True), (strategy, key)
