@@ -21,7 +21,8 @@ Definitions (pinned; tests check each on hand-made matrices and a hand-made comp
   ``RLE-Foundation/Plasticine``, ``plasticine/metrics.py``, for ReLU and CReLU): the share of the
   entries of ``F`` (probe inputs x last hidden units) that are not exactly 0,
   ``1 − mean(F == 0)``. Unlike ``1 − zero`` it counts (input, unit) pairs of the last hidden
-  layer: a unit silent on half the probe counts half.
+  layer: a unit silent on half the probe counts half. Under CReLU one of each pair
+  ``relu(x), relu(−x)`` is zero, so it is 1/2 whenever no pre-activation is exactly 0.
 - **feature norm** (Plasticine's ``compute_feature_norm``): the mean over probe inputs of the L2
   norm of the input's last hidden features, ``mean_x ‖F_x‖₂``.
 - **feature variance** (Plasticine's ``compute_feature_variance``): the mean over probe inputs of
