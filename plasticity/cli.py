@@ -76,9 +76,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="one experiment in-process (no Ray)")
     if command in (None, "run"):
         add_run_parser(run)
-    sub.add_parser("models", help="built-in architectures and parameter counts").set_defaults(
-        func=cmd_models
+    models = sub.add_parser("models", help="built-in architectures and parameter counts")
+    models.add_argument(
+        "--hidden", metavar="W1,W2,...", help="hidden widths to list instead of each model's own"
     )
+    models.set_defaults(func=cmd_models)
     sub.add_parser("presets", help="named run settings (the paper's eight, demo)").set_defaults(
         func=cmd_presets
     )
@@ -315,24 +317,34 @@ def summary_table(frame: Any) -> str:
 # -- models, presets ---------------------------------------------------------------------------
 def cmd_models(args: argparse.Namespace) -> int:
     from plasticity.data import DATASETS
-    from plasticity.models import MODELS, architecture, crelu_spec, describe, parameter_count
+    from plasticity.models import (
+        MODELS,
+        architecture,
+        crelu_spec,
+        describe,
+        parameter_count,
+        with_factors,
+    )
 
-    rows = [("model", "dataset", "activation", "parameters", "layers")]
+    hidden = getattr(args, "hidden", None)
+    rows = [("model", "dataset", "activation", "parameters", "with norm: layer", "layers")]
     for model in MODELS:
         for dataset, info in DATASETS.items():
             if dataset == "mnist-5k":
                 continue  # same shapes as mnist
-            spec = architecture(model, dataset)
+            spec = with_factors(architecture(model, dataset), hidden)
             for act in ("relu", "crelu"):
                 layers = describe(
                     crelu_spec(spec, info.shape) if act == "crelu" else spec, info.shape, act
                 )
-                count = parameter_count(model, dataset, act)
-                rows.append((model, dataset, act, f"{count:,}", layers))
+                count = parameter_count(model, dataset, act, hidden)
+                with_norm = parameter_count(model, dataset, act, hidden, "layer")
+                rows.append((model, dataset, act, f"{count:,}", f"{with_norm:,}", layers))
     print(_format(rows))
     print(
         "mnist-5k uses the mnist architectures; crelu (the crelu strategy) narrows the hidden "
-        "layers to keep the parameter count within 1%."
+        "layers to keep the parameter count within 1%; norm: layer adds a scale and a shift per "
+        "hidden unit (channel, for a conv); --hidden W1,W2,... lists other widths."
     )
     return 0
 

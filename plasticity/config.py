@@ -40,6 +40,13 @@ class RunConfig:
     """Allow downloading a missing torchvision dataset."""
     model: str = "mlp"
     """mlp or cnn (the paper's, sized for the dataset) or mlp-small."""
+    hidden: tuple[int, ...] | None = None
+    """Widths of the hidden Linear layers, comma-separated; their number is the depth (e.g.
+    100,100: 784-100-100-10 on MNIST; for cnn, the layers after the convolutions). Default: the
+    model's own."""
+    norm: str = "none"
+    """none, or layer: a LayerNorm after every hidden Linear (GroupNorm(1, C) after a conv),
+    before its activation (Lyle et al. 2024)."""
     objective: str = "class_shuffle"
     """How each restart changes the task: none, class_shuffle, full_shuffle, random_labels,
     permute_inputs, warm_start (see plasticity.objectives)."""
@@ -83,7 +90,7 @@ class RunConfig:
     def __post_init__(self) -> None:
         from plasticity import strategies
         from plasticity.data import DATASETS
-        from plasticity.models import PAPER_LR
+        from plasticity.models import PAPER_LR, parse_hidden
 
         for name, allowed in _choices().items():
             if getattr(self, name) not in allowed:
@@ -91,6 +98,7 @@ class RunConfig:
                     f"unknown {name} {getattr(self, name)!r}; choose from {', '.join(allowed)}"
                 )
         strats = _check_strategies(tuple(self.strategies))
+        hidden = None if self.hidden is None else parse_hidden(self.hidden)
         for name, low in _MIN_INTS.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -122,6 +130,7 @@ class RunConfig:
         }
         resolve_device(self.device)
         object.__setattr__(self, "strategies", strats)
+        object.__setattr__(self, "hidden", hidden)
         for name in _FLOATS:
             object.__setattr__(self, name, float(lr if name == "lr" else getattr(self, name)))
         object.__setattr__(self, "strategy_params", params)
@@ -130,6 +139,7 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["strategies"] = list(self.strategies)
+        d["hidden"] = None if self.hidden is None else list(self.hidden)
         d["strategy_params"] = {k: dict(v) for k, v in self.strategy_params.items()}
         return d
 
@@ -171,6 +181,8 @@ PER_RUN_FIELDS = ("strategies", "seed", "device", "strategy_params")
 SETTING_FIELDS = tuple(f for f in FIELDS if f not in PER_RUN_FIELDS)
 """The keys of a study file's ``setting`` (the same for every strategy unless searched)."""
 TRIAL_FIELDS = (
+    "hidden",
+    "norm",
     "epochs",
     "batch_size",
     "optimizer",
@@ -188,11 +200,17 @@ TRIAL_FIELDS = (
 def _choices() -> dict[str, Any]:
     """The fields that name one of a fixed set, and the set."""
     from plasticity.data import DATASETS
-    from plasticity.models import MODELS
+    from plasticity.models import MODELS, NORMS
     from plasticity.objectives import OBJECTIVES
     from plasticity.optim import OPTIMIZERS
 
-    return {"dataset": DATASETS, "model": MODELS, "objective": OBJECTIVES, "optimizer": OPTIMIZERS}
+    return {
+        "dataset": DATASETS,
+        "model": MODELS,
+        "norm": NORMS,
+        "objective": OBJECTIVES,
+        "optimizer": OPTIMIZERS,
+    }
 
 
 _MIN_INTS = {"restarts": 0, "epochs": 1, "batch_size": 1}

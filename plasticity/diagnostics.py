@@ -17,6 +17,22 @@ Definitions (pinned; tests check each on hand-made matrices and a hand-made comp
   copy of it (``g_a`` and ``g_b`` at an injection) give the rank of the part alone.
 - **srank** (Kumar et al. 2021) with δ = 0.01 of the same ``F``: the smallest k such that the top-k
   singular values reach ``(1 − δ) Σσ``.
+- **active units** (Plasticine's "fraction of active units", ``compute_active_units`` in
+  ``RLE-Foundation/Plasticine``, ``plasticine/metrics.py``, for ReLU and CReLU): the share of the
+  entries of ``F`` (probe inputs x last hidden units) that are not exactly 0,
+  ``1 − mean(F == 0)``. Unlike ``1 − zero`` it counts (input, unit) pairs of the last hidden
+  layer: a unit silent on half the probe counts half. Under CReLU one of each pair
+  ``relu(x), relu(−x)`` is zero, so it is 1/2 whenever no pre-activation is exactly 0.
+- **feature norm** (Plasticine's ``compute_feature_norm``): the mean over probe inputs of the L2
+  norm of the input's last hidden features, ``mean_x ‖F_x‖₂``.
+- **feature variance** (Plasticine's ``compute_feature_variance``): the mean over probe inputs of
+  the variance of the input's features across units, ``mean_x var_j F_xj`` with the ``n − 1``
+  divisor (``torch.var``'s default, as there; 0 for a single unit). It is the spread of one
+  representation's values, not the variation of a unit across inputs.
+
+  These three are Plasticine's for one network. For a composite they are each part's (its own
+  ``F``), averaged over the parts: a part beside an identical copy of itself again gives the
+  part's values, where the concatenated ``F`` would multiply the norm by √2.
 - **weight norm**: ``sqrt(Σ ‖θ‖²)`` over every parameter of the model, frozen parts included.
 - **distance from task start**: ``sqrt(Σ ‖θ − θ_start‖²)`` over the *trained* parameters
   (:meth:`~plasticity.strategies.Strategy.trainable_parameters`), θ_start their values when the
@@ -73,6 +89,24 @@ def srank(features: torch.Tensor, delta: float = 0.01) -> int:
     )
 
 
+def active_fraction(features: torch.Tensor) -> float:
+    """``1 − mean(F == 0)``: the share of nonzero entries of ``features`` (``samples x units``)."""
+    return 1.0 - float((features == 0).double().mean())
+
+
+def feature_norm(features: torch.Tensor) -> float:
+    """``mean_x ‖F_x‖₂`` over the rows of ``features`` (``samples x units``)."""
+    return float(torch.linalg.vector_norm(features.double(), dim=1).mean())
+
+
+def feature_variance(features: torch.Tensor) -> float:
+    """``mean_x var_j F_xj``: each row's variance across units (divisor ``units − 1``), averaged
+    over rows; 0 for a single unit. ``features``: ``samples x units``."""
+    if features.shape[1] < 2:
+        return 0.0
+    return float(features.double().var(dim=1).mean())
+
+
 def norm(tensors: Iterable[torch.Tensor]) -> float:
     """``sqrt(Σ ‖t‖²)``."""
     return math.sqrt(sum(float(t.detach().double().pow(2).sum()) for t in tensors))
@@ -86,9 +120,9 @@ def parts(model: nn.Module) -> list[nn.Sequential]:
 
 @torch.no_grad()
 def probe(model: nn.Module, x: torch.Tensor, tau: float = 0.025) -> dict[str, float]:
-    """Dormant ratio, zero fraction, effective rank and srank of ``model`` on batch ``x``, over
-    the hidden units of every part that runs in its forward pass (see the module docstring).
-    Empty when ``model`` has no hidden layers."""
+    """Dormant ratio, zero fraction, effective rank, srank, active units, feature norm and
+    feature variance of ``model`` on batch ``x``, over the hidden units of every part that runs
+    in its forward pass (see the module docstring). Empty when ``model`` has no hidden layers."""
     layers = [hidden_layers(part) for part in parts(model)]
     acts: dict[tuple[int, int], torch.Tensor] = {}
 
@@ -114,10 +148,18 @@ def probe(model: nn.Module, x: torch.Tensor, tau: float = 0.025) -> dict[str, fl
     every = [acts[p, k] for p in ran for k in range(len(layers[p]))]
     mean_abs = [unit_activity(a) for a in every]
     peak = [a.abs().amax(dim=(0, 2, 3)) if a.dim() == 4 else a.abs().amax(0) for a in every]
-    features = torch.cat([acts[p, len(layers[p]) - 1].flatten(1) for p in ran], dim=1)
+    per_part = [acts[p, len(layers[p]) - 1].flatten(1) for p in ran]
+    features = torch.cat(per_part, dim=1)
+
+    def mean_over_parts(metric: Callable[[torch.Tensor], float]) -> float:
+        return sum(metric(f) for f in per_part) / len(per_part)
+
     return {
         "dormant": dormant_ratio(mean_abs, tau),
         "zero": zero_fraction(peak),
         "effective_rank": effective_rank(features),
         "srank": float(srank(features)),
+        "active": mean_over_parts(active_fraction),
+        "feature_norm": mean_over_parts(feature_norm),
+        "feature_variance": mean_over_parts(feature_variance),
     }

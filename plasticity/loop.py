@@ -126,7 +126,9 @@ class StrategyRun:
         # that task's own steps (and from them the fractional epoch given to before_step).
         self.steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
         ctx = strategies.Context(
-            new_network=network_factory(config.model, config.dataset, config.seed, data.device),
+            new_network=network_factory(
+                config.model, config.dataset, config.seed, data.device, config.hidden, config.norm
+            ),
             new_optimizer=partial(make_optimizer, config),
             epochs=config.epochs,
             steps_per_epoch=self.steps_per_epoch,
@@ -276,7 +278,10 @@ class StrategyRun:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("format") != STATE_FORMAT or state.get("strategy") != self.name:
             raise UserError(f"checkpoint is not a {self.name!r} run state (format {STATE_FORMAT})")
-        saved = {k: v for k, v in state["config"].items() if k not in ("device", "data_dir")}
+        # A field added since the checkpoint was written takes its default (which is what
+        # the run that wrote it used: new fields default to the old behaviour).
+        saved = {**RunConfig().to_dict(), **state["config"]}
+        saved = {k: v for k, v in saved.items() if k not in ("device", "data_dir")}
         mine = {k: v for k, v in self.config.to_dict().items() if k not in ("device", "data_dir")}
         if saved != mine:
             diff = sorted(k for k in mine if saved.get(k) != mine[k])

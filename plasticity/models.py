@@ -14,14 +14,32 @@ CNN/C10    conv(3→6)-pool-conv(6→12)-pool-768-384-384-10                   4
 All convolutions are 3x3 'same' with ReLU and 2x2 max-pooling. ``mlp-small`` (two hidden layers
 of 256) is not the paper's: it is for quick experiments on a laptop.
 
-Every network is an ``nn.Sequential`` of Linear/Conv2d/ReLU/MaxPool2d/Flatten modules, so
-strategies that act on hidden units (ReDo, continual backprop) can walk its layers.
+Two factors change a model (:func:`with_factors`; the defaults leave it as above, weight for
+weight):
+
+- ``hidden``: the widths of the hidden Linear layers, their number the depth (``(100, 100)`` is
+  Kumar et al. 2023's and Dohare et al. 2024's permuted-MNIST MLP, 784-100-100-10). For a CNN
+  they are the fully connected layers after the convolutions.
+- ``norm``: ``layer`` puts a normalisation layer after every hidden Linear and Conv2d, *before*
+  its activation, on the pre-activations (Lyle et al. 2024, "Disentangling the causes of
+  plasticity loss": layer normalisation with weight decay; Normalize-and-Project, Lyle et al.
+  2024b, inserts it "before each nonlinearity" likewise). After a Linear it is ``nn.LayerNorm``
+  over the units; after a Conv2d it is ``nn.GroupNorm(1, C)``, the layer norm of a feature map
+  (over channels and positions, per sample) with one scale and shift per channel. Normalising
+  over the channels at each position instead (Plasticine's conv encoders) would leave a 2-channel
+  layer (the MNIST CNN's first) only the sign of its two values. The output layer is never
+  normalised. Norm layers draw no random numbers, so a network's Linear and Conv2d weights are
+  the same with and without them.
+
+Every network is an ``nn.Sequential`` of Linear/Conv2d, optional norm, ReLU/CReLU,
+MaxPool2d and Flatten modules, so strategies that act on hidden units (ReDo, continual backprop)
+can walk its layers (:func:`plasticity.units.hidden_layers`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -30,16 +48,22 @@ from plasticity.data import DATASETS, NUM_CLASSES
 from plasticity.errors import UserError
 from plasticity.seeding import seeded
 
+NORMS = ("none", "layer")
+NORM_LAYERS = (nn.LayerNorm, nn.GroupNorm)
+"""The modules ``norm: layer`` inserts (after a Linear, after a Conv2d)."""
+
 
 @dataclass(frozen=True)
 class MLPSpec:
     hidden: tuple[int, ...]
+    norm: str = "none"
 
 
 @dataclass(frozen=True)
 class CNNSpec:
     channels: tuple[int, ...]
     hidden: tuple[int, ...]
+    norm: str = "none"
 
 
 # (model, dataset family) -> architecture.
@@ -75,6 +99,36 @@ def architecture(model: str, dataset: str) -> MLPSpec | CNNSpec:
     return ARCHITECTURES[(model, DATASETS[dataset].family)]
 
 
+def parse_hidden(value: str | Sequence[int]) -> tuple[int, ...]:
+    """Hidden widths from ``"100,100"`` or ``[100, 100]``: one or more positive integers
+    (raises :class:`UserError` otherwise)."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, Sequence):
+        items = [items]
+    widths = []
+    for x in items:
+        if isinstance(x, str) and x.strip().isdigit():
+            x = int(x)
+        if isinstance(x, bool) or not isinstance(x, int) or x < 1:
+            widths = []
+            break
+        widths.append(x)
+    if not widths:
+        raise UserError(f"hidden must be positive integer widths, e.g. 100,100; got {value!r}")
+    return tuple(widths)
+
+
+def with_factors(
+    spec: MLPSpec | CNNSpec, hidden: Sequence[int] | None = None, norm: str = "none"
+) -> MLPSpec | CNNSpec:
+    """``spec`` with its hidden widths replaced by ``hidden`` (None keeps them) and ``norm``
+    (raises :class:`UserError` on an unknown norm)."""
+    if norm not in NORMS:
+        raise UserError(f"unknown norm {norm!r}; choose from {', '.join(NORMS)}")
+    widths = spec.hidden if hidden is None else parse_hidden(hidden)
+    return replace(spec, hidden=widths, norm=norm)
+
+
 class CReLU(nn.Module):
     """Concatenated ReLU (Shang et al. 2016; Abbas et al. 2023): ``[relu(x), relu(-x)]`` along
     the feature/channel axis, so no unit can be dead for every input."""
@@ -94,12 +148,17 @@ def build(
 ) -> nn.Sequential:
     """An untrained network with PyTorch's default initialisation (as in the paper's code).
     With ``crelu`` every activation doubles its width, so the next layer takes twice the inputs
-    (use :func:`crelu_spec` to keep the parameter count)."""
+    (use :func:`crelu_spec` to keep the parameter count). With ``spec.norm == "layer"`` a norm
+    layer sits between each hidden layer and its activation (see the module docstring)."""
     c, h, w = shape
     grow = 2 if activation == "crelu" else 1
 
-    def act() -> nn.Module:
-        return CReLU() if activation == "crelu" else nn.ReLU()
+    def act(units: int, conv: bool) -> list[nn.Module]:
+        """The norm (if any) and the activation after a hidden layer of ``units`` outputs."""
+        out: list[nn.Module] = []
+        if spec.norm == "layer":
+            out.append(nn.GroupNorm(1, units) if conv else nn.LayerNorm(units))
+        return [*out, CReLU() if activation == "crelu" else nn.ReLU()]
 
     if isinstance(spec, MLPSpec):
         layers: list[nn.Module] = [nn.Flatten()]
@@ -107,12 +166,12 @@ def build(
     else:
         layers = []
         for out in spec.channels:
-            layers += [nn.Conv2d(c, out, 3, padding="same"), act(), nn.MaxPool2d(2)]
+            layers += [nn.Conv2d(c, out, 3, padding="same"), *act(out, True), nn.MaxPool2d(2)]
             c, h, w = out * grow, h // 2, w // 2
         layers.append(nn.Flatten())
         width = c * h * w
     for out in spec.hidden:
-        layers += [nn.Linear(width, out), act()]
+        layers += [nn.Linear(width, out), *act(out, False)]
         width = out * grow
     layers.append(nn.Linear(width, num_classes))
     return nn.Sequential(*layers)
@@ -136,8 +195,8 @@ def crelu_spec(spec: MLPSpec | CNNSpec, shape: tuple[int, int, int]) -> MLPSpec 
     def scaled(f: float, g: float) -> MLPSpec | CNNSpec:
         hidden = tuple(max(1, round(x * g)) for x in spec.hidden)
         if isinstance(spec, MLPSpec):
-            return MLPSpec(hidden)
-        return CNNSpec(tuple(max(1, round(x * f)) for x in channels), hidden)
+            return replace(spec, hidden=hidden)
+        return replace(spec, channels=tuple(max(1, round(x * f)) for x in channels), hidden=hidden)
 
     def fit(count) -> float:  # the scale whose count is closest to the target (bisection)
         lo, hi = 0.05, 1.5
@@ -153,15 +212,21 @@ def crelu_spec(spec: MLPSpec | CNNSpec, shape: tuple[int, int, int]) -> MLPSpec 
 
 
 def network_factory(
-    model: str, dataset: str, seed: int, device: torch.device | str = "cpu"
+    model: str,
+    dataset: str,
+    seed: int,
+    device: torch.device | str = "cpu",
+    hidden: Sequence[int] | None = None,
+    norm: str = "none",
 ) -> Callable[..., nn.Sequential]:
     """``f(key, activation="relu")`` → a freshly initialised network, seeded by
-    ``(seed, "init", key)`` (and the activation, for CReLU networks).
+    ``(seed, "init", key)`` (and the activation, for CReLU networks), with the factors
+    ``hidden`` and ``norm`` (:func:`with_factors`).
 
     Built on the CPU under a derived seed, then moved: the same key gives the same initial
     weights on every device and for every strategy.
     """
-    spec = architecture(model, dataset)
+    spec = with_factors(architecture(model, dataset), hidden, norm)
     shape = DATASETS[dataset].shape
     specs = {"relu": spec}
 
@@ -180,9 +245,16 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
-def parameter_count(model: str, dataset: str, activation: str = "relu") -> int:
+def parameter_count(
+    model: str,
+    dataset: str,
+    activation: str = "relu",
+    hidden: Sequence[int] | None = None,
+    norm: str = "none",
+) -> int:
     """Parameter count without allocating weights (built on the meta device)."""
-    spec, shape = architecture(model, dataset), DATASETS[dataset].shape
+    spec = with_factors(architecture(model, dataset), hidden, norm)
+    shape = DATASETS[dataset].shape
     if activation == "crelu":
         spec = crelu_spec(spec, shape)
     return _count(spec, shape, activation)
@@ -190,9 +262,10 @@ def parameter_count(model: str, dataset: str, activation: str = "relu") -> int:
 
 def describe(spec: MLPSpec | CNNSpec, shape: tuple[int, int, int], activation: str = "relu") -> str:
     """A one-line layer summary, e.g. ``conv(1→2)-pool-conv(2→4)-pool-196-98-98-10``; with
-    CReLU, ``98x2`` marks a layer whose activation doubles its width."""
+    CReLU, ``98x2`` marks a layer whose activation doubles its width; with ``norm: layer``,
+    ``98+ln`` a layer followed by a norm layer."""
     grow = 2 if activation == "crelu" else 1
-    mark = "x2" if grow == 2 else ""
+    mark = ("+ln" if spec.norm == "layer" else "") + ("x2" if grow == 2 else "")
     c, h, w = shape
     parts = []
     if isinstance(spec, CNNSpec):

@@ -9,6 +9,12 @@ diagnostics act on them. Re-initialising a unit touches three places, and the op
   channel, or, after a ``Flatten``, the block of H·W columns of its channel),
 - Adam's moments for exactly those entries (zeroed, so stale statistics do not push the
   fresh weights).
+
+With a norm layer between a hidden layer and its activation (``norm: layer``, see
+:mod:`plasticity.models`), a unit also owns that layer's scale and shift for it, which are reset
+to the fresh network's (1 and 0). The norm's statistics pool the whole layer, so a re-initialised
+unit shifts its neighbours' normalised values a little: zero outgoing weights keep the output
+unchanged only without a norm layer.
 """
 
 from __future__ import annotations
@@ -18,7 +24,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from plasticity.models import NORM_LAYERS
+
 WEIGHTED = (nn.Linear, nn.Conv2d)
+PASSIVE = (nn.MaxPool2d, nn.Flatten, *NORM_LAYERS)
+"""Modules between a hidden layer and its reader that are not its activation."""
 
 
 @dataclass
@@ -30,6 +40,8 @@ class Hidden:
     out: nn.Linear | nn.Conv2d
     group: int
     """Input columns of ``out`` per unit: 1, or H·W when a conv feeds a Linear via Flatten."""
+    norm: nn.LayerNorm | nn.GroupNorm | None = None
+    """The norm layer between ``layer`` and ``act`` (one scale and shift per unit), if any."""
 
     @property
     def size(self) -> int:
@@ -56,17 +68,20 @@ class Hidden:
 
 
 def hidden_layers(net: nn.Sequential) -> list[Hidden]:
-    """Every hidden layer of ``net``, in order (the output layer has no units here)."""
+    """Every hidden layer of ``net``, in order (the output layer has no units here). Its
+    activation is the first module after it that is not a norm, pooling or flattening."""
     mods = list(net)
     weighted = [i for i, m in enumerate(mods) if isinstance(m, WEIGHTED)]
     out = []
     for i, j in zip(weighted, weighted[1:]):
-        act = next(m for m in mods[i + 1 : j] if not isinstance(m, (nn.MaxPool2d, nn.Flatten)))
+        between = mods[i + 1 : j]
+        act = next(m for m in between if not isinstance(m, PASSIVE))
+        norm = next((m for m in between if isinstance(m, NORM_LAYERS)), None)
         layer, nxt = mods[i], mods[j]
         group = 1
         if isinstance(layer, nn.Conv2d) and isinstance(nxt, nn.Linear):
             group = nxt.in_features // layer.out_channels
-        out.append(Hidden(layer, act, nxt, group))
+        out.append(Hidden(layer, act, nxt, group, norm))
     return out
 
 
@@ -147,13 +162,26 @@ def absorb_into_bias(hidden: Hidden, idx: torch.Tensor, mean: torch.Tensor) -> N
 OPTIMIZER_STATS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer")
 
 
+def _reset_norm(hidden: Hidden, idx: torch.Tensor, fresh: Hidden) -> list[torch.Tensor]:
+    """Give units ``idx`` the fresh norm layer's scale and shift; the tensors it wrote."""
+    if hidden.norm is None or fresh.norm is None:
+        return []
+    written = []
+    for mine, new in ((hidden.norm.weight, fresh.norm.weight), (hidden.norm.bias, fresh.norm.bias)):
+        if mine is not None and new is not None:
+            mine[idx] = new[idx].to(mine.device)
+            written.append(mine)
+    return written
+
+
 @torch.no_grad()
 def reinit_units(
     hidden: Hidden, idx: torch.Tensor, fresh: Hidden, optimizer: torch.optim.Optimizer | None
 ) -> None:
     """Give units ``idx`` the incoming weights of the same units of a freshly initialised
-    network (``fresh``), a zero bias and zero outgoing weights; zero their optimizer
-    statistics (:data:`OPTIMIZER_STATS`)."""
+    network (``fresh``), a zero bias, zero outgoing weights and, behind a norm layer, the fresh
+    network's scale and shift for them; zero their optimizer statistics
+    (:data:`OPTIMIZER_STATS`)."""
     if len(idx) == 0:
         return
     cols = hidden.outgoing_columns(idx)
@@ -161,12 +189,14 @@ def reinit_units(
     if hidden.layer.bias is not None:
         hidden.layer.bias[idx] = 0.0
     hidden.out.weight[:, cols] = 0.0
+    norm_params = [(p, "rows") for p in _reset_norm(hidden, idx, fresh)]
     if optimizer is None:
         return
     for param, where in (
         (hidden.layer.weight, "rows"),
         (hidden.layer.bias, "rows"),
         (hidden.out.weight, "cols"),
+        *norm_params,
     ):
         state = optimizer.state.get(param) if param is not None else None
         if not state:

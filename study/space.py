@@ -75,10 +75,18 @@ def define_space(
         if isinstance(value, dict):
             values[key] = _suggest_range(trial, name, value)
         elif isinstance(value, list):
-            values[key] = trial.suggest_categorical(name, value)
+            values[key] = _suggest_choice(trial, name, value)
         else:
             values[key] = value
     return {**constants, "run": resolve_run(base, strategy, values)}
+
+
+def _suggest_choice(trial: Any, name: str, choices: list[Any]) -> Any:
+    """One of ``choices``. Optuna's categorical takes only None, bool, int, float and str (and
+    its storage records the choices): a choice that is a list, such as hidden widths
+    ``[100, 100]``, is offered under its label ``"100,100"`` and handed back as the list."""
+    labels = [",".join(map(str, c)) if isinstance(c, (list, tuple)) else c for c in choices]
+    return choices[labels.index(trial.suggest_categorical(name, labels))]
 
 
 def _suggest_range(trial: Any, name: str, r: dict[str, Any]) -> float | int:

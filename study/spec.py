@@ -14,14 +14,16 @@ then re-run on fresh seeds (the evaluation phase). Example (the embedded demo)::
     budget: {trials_per_strategy: 4, eval_seeds: 2}
 
 A parameter is a range ``{low, high}`` (floats; ``log: true`` for a log scale, ``int: true`` for
-integers), a list (categorical) or a single value (fixed). Searchable parameters: the run
-fields of ``plasticity.config.TRIAL_FIELDS`` (``lr``, ``epochs``, ``optimizer``, ``beta2``,
-``weight_decay``, …) for every strategy, plus the strategy's own
-(``plasticity.strategies``, or a plugin's ``Params``: a strategy key may be a name an
-installed package registers, or ``MODULE:CLASS`` in your code); ``STRATEGY: default`` searches
-the learning rate and the strategy's default ranges (:func:`default_space`). For
-``expanded``, ``ramp`` is the ramp length of linear/cosine and the jump epoch of step, capped
-at the trial's epochs.
+integers), a list (categorical) or a single value (fixed). The model factors are searched as
+choices: ``hidden: [[100, 100], [400, 400]]`` (each choice a list of widths), ``norm: [none,
+layer]``; in ``setting`` they are fixed for the whole study (``hidden: [100, 100]``).
+Searchable parameters: the run fields of ``plasticity.config.TRIAL_FIELDS`` (``lr``,
+``epochs``, ``optimizer``, ``beta2``, ``weight_decay``, ``hidden``, ``norm``, …) for every
+strategy, plus the strategy's own (``plasticity.strategies``, or a plugin's ``Params``: a
+strategy key may be a name an installed package registers, or ``MODULE:CLASS`` in your code);
+``STRATEGY: default`` searches the learning rate and the strategy's default ranges
+(:func:`default_space`). For ``expanded``, ``ramp`` is the ramp length of linear/cosine and the
+jump epoch of step, capped at the trial's epochs.
 """
 
 from __future__ import annotations
@@ -228,9 +230,18 @@ class StudySpec(_Strict):
             if not any(isinstance(v, (Range, list)) for v in space.values()):
                 raise ValueError(f"{name}: empty search space (give at least one range or list)")
             for key, v in space.items():
-                if isinstance(v, list) and not v:
-                    raise ValueError(f"{name}.{key}: an empty list of choices")
+                _check_choices(f"{name}.{key}", v)
         return value
+
+
+def _check_choices(where: str, value: Any) -> None:
+    if isinstance(value, list) and not value:
+        raise ValueError(f"{where}: an empty list of choices")
+    if where.endswith(".hidden") and not all(isinstance(c, list) for c in _options(value)):
+        raise ValueError(
+            f"{where}: give a list of width lists, e.g. [[100, 100], [400, 400]] "
+            "(one list of widths per choice)"
+        )
 
 
 def load_spec(

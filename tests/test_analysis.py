@@ -548,3 +548,32 @@ def test_per_restart_legend_gives_each_strategy_its_seeds(tmp_path, monkeypatch)
     ]
     figures.restart_summary(pd.DataFrame(rows), tmp_path / "r", "t", np.random.default_rng(0))
     assert [t.get_text() for t in kept[0].legends[0].texts] == ["reset (n=3)", "expanded (n=2)"]
+
+
+def test_width_and_norm_are_a_setting_axis(tmp_path):
+    """Runs that differ only in their model factors are compared within their own setting."""
+    from analysis.columns import model_label
+
+    assert model_label({"model": "mlp"}) == "mlp"
+    assert model_label({"model": "mlp", "hidden": None, "norm": "none"}) == "mlp"
+    assert model_label({"model": "mlp", "hidden": [100, 100]}) == "mlp[100-100]"
+    assert model_label({"model": "cnn", "norm": "layer"}) == "cnn[ln]"
+    assert model_label({"model": "mlp", "hidden": [100, 100], "norm": "layer"}) == (
+        "mlp[100-100,ln]"
+    )
+
+    def acc(s, t, e):
+        return 0.5
+
+    _run_folder(tmp_path / "plain", 0, acc)
+    _run_folder(tmp_path / "narrow", 0, acc)
+    meta = json.loads((tmp_path / "narrow" / "config.json").read_text())
+    meta["config"].update(hidden=[100, 100], norm="layer")
+    (tmp_path / "narrow" / "config.json").write_text(json.dumps(meta))
+    loaded = load([tmp_path / "plain", tmp_path / "narrow"])
+    assert set(loaded.table.model) == {"mlp", "mlp[100-100,ln]"}
+    assert set(loaded.table.hidden.dropna()) == {"100,100"}
+    write_report(loaded, tmp_path / "out", seed=0, reps=50)
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert sorted(summary.model.unique()) == ["mlp", "mlp[100-100,ln]"]
+    assert (summary.groupby("model").seeds.max() == 1).all()  # not pooled as two seeds

@@ -98,6 +98,9 @@ def test_run_refuses_existing_results_unless_overwrite(tmp_path, capsys):
         (["--device", "tpu"], "device"),
         (["--device", "cuda:7"], "device 'cuda:7'"),
         (["--bogus"], "unrecognized arguments: --bogus"),
+        (["--hidden", "100,0"], "hidden must be positive integer widths, e.g. 100,100"),
+        (["--hidden", "wide"], "hidden must be positive integer widths"),
+        (["--norm", "batch"], "unknown norm 'batch'; choose from none, layer"),
     ],
 )
 def test_bad_input_is_one_line_nonzero_and_writes_nothing(tmp_path, capsys, args, message):
@@ -118,6 +121,26 @@ def test_models_lists_the_paper_parameter_counts(capsys):
     out = capsys.readouterr().out
     for count in ("3,706,762", "132,206,602", "30,094", "447,814"):
         assert count in out
+
+
+def test_models_lists_the_counts_of_other_widths_with_and_without_norm(capsys):
+    assert main(["models", "--hidden", "100,100"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("mlp  "))
+    # 784*100+100 + 100*100+100 + 100*10+10, and + a scale and shift per hidden unit
+    assert "89,610" in line and "90,010" in line and "784-100-100-10" in line
+    assert main(["models", "--hidden", "0"]) == 2
+    assert capsys.readouterr().err.startswith("plasticity: error: hidden must be")
+
+
+def test_run_takes_width_depth_and_norm_flags(tmp_path):
+    out = tmp_path / "run"
+    args = ["run", *TINY, "--strategies", "redo", "--hidden", "32,16", "--norm", "layer"]
+    assert main([*args, "--restarts", "0", "--epochs", "1", "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert (config["hidden"], config["norm"]) == ([32, 16], "layer")
+    records = pd.read_parquet(out / "records.parquet")
+    # 784*32+32 + 32*16+16 + 16*10+10, + 2 * (32 + 16) for the norm layers
+    assert records.params.tolist() == [784 * 32 + 32 + 32 * 16 + 16 + 170 + 96]
 
 
 def test_presets_have_the_paper_settings(capsys):

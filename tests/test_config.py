@@ -11,6 +11,7 @@ from conftest import TINY_RUN_ARGS
 
 from plasticity.cli import build_parser, config_from_args, main
 from plasticity.config import FIELDS, SETTING_FIELDS, TRIAL_FIELDS, RunConfig
+from plasticity.errors import UserError
 from plasticity.fields import field_docs
 from plasticity.loop import StrategyRun
 
@@ -122,3 +123,40 @@ def test_recycled_units_lose_their_sgd_momentum_too():
     assert torch.all(opt.state[net[0].weight]["momentum_buffer"][1] == 0)
     assert torch.all(opt.state[net[2].weight]["momentum_buffer"][:, 1] == 0)
     assert torch.any(opt.state[net[0].weight]["momentum_buffer"][0] != 0)
+
+
+def test_model_factors_round_trip_from_flags_yaml_and_json():
+    from_flag = RunConfig(hidden="100,100", norm="layer", device="cpu")
+    from_yaml = RunConfig(hidden=[100, 100], norm="layer", device="cpu")
+    assert from_flag == from_yaml and from_flag.hidden == (100, 100)
+    d = from_flag.to_dict()
+    assert d["hidden"] == [100, 100] and d["norm"] == "layer"
+    assert RunConfig.from_dict(json.loads(json.dumps(d))) == from_flag
+    assert RunConfig(device="cpu").to_dict()["hidden"] is None  # the model's own widths
+
+
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"hidden": "100,-1"}, "hidden must be positive integer widths"),
+        ({"hidden": [100, 2.5]}, "hidden must be positive integer widths"),
+        ({"norm": "batch"}, "unknown norm 'batch'; choose from none, layer"),
+    ],
+)
+def test_bad_model_factors_are_user_errors(changes, message):
+    with pytest.raises(UserError, match=message):
+        RunConfig(device="cpu", **changes)
+
+
+def test_a_checkpoint_written_before_the_model_factors_still_loads(tiny, tiny_config):
+    """Its config has no ``hidden`` or ``norm``: they take their defaults, the old behaviour."""
+    from plasticity.loop import StrategyRun
+
+    config = tiny_config.replace(strategies=["reset"], restarts=0, epochs=1)
+    run = StrategyRun(config, "reset", tiny)
+    run.run_epoch()
+    state = run.state_dict()
+    state["config"] = {k: v for k, v in state["config"].items() if k not in ("hidden", "norm")}
+    StrategyRun(config, "reset", tiny).load_state_dict(state)
+    with pytest.raises(UserError, match=r"different configuration \(norm\)"):
+        StrategyRun(config.replace(norm="layer"), "reset", tiny).load_state_dict(state)

@@ -550,3 +550,56 @@ def test_probe_of_a_composite_counts_every_unit_of_every_part(tiny):
 
 def test_weight_norm_and_distance():
     assert diagnostics.norm([torch.tensor([3.0]), torch.tensor([[4.0]])]) == pytest.approx(5.0)
+
+
+# -- Plasticine's feature diagnostics ------------------------------------------------------------
+def test_active_units_feature_norm_and_variance_of_a_hand_made_matrix():
+    f = torch.tensor([[0.0, 3.0, 4.0], [0.0, 0.0, 0.0]])
+    assert diagnostics.active_fraction(f) == pytest.approx(2 / 6)  # 2 of 6 entries nonzero
+    assert diagnostics.feature_norm(f) == pytest.approx((5.0 + 0.0) / 2)
+    # row 1: mean 7/3, squared deviations 49/9 + 4/9 + 25/9 = 78/9, / (3 - 1) = 13/3; row 2: 0
+    assert diagnostics.feature_variance(f) == pytest.approx((13 / 3 + 0.0) / 2)
+    assert diagnostics.feature_variance(torch.tensor([[2.0], [5.0]])) == 0.0  # one unit
+
+
+def _two_input_net(norm=False):
+    """2-3-1: hidden weights [[1, 0], [0, 1], [-1, -1]], zero biases (and a LayerNorm)."""
+    layers = [nn.Linear(2, 3), *([nn.LayerNorm(3)] if norm else []), nn.ReLU(), nn.Linear(3, 1)]
+    net = nn.Sequential(*layers)
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]]))
+        net[0].bias.zero_()
+    return net
+
+
+def test_probe_gives_the_feature_diagnostics_of_the_last_hidden_activations():
+    x = torch.tensor([[1.0, 2.0], [3.0, 0.0]])
+    # pre-activations [[1, 2, -3], [3, 0, -3]] -> ReLU [[1, 2, 0], [3, 0, 0]]
+    out = diagnostics.probe(_two_input_net(), x)
+    assert out["active"] == pytest.approx(3 / 6)
+    assert out["feature_norm"] == pytest.approx((math.sqrt(5) + 3) / 2)
+    assert out["feature_variance"] == pytest.approx((1.0 + 3.0) / 2)  # rows: mean 1, 2/2; 6/2
+    # with a LayerNorm before the ReLU the features are read after the ReLU, not the norm:
+    # LN([1, 2, -3]) = [1, 2, -3] / sqrt(14/3), LN([3, 0, -3]) = [3, 0, -3] / sqrt(6)
+    normed = diagnostics.probe(_two_input_net(norm=True), x)
+    assert normed["active"] == pytest.approx(3 / 6)
+    row1, row2 = math.sqrt(5 / (14 / 3)), 3 / math.sqrt(6)
+    assert normed["feature_norm"] == pytest.approx((row1 + row2) / 2, rel=1e-4)
+    assert normed["zero"] == pytest.approx(1 / 3)  # the third unit is 0 on both inputs
+
+
+def test_feature_diagnostics_of_a_composite_average_its_parts():
+    x = torch.tensor([[1.0, 2.0], [3.0, 0.0]])
+    a, b = _two_input_net(), _two_input_net()
+    with torch.no_grad():
+        b[0].bias.fill_(10.0)  # every unit of b active: features [[11, 12, 7], [13, 10, 7]]
+    out = diagnostics.probe(_Sum(a, b), x)
+    fa = torch.tensor([[1.0, 2.0, 0.0], [3.0, 0.0, 0.0]])
+    fb = torch.tensor([[11.0, 12.0, 7.0], [13.0, 10.0, 7.0]])
+    for key, metric in (
+        ("active", diagnostics.active_fraction),
+        ("feature_norm", diagnostics.feature_norm),
+        ("feature_variance", diagnostics.feature_variance),
+    ):
+        assert out[key] == pytest.approx((metric(fa) + metric(fb)) / 2)
+    assert out["active"] == pytest.approx((3 / 6 + 1) / 2)

@@ -3,13 +3,15 @@
 import pytest
 import torch
 from conftest import optimizer_param_ids
+from torch import nn
 
 from plasticity import conformance, diagnostics
 from plasticity.errors import UserError
 from plasticity.loop import PROBE_SIZE, StrategyRun
-from plasticity.models import parameter_count
+from plasticity.models import network_factory, parameter_count
 from plasticity.strategies import STRATEGIES
 from plasticity.strategies.expanded import Blend
+from plasticity.units import hidden_layers, reinit_units
 
 
 def _snapshot(module):
@@ -195,3 +197,54 @@ def test_diagnostics_describe_the_blend_while_the_old_part_lives(tiny, tiny_conf
     x = tiny.prepare(tiny.train.x[:PROBE_SIZE])
     assert record.diagnostics["dormant"] == pytest.approx(diagnostics.probe(blend, x)["dormant"])
     assert diagnostics.probe(blend, x) != diagnostics.probe(blend.new, x)
+
+
+# -- strategies with the model factors (norm layers, other widths and depths) --------------------
+@pytest.mark.parametrize("rule", ["optimizer", "model", "resume"])
+@pytest.mark.parametrize("model,hidden", [("mlp-small", (24, 16, 8)), ("cnn", (12,))])
+@pytest.mark.parametrize("name,params", [(n, {}) for n in sorted(STRATEGIES)] + _VARIANTS[-2:])
+def test_every_strategy_keeps_the_contract_with_layer_norm_and_custom_widths(
+    tiny, model, hidden, name, params, rule
+):
+    """The kit's rules (plasticity.conformance) with norm layers, other widths and depths, and
+    diagnostics on: units found past the norm layers (ReDo, CBP, CReLU), the optimizer in line
+    after every boundary, model() what forward computes, and resume bit-identical."""
+    config = conformance.tiny_config(
+        name, params, model=model, hidden=hidden, norm="layer", diagnostics=True
+    )
+    outcome = conformance.run_rule(rule, config, tiny)
+    assert outcome.ok, outcome.line()
+
+
+def test_hidden_layers_skip_the_norm_to_find_the_activation():
+    net = network_factory("cnn", "mnist", 0, hidden=(12,), norm="layer")(0)
+    layers = hidden_layers(net)
+    assert [type(h.act) for h in layers] == [nn.ReLU] * 3
+    assert [type(h.norm) for h in layers] == [nn.GroupNorm, nn.GroupNorm, nn.LayerNorm]
+    assert [h.group for h in layers] == [1, 49, 1]
+    plain = hidden_layers(network_factory("cnn", "mnist", 0)(0))
+    assert [h.norm for h in plain] == [None] * 4
+
+
+def test_reinit_units_resets_the_units_norm_scale_shift_and_their_adam_moments():
+    net = network_factory("mlp-small", "mnist", 0, hidden=(6, 5), norm="layer")(0)
+    fresh = hidden_layers(network_factory("mlp-small", "mnist", 0, hidden=(6, 5), norm="layer")(1))
+    opt = torch.optim.Adam(net.parameters(), lr=0.1)
+    x = torch.randn(8, 1, 28, 28)
+    for _ in range(3):  # move every parameter, norm scales and shifts included, off its init
+        opt.zero_grad()
+        net(x).pow(2).sum().backward()
+        opt.step()
+    h = hidden_layers(net)[0]
+    before_w, before_b = h.norm.weight.detach().clone(), h.norm.bias.detach().clone()
+    idx = torch.tensor([1, 4])
+    reinit_units(h, idx, fresh[0], opt)
+    keep = torch.tensor([0, 2, 3, 5])
+    assert torch.equal(h.norm.weight[idx], torch.ones(2))
+    assert torch.equal(h.norm.bias[idx], torch.zeros(2))
+    assert torch.equal(h.norm.weight[keep], before_w[keep])
+    assert torch.equal(h.norm.bias[keep], before_b[keep])
+    for p in (h.norm.weight, h.norm.bias):
+        for key in ("exp_avg", "exp_avg_sq"):
+            assert torch.equal(opt.state[p][key][idx], torch.zeros(2))
+            assert opt.state[p][key][keep].abs().sum() > 0

@@ -73,6 +73,11 @@ def test_good_spec_and_every_preset_load():
         ({"resources__gpu": -1}, "resources.gpu"),
         ({"metric": "speed"}, "metric: Input should be"),
         ({"name": "bad name/with slash"}, "name: String should match"),
+        ({"setting__norm": "batch"}, "unknown norm 'batch'"),
+        ({"setting__hidden": [100, 0]}, "hidden must be positive integer widths"),
+        ({"strategies__reset__hidden": [100, 200]}, "reset.hidden: give a list of width lists"),
+        ({"strategies__reset__hidden": [[100], [0]]}, "hidden must be positive integer widths"),
+        ({"strategies__reset__norm": ["none", "group"]}, "unknown norm 'group'"),
     ],
 )
 def test_bad_study_files_fail_with_one_line(changes, message):
@@ -311,3 +316,36 @@ def test_asha_grace_must_leave_restart_epochs_to_cut(setting, space, grace, ok):
     else:
         with pytest.raises(UserError, match="grace_epochs .* must be below the restart epochs"):
             load_spec(raw)
+
+
+def test_model_factors_in_the_setting_reach_every_trials_run():
+    from study.plan import base_run
+
+    spec = load_spec(_with(setting__hidden=[100, 100], setting__norm="layer"))
+    assert spec.setting.hidden == (100, 100)
+    run = base_run(spec, "reset", 0)
+    assert (run["hidden"], run["norm"]) == ([100, 100], "layer")
+    assert (to_run_config({"run": run}).hidden, to_run_config({"run": run}).norm) == (
+        (100, 100),
+        "layer",
+    )
+
+
+def test_width_depth_and_norm_are_searched_as_choices():
+    """Optuna sees each width list by its label; the trial's run gets the list itself."""
+    space = {
+        "lr": {"low": 1e-4, "high": 1e-2, "log": True},
+        "hidden": [[100, 100], [400, 400], [100, 100, 100]],
+        "norm": ["none", "layer"],
+    }
+    load_spec(_with(strategies={"reset": space}))  # a valid study file
+    configs = _sample(space, n=30)
+    seen = set()
+    for c in configs:
+        run = c["run"]
+        assert c["hidden"] == ",".join(map(str, run["hidden"]))
+        assert run["norm"] == c["norm"]
+        config = to_run_config(c)
+        assert list(config.hidden) == run["hidden"]
+        seen.add((tuple(run["hidden"]), run["norm"]))
+    assert len(seen) == 6
