@@ -124,7 +124,8 @@ class Stability:
 
     kind: str
     """``single`` (one budget), ``stable``, ``budget-limited``, ``indistinguishable``
-    (the CI contains 0 at every rung) or ``too few seeds``."""
+    (the CI contains 0 at every rung), ``too few seeds``, or ``pending`` (only the first
+    rung evaluated so far)."""
     sentence: str
 
 
@@ -145,10 +146,14 @@ def planned(states: dict[str, dict[str, Any]]) -> dict[tuple[str, str], list[int
 def stability(rows: pd.DataFrame, min_seeds: int, rungs: Sequence[int] = ()) -> Stability:
     """Whether one comparison's direction holds as the budget grows, from its rows of
     :func:`ladder_table` (one per level evaluated so far; ``rungs``: the strategy's planned
-    rungs, to say which are still to come). *Stable*: the CI excludes 0 on the same side at
-    every rung from some rung on, up to the largest, and the difference does not shrink below
-    :data:`SHRINK` of an earlier one. *Budget-limited*: the side changes between rungs, a
-    difference that excluded 0 no longer does at the largest rung, or it shrinks towards 0."""
+    rungs, to say which are still to come).
+
+    *Stable*: the CI excludes 0 on the same side at every rung from some rung on, up to the
+    largest, at two rungs at least, and the difference at the largest rung is not below
+    :data:`SHRINK` of the largest on that side since (what came before, a reversal or a CI
+    containing 0, is said). *Budget-limited*: the difference is gone at the largest rung, shows
+    only there (after a reversal, or a CI containing 0 before), or shrinks towards 0 on the same
+    side. *Indistinguishable*: the CI contains 0 at every rung."""
     rows = rows.sort_values("level")
     trials = [int(t) for t in rows.trials]
     to_come = [int(k) for k in list(rungs)[len(rows) :]]
@@ -164,30 +169,49 @@ def stability(rows: pd.DataFrame, min_seeds: int, rungs: Sequence[int] = ()) -> 
         return Stability("single", f"at {trials[0]} search trials per strategy (a single budget)")
     if rows.pairs.min() < min_seeds or rows.lo.isna().any():
         return Stability("too few seeds", "too few paired seeds at some rung for a verdict")
+    return _judge(rows, trials)
+
+
+def _judge(rows: pd.DataFrame, trials: list[int]) -> Stability:
+    """:func:`stability` of two rungs or more, each with enough seeds."""
     sides = [_side(lo, hi) for lo, hi in zip(rows.lo, rows.hi)]
     diffs = rows["diff"].to_numpy()
     at = ", ".join(f"{d:+.3f} at {t}" for d, t in zip(diffs, trials))
-    if 1 in sides and -1 in sides:
-        return Stability("budget-limited", f"budget-limited: the direction reverses ({at})")
-    if sides[-1] == 0:
+    last = sides[-1]
+    if last == 0:
         if any(sides):
             return Stability(
                 "budget-limited",
                 f"budget-limited: the difference is gone at {trials[-1]} trials ({at})",
             )
         return Stability("indistinguishable", f"the CI contains 0 at every rung ({at})")
-    earlier = [abs(d) for d, s in zip(diffs[:-1], sides[:-1]) if s == sides[-1]]
-    if earlier and abs(diffs[-1]) < SHRINK * max(earlier):
+    first = len(sides) - 1  # where the final side's run of rungs starts
+    while first > 0 and sides[first - 1] == last:
+        first -= 1
+    word = "better" if last > 0 else "worse"
+    if first == len(sides) - 1:
+        if -last in sides:
+            return Stability("budget-limited", f"budget-limited: the direction reverses ({at})")
         return Stability(
             "budget-limited",
-            f"budget-limited: the difference shrinks towards 0 as the budget grows ({at})",
+            f"budget-limited: {word} only at the largest rung, {trials[-1]} trials ({at})",
         )
-    first = len(sides) - 1
-    while first > 0 and sides[first - 1] == sides[-1]:
-        first -= 1
-    word = "better" if sides[-1] > 0 else "worse"
+    since = [abs(d) for d in diffs[first:-1]]
+    if abs(diffs[-1]) < SHRINK * max(since):
+        return Stability(
+            "budget-limited",
+            f"budget-limited: {word} at every rung from {trials[first]} search trials on, but "
+            f"the difference shrinks towards 0 as the budget grows ({at})",
+        )
+    other = "better" if last < 0 else "worse"
+    earlier = [
+        f"being {other} at {t}" if side == -last else f"a CI containing 0 at {t}"
+        for side, t in zip(sides[:first], trials[:first])
+    ]
+    before = f", after {' and '.join(earlier)}" if earlier else ""
     return Stability(
-        "stable", f"stable: {word} at every rung from {trials[first]} search trials on ({at})"
+        "stable",
+        f"stable: {word} at every rung from {trials[first]} search trials on{before} ({at})",
     )
 
 

@@ -224,8 +224,23 @@ def scenarios_section(report: Report, out: Path, pdf: bool) -> tuple[list[Path],
             "strategy − baseline, 95% bootstrap CI; a verdict needs at least "
             f"{report.min_verdict_seeds} paired seeds):",
             "",
-            markdown_table(res.directions.drop(columns=["reproduces"])),
+            markdown_table(res.directions.drop(columns=["reproduces", "along"], errors="ignore")),
         ]
+        keys = ["scenario", "strategy", "expected", "baseline", "metric", "along"]
+        moved = res.directions.drop_duplicates(keys[:5])
+        if "along" in moved and moved.along.astype(bool).any():
+            md += [
+                "",
+                "Along the budget ladder (`headline` marks each scenario's largest rung that "
+                "every strategy has evaluated):",
+                "",
+            ]
+            md += [
+                f"- {r.scenario}: {r.strategy} {r.expected} {r.baseline} on {r.metric}: {r.along}."
+                for r in moved.itertuples()
+                if r.along
+            ]
+        md += [""]
     agg = res.aggregate
     if agg is None:
         return written, md + ([f"> {res.note}", ""] if res.note else [])
@@ -260,7 +275,9 @@ def scenarios_section(report: Report, out: Path, pdf: bool) -> tuple[list[Path],
         cols += ["p_paired_hi"]
         md += [
             "The same at every rung of the budget ladder (IQM and paired probability of "
-            "improvement; all columns in `aggregate_by_rung.csv`):",
+            "improvement; all columns in `aggregate_by_rung.csv`). Each rung is normalised by "
+            "reset's mean at that rung: a strategy's IQM also moves when reset's search "
+            "finds a better configuration.",
             "",
             markdown_table(table[cols]),
             "",

@@ -299,6 +299,22 @@ def ladder_verdicts(
     return lad
 
 
+def with_ladder(adv: pd.DataFrame, lad: pd.DataFrame) -> pd.DataFrame:
+    """:func:`advantage_table` with each comparison that has a budget ladder given by the
+    ladder's headline row (the same runs, but the ladder's bootstrap): one interval per
+    comparison in the tables, figures and verdicts, not two that differ in the last digit."""
+    if adv.empty or lad.empty:
+        return adv
+    head = lad[lad.headline].set_index(["setting", "strategy", "metric"])
+    adv = adv.copy()
+    for i, r in adv.iterrows():
+        key = (r.setting, r.strategy, r.metric)
+        if key in head.index:
+            for col in ("pairs", "diff", "lo", "hi"):
+                adv.at[i, col] = head.at[key, col]
+    return adv
+
+
 def verdicts(adv: pd.DataFrame, lad: pd.DataFrame | None = None) -> tuple[Verdict, ...]:
     """One verdict per row of :func:`advantage_table`, in its order, with the budget it was
     made at (the ladder table's headline level, :func:`ladder_verdicts`) where the comparison
@@ -495,6 +511,7 @@ def build_report(loaded: Loaded, seed: int = 0, reps: int = 2000) -> Report:
         else pd.DataFrame()
     )
     lad = ladder_verdicts(rung_objs, budget_rng, reps, MIN_VERDICT_SEEDS, budget.planned(states))
+    adv = with_ladder(adv, lad)
     judged = verdicts(adv, lad)
     anytimes = tuple(
         a

@@ -28,7 +28,7 @@ import pandas as pd
 import yaml
 
 from analysis.aggregate import AggregateResult, aggregate
-from analysis.budget import headline_level
+from analysis.budget import headline_level, stability
 from analysis.stats import paired_difference_ci
 from plasticity.errors import UserError
 
@@ -181,6 +181,34 @@ def build(
         frames.append(found)
         by_level.append((int(level), label, agg))
     dirs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    head = int(headline_level(evals).min())  # every scenario's strategies evaluated there
+    heads = headline_level(evals)
+    head = int(heads.min())  # every scenario's strategies evaluated there
+    if not dirs.empty:
+        dirs = _along_the_ladder(dirs, heads, specs, min_seeds)
     aggs = {lv: a for lv, _, a in by_level}
     return ScenarioResults(dirs, aggs[head], notes.get(head, ""), tuple(by_level), head)
+
+
+def _along_the_ladder(
+    dirs: pd.DataFrame,
+    heads: pd.Series,
+    specs: Mapping[str, dict[str, Any]],
+    min_seeds: int,
+) -> pd.DataFrame:
+    """The directions ordered per direction from its smallest rung, with ``headline`` (the
+    scenario's largest level every strategy has evaluated) and ``along``: the direction's
+    :func:`analysis.budget.stability` sentence (empty where the strategies' rungs differ)."""
+    name = {src: spec.get("name", Path(src).name) for src, spec in specs.items()}
+    level = {name[src]: int(lv) for src, lv in heads.items() if src in name}
+    keys = ["scenario", "strategy", "baseline", "metric"]
+    order = {k: i for i, k in enumerate(dict.fromkeys(map(tuple, dirs[keys].to_numpy())))}
+    dirs = dirs.assign(_order=[order[tuple(k)] for k in dirs[keys].to_numpy()])
+    dirs = dirs.sort_values(["_order", "level"], kind="stable").drop(columns="_order")
+    dirs["headline"] = [level.get(sc) == int(lv) for sc, lv in zip(dirs.scenario, dirs.level)]
+    along = {}
+    for key, g in dirs.groupby(keys, sort=False):
+        numeric = all(str(t).isdigit() for t in g.trials)
+        rows = g.assign(trials=[int(t) for t in g.trials]) if numeric else None
+        along[key] = stability(rows, min_seeds).sentence if numeric and len(g) > 1 else ""
+    dirs["along"] = [along[tuple(k)] for k in dirs[keys].to_numpy()]
+    return dirs.reset_index(drop=True)

@@ -77,8 +77,39 @@ def rows(*rungs, pairs=5):
         (
             [(4, -0.3, -0.35, -0.25), (16, -0.14, -0.16, -0.12)],
             "budget-limited",
-            "the difference shrinks towards 0",
+            "worse at every rung from 4 search trials on, but the difference shrinks towards 0",
         ),
+        # a reversal, then the same side at two rungs: stable from there, the reversal said
+        (
+            [(4, 0.008, 0.006, 0.011), (8, -0.007, -0.01, -0.003), (16, -0.006, -0.01, -0.001)],
+            "stable",
+            "stable: worse at every rung from 8 search trials on, after being better at 4",
+        ),
+        (
+            [(4, 0.0, -0.01, 0.01), (8, 0.1, 0.05, 0.15), (16, 0.1, 0.05, 0.15)],
+            "stable",
+            "better at every rung from 8 search trials on, after a CI containing 0 at 4",
+        ),
+        # the shrink rule looks at the rungs of the final side only
+        (
+            [(4, 0.3, 0.25, 0.35), (8, -0.1, -0.15, -0.05), (16, -0.09, -0.12, -0.06)],
+            "stable",
+            "after being better at 4",
+        ),
+        # only at the largest rung is not stability
+        (
+            [(4, 0.0, -0.01, 0.01), (8, 0.01, -0.01, 0.02), (16, -0.1, -0.15, -0.05)],
+            "budget-limited",
+            "worse only at the largest rung, 16 trials",
+        ),
+        # a reversal back at the largest rung
+        (
+            [(4, 0.1, 0.05, 0.15), (8, -0.1, -0.15, -0.05), (16, 0.1, 0.05, 0.15)],
+            "budget-limited",
+            "the direction reverses",
+        ),
+        # one evaluation re-used at two rungs by both strategies: identical rows, stable
+        ([(4, -0.05, -0.07, -0.03), (8, -0.05, -0.07, -0.03)], "stable", "from 4 search"),
         # exactly half of the earlier gap is not "below half": stable
         ([(4, -0.3, -0.35, -0.25), (16, -0.15, -0.16, -0.12)], "stable", "worse"),
         (
@@ -197,7 +228,9 @@ def test_report_gives_every_comparison_at_every_rung(tmp_path):
     (v,) = report.verdicts
     assert (v.trials, v.reset_trials, v.kind) == (8, 8, "worse")
     assert v.diff == pytest.approx(lad["diff"].iloc[-1])
-    assert v.along.startswith("budget-limited: the direction reverses")
+    assert v.along.startswith(
+        "stable: worse at every rung from 4 search trials on, after being better at 2"
+    )
     # the anytime view: each strategy's search in its order, the best so far never falling
     (at,) = report.anytime
     for _, g in at.search.groupby("strategy"):
@@ -205,14 +238,24 @@ def test_report_gives_every_comparison_at_every_rung(tmp_path):
         assert np.all(np.diff(g.best.to_numpy()) >= 0)
         assert g.best.iloc[-1] == pytest.approx(g.objective.max())
     assert set(at.evals.rung) == {2, 4, 8}
-    assert set(at.expected.startup) == {Budget().startup(8)}
+    n = Budget().startup(8)
+    assert set(at.expected.startup) == {n}
+    # expected best of k = 1..n random configurations: from the first n trials suggested
+    for s, g in at.search.groupby("strategy"):
+        mine = at.expected[at.expected.strategy == s]
+        assert list(mine.k) == list(range(1, n + 1))
+        first = g[g.search_index <= n].objective.to_numpy()
+        np.testing.assert_allclose(mine.expected, budget.expected_max(first, range(1, n + 1)))
+    # the verdict is the ladder's headline row: one interval, one kind
+    top = lad[lad.headline].iloc[0]
+    assert (v.lo, v.hi, v.pairs) == (top.lo, top.hi, top.pairs)
 
     out = tmp_path / "out"
     write_report(report, out)
     md = (out / "report.md").read_text()
     assert "## The search budget" in md
     assert "at 8 search trials per strategy" in md
-    assert "budget-limited: the direction reverses" in md
+    assert "worse than reset (CI below 0); along the ladder, stable: worse at every rung" in md
     assert (out / "ladder.csv").exists() and (out / "s_anytime.png").exists()
     written = pd.read_csv(out / "ladder.csv")
     assert list(written.trials) == [2, 4, 8]
@@ -226,7 +269,11 @@ def test_same_seed_same_ladder_numbers(tmp_path):
 
 
 def test_scenarios_are_aggregated_at_every_rung(tmp_path):
-    scenario = {"name": "x", "expect": [], "chance": 0.1}
+    scenario = {
+        "name": "x",
+        "chance": 0.1,
+        "expects": [{"strategy": "expanded", "metric": "auc_test_acc", "direction": "below"}],
+    }
     roots = [
         make_study(tmp_path / n, rungs=(2, 4), eval_seeds=5, gain=_reversing, scenario=scenario)
         for n in ("one", "two")
@@ -235,13 +282,25 @@ def test_scenarios_are_aggregated_at_every_rung(tmp_path):
     res = report.scenarios
     assert [lv for lv, _, _ in res.by_level] == [1, 2] and res.headline == 2
     assert res.aggregate is res.by_level[-1][2]
+    # each direction from its smallest rung, the headline marked, with its ladder sentence
+    one = res.directions[res.directions.scenario == "one"]
+    assert list(one.trials) == ["2", "4"] and list(one.headline) == [False, True]
+    assert list(one.verdict) == ["reversed", "holds"]
+    assert set(one.along) == {"budget-limited: the direction reverses (+0.117 at 2, -0.183 at 4)"}
     out = tmp_path / "out"
     write_report(report, out)
+    assert (
+        "- one: expanded below reset on auc_test_acc: budget-limited: the direction"
+        in (out / "report.md").read_text()
+    )
     by_rung = pd.read_csv(out / "aggregate_by_rung.csv")
     assert sorted(by_rung.trials.astype(str).unique()) == ["2", "4"]
     expanded = by_rung[by_rung.strategy == "expanded"].set_index("trials")
     # ahead on every seed at 2 trials, behind on every seed at 4: paired P(improve) 1 then 0
     assert expanded.p_paired.to_dict() == {2: 1.0, 4: 0.0}
+    # every pair on one side: any resample of the pairs gives the same probability
+    assert expanded.p_paired_lo.to_dict() == {2: 1.0, 4: 0.0}
+    assert expanded.p_paired_hi.to_dict() == {2: 1.0, 4: 0.0}
 
 
 def test_a_single_budget_over_different_searches_is_said(tmp_path):
