@@ -60,19 +60,22 @@ class RunConfig:
     batch_size: int = 8192
     """Minibatch size (the paper's 8192)."""
     optimizer: str = "adam"
-    """adam (L2 weight decay, the paper's), adamw (decoupled weight decay) or sgd."""
+    """adam (L2 weight decay, the paper's), adamw (decoupled weight decay), sgd, trac (TRAC
+    over adam, Muppidi et al. 2024) or kron (PSGD Kron); trac and kron need the optimizers
+    extra."""
     lr: float | None = None
     """Learning rate (default: the paper's for the model and dataset)."""
     beta1: float = 0.9
-    """Adam/AdamW β1 (the paper's code: 0.9)."""
+    """Adam/AdamW/TRAC β1, Kron's momentum (the paper's code: 0.9)."""
     beta2: float = 0.9
-    """Adam/AdamW β2 (the paper's code: 0.9; PyTorch's default 0.999)."""
+    """Adam/AdamW/TRAC β2 (the paper's code: 0.9; PyTorch's default 0.999)."""
     eps: float = 1e-9
-    """Adam/AdamW ε (the paper's code: 1e-9; PyTorch's default 1e-8)."""
+    """Adam/AdamW/TRAC ε (the paper's code: 1e-9; PyTorch's default 1e-8)."""
     momentum: float = 0.0
     """SGD momentum (sgd only)."""
     weight_decay: float = 1e-3
-    """Weight decay: L2 for adam and sgd, decoupled for adamw (the paper's code: 1e-3)."""
+    """Weight decay: L2 for adam, trac and sgd, decoupled for adamw and kron (kron: matrices
+    only) (the paper's code: 1e-3)."""
     shuffle: bool = False
     """Shuffle the training set every epoch (the paper does not)."""
     seed: int = 0

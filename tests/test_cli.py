@@ -79,7 +79,10 @@ def test_run_refuses_existing_results_unless_overwrite(tmp_path, capsys):
         (["--epochs", "2.5"], "--epochs: not an integer: '2.5'"),
         (["--restarts", "-1"], "restarts must be an integer >= 0, got -1"),
         (["--batch-size", "0"], "batch-size must be a positive integer"),
-        (["--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'; choose from adam, adamw, sgd"),
+        (
+            ["--optimizer", "rmsprop"],
+            "unknown optimizer 'rmsprop'; choose from adam, adamw, sgd, trac, kron",
+        ),
         (["--beta2", "1.0"], r"beta2 must be in \[0, 1\), got 1.0"),
         (["--betas", "0.9"], "--betas wants B1,B2, got 1 value"),
         (["--betas", "0.9,x"], "--betas: not a number: 'x'"),
