@@ -100,6 +100,7 @@ class RunConfig:
                 raise UserError(
                     f"unknown {name} {getattr(self, name)!r}; choose from {', '.join(allowed)}"
                 )
+        _check_optimizer_package(self.optimizer)
         strats = _check_strategies(tuple(self.strategies))
         hidden = None if self.hidden is None else parse_hidden(self.hidden)
         for name, low in _MIN_INTS.items():
@@ -226,6 +227,20 @@ def _flag(name: str) -> str:
 
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_optimizer_package(optimizer: str) -> None:
+    """An optimizer from an optional package is refused where input enters (a study file is
+    checked at launch, not in every trial) when the package is not installed."""
+    import importlib.util
+
+    from plasticity.optim import PACKAGES
+
+    if optimizer in PACKAGES and importlib.util.find_spec(PACKAGES[optimizer]) is None:
+        raise UserError(
+            f"optimizer {optimizer!r} needs the {PACKAGES[optimizer].replace('_', '-')} package: "
+            "pip install -e '.[optimizers]'"
+        )
 
 
 def _check_strategies(strats: tuple[str, ...]) -> tuple[str, ...]:

@@ -26,6 +26,8 @@ from typing import Protocol
 import torch
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "trac", "kron")
+PACKAGES = {"trac": "trac_optimizer", "kron": "kron_torch"}
+"""The module each optional optimizer imports (from the ``optimizers`` extra)."""
 
 
 class OptimizerSettings(Protocol):

@@ -11,6 +11,7 @@ from conftest import TINY_RUN_ARGS
 from plasticity import conformance
 from plasticity.cli import main
 from plasticity.config import RunConfig
+from plasticity.errors import UserError
 from plasticity.optim import make_optimizer
 from plasticity.seeding import derive_seed
 from plasticity.strategies import STRATEGIES
@@ -187,6 +188,18 @@ def test_plasticity_run_with_the_optimizer_flag(optimizer, tmp_path, capsys):
     assert main(["run", *args, "--out", str(out)]) == 0
     assert json.loads((out / "config.json").read_text())["config"]["optimizer"] == optimizer
     assert "PSGD" not in capsys.readouterr().out  # kron-torch's buffer report is logged
+
+
+def test_a_missing_package_is_one_line_where_the_setting_enters(monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "kron_torch" else find_spec(name)
+    )
+    with pytest.raises(UserError, match=r"needs the kron-torch package: pip install"):
+        RunConfig(optimizer="kron", device="cpu")
+    RunConfig(optimizer="trac", device="cpu")
 
 
 def test_a_study_sets_or_searches_the_new_optimizers():
