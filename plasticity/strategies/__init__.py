@@ -14,6 +14,7 @@ from plasticity.strategies.cbp import ContinualBackprop
 from plasticity.strategies.continuous import Continuous
 from plasticity.strategies.crelu import CReLUStrategy
 from plasticity.strategies.expanded import Expanded
+from plasticity.strategies.fourier import DeepFourier
 from plasticity.strategies.injection import Injection
 from plasticity.strategies.l2_init import L2Init
 from plasticity.strategies.plugins import (
@@ -40,6 +41,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
         L2Init,
         CReLUStrategy,
         ContinualBackprop,
+        DeepFourier,
     )
 }
 
