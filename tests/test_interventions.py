@@ -16,11 +16,48 @@ from plasticity.models import (
     crelu_spec,
     parameter_count,
 )
+from plasticity.strategies.parseval import parseval_penalty
 
 
 def _run(config, strategy, data, **params):
     cfg = config.replace(strategies=[strategy], strategy_params={strategy: params})
     return StrategyRun(cfg, strategy, data)
+
+
+# -- Parseval regularisation -------------------------------------------------------------------
+def test_parseval_penalty_of_hand_made_matrices():
+    # W Wᵀ = [[5, 11], [11, 25]]; minus 2I: [[3, 11], [11, 23]]; 9 + 121 + 121 + 529 = 780
+    w = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    assert parseval_penalty([w], 2.0).item() == 780.0
+    # 2x3 rows, orthogonal with norm² 2 and 1: W Wᵀ = diag(2, 1); minus 2I leaves (0, -1) -> 1
+    v = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    assert parseval_penalty([v], 2.0).item() == 1.0
+    assert parseval_penalty([v], 1.0).item() == 1.0  # diag(1, 0): one 1 left
+    # orthogonal rows of norm √2: exactly the target, no penalty; the terms add over matrices
+    u = torch.tensor([[1.0, 1.0, 0.0], [1.0, -1.0, 0.0]])
+    assert parseval_penalty([u], 2.0).item() == 0.0
+    assert parseval_penalty([w, v, u], 2.0).item() == 781.0
+    # a conv weight (out x in x k x k) is read as out x (in·k·k)
+    assert parseval_penalty([v.reshape(2, 3, 1, 1)], 2.0).item() == 1.0
+
+
+def test_parseval_strategy_regularises_the_hidden_weights_only(tiny, tiny_config):
+    lam, s = 0.01, 2.0
+    run = _run(tiny_config, "parseval", tiny, strength=lam)
+    run.run_epoch()
+    strategy = run.strategy
+    net = strategy.model()  # Flatten, Linear, ReLU, Linear, ReLU, Linear
+    hidden = [net[1].weight, net[3].weight]
+    expected = lam * sum(((w @ w.T - s * torch.eye(w.shape[0])) ** 2).sum() for w in hidden)
+    penalty = strategy.penalty()
+    assert torch.allclose(penalty, expected, rtol=1e-6)
+    strategy.optimizer.zero_grad()
+    penalty.backward()
+    for w in hidden:  # d/dW ‖W Wᵀ − sI‖²_F = 4 (W Wᵀ − sI) W
+        grad = 4 * lam * (w @ w.T - s * torch.eye(w.shape[0])) @ w
+        assert torch.allclose(w.grad, grad.detach(), rtol=1e-4, atol=1e-7)
+    assert net[5].weight.grad is None, "the output layer is not regularised"
+    assert all(m.bias.grad is None for m in (net[1], net[3], net[5])), "nor are biases"
 
 
 # -- Deep Fourier features ---------------------------------------------------------------------

@@ -17,6 +17,7 @@ from plasticity.strategies.expanded import Expanded
 from plasticity.strategies.fourier import DeepFourier
 from plasticity.strategies.injection import Injection
 from plasticity.strategies.l2_init import L2Init
+from plasticity.strategies.parseval import Parseval
 from plasticity.strategies.plugins import (
     entry_points,
     from_entry_point,
@@ -41,6 +42,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
         L2Init,
         CReLUStrategy,
         ContinualBackprop,
+        Parseval,
         DeepFourier,
     )
 }
