@@ -190,6 +190,26 @@ def build(
     return nn.Sequential(*layers)
 
 
+def with_norm_layers(net: nn.Sequential) -> nn.Sequential:
+    """``net`` with a norm layer after every hidden Linear and Conv2d, as ``norm: layer`` builds
+    it (``nn.LayerNorm`` after a Linear, ``nn.GroupNorm(1, C)`` after a Conv2d, fresh: scale 1,
+    shift 0); ``net`` itself if it has norm layers already. The weighted layers are the same
+    modules, so their weights are ``net``'s."""
+    mods = list(net)
+    if any(isinstance(m, NORM_LAYERS) for m in mods):
+        return net
+    weighted = [i for i, m in enumerate(mods) if isinstance(m, (nn.Linear, nn.Conv2d))]
+    layers: list[nn.Module] = []
+    for i, m in enumerate(mods):
+        layers.append(m)
+        if i in weighted[:-1]:  # every weighted layer but the output layer
+            conv = isinstance(m, nn.Conv2d)
+            units = m.out_channels if conv else m.out_features
+            norm = nn.GroupNorm(1, units) if conv else nn.LayerNorm(units)
+            layers.append(norm.to(m.weight.device))
+    return nn.Sequential(*layers)
+
+
 def _count(spec: MLPSpec | CNNSpec, shape: tuple[int, int, int], activation: str) -> int:
     with torch.device("meta"):
         return count_parameters(build(spec, shape, activation=activation))

@@ -13,9 +13,14 @@ from plasticity.models import (
     MODELS,
     Fourier,
     architecture,
+    build,
     crelu_spec,
     parameter_count,
+    with_factors,
+    with_norm_layers,
 )
+from plasticity.seeding import seeded
+from plasticity.strategies.nap import group_norm, project, projected_groups
 from plasticity.strategies.parseval import parseval_penalty
 
 
@@ -58,6 +63,68 @@ def test_parseval_strategy_regularises_the_hidden_weights_only(tiny, tiny_config
         assert torch.allclose(w.grad, grad.detach(), rtol=1e-4, atol=1e-7)
     assert net[5].weight.grad is None, "the output layer is not regularised"
     assert all(m.bias.grad is None for m in (net[1], net[3], net[5])), "nor are biases"
+
+
+# -- Normalize-and-Project ---------------------------------------------------------------------
+@pytest.mark.parametrize("model", MODELS)
+def test_norm_layers_added_to_a_network_are_those_of_norm_layer(model):
+    spec = architecture(model, "mnist")
+    with seeded(0, "x"):
+        plain = build(with_factors(spec, (12, 8)), (1, 28, 28))
+    with seeded(0, "x"):
+        normed = build(with_factors(spec, (12, 8), "layer"), (1, 28, 28))
+    added = with_norm_layers(plain)
+    assert [type(m) for m in added] == [type(m) for m in normed]
+    assert [repr(m) for m in added] == [repr(m) for m in normed]
+    a, b = added.state_dict(), normed.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert with_norm_layers(normed) is normed  # never twice
+
+
+def test_project_scales_each_group_to_its_target_norm():
+    w = nn.Parameter(torch.tensor([[3.0, 4.0]]))  # norm 5
+    gamma, beta = nn.Parameter(torch.ones(2)), nn.Parameter(torch.ones(2))  # joint norm 2
+    project([[w], [gamma, beta]], [torch.tensor(10.0), torch.tensor(math.sqrt(2))])
+    assert w.tolist() == [[6.0, 8.0]]
+    assert torch.allclose(gamma, torch.full((2,), 1 / math.sqrt(2)))
+    assert torch.allclose(beta, torch.full((2,), 1 / math.sqrt(2)))
+
+
+@pytest.mark.parametrize("norm", ["none", "layer"])
+def test_nap_keeps_every_layer_at_its_initial_norm_after_each_step(tiny, tiny_config, norm):
+    run = _run(tiny_config.replace(norm=norm), "nap", tiny)
+    s = run.strategy
+    net = s.model()
+    kinds = [type(m).__name__ for m in net]  # a layer norm before each nonlinearity
+    assert kinds == [
+        "Flatten", "Linear", "LayerNorm", "ReLU", "Linear", "LayerNorm", "ReLU", "Linear"
+    ]  # fmt: skip
+    start = [p.detach().clone() for p in net.parameters()]
+    weights = [net[1].weight, net[4].weight, net[7].weight]
+    initial = [float(torch.linalg.vector_norm(w.detach())) for w in weights]
+    affine = [(net[2].weight, net[2].bias), (net[5].weight, net[5].bias)]
+
+    x, y = tiny.prepare(tiny.train.x[:128]), tiny.train.y[:128]
+    s.optimizer.zero_grad()
+    nn.functional.cross_entropy(s.forward(x), y).backward()
+    s.optimizer.step()
+    moved = [float(torch.linalg.vector_norm(w.detach())) for w in weights]
+    assert all(abs(m - i) > 1e-4 for m, i in zip(moved, initial)), "the step moves the norms"
+    s.after_step(x)  # the projection
+    for w, n0 in zip(weights, initial):
+        assert float(torch.linalg.vector_norm(w.detach())) == pytest.approx(n0, rel=1e-6)
+    for gamma, beta in affine:  # scale 1 and offset 0 at init: joint norm √d
+        joint = torch.linalg.vector_norm(torch.cat([gamma, beta]).detach())
+        assert float(joint) == pytest.approx(math.sqrt(gamma.numel()), rel=1e-6)
+        assert not torch.equal(beta, torch.zeros_like(beta)), "the offsets were trained"
+    for _ in range(run.total_epochs):  # and after every step of a whole run, across boundaries
+        run.run_epoch()
+    for group, target in zip(s.groups, s.targets):
+        assert float(group_norm([p.detach() for p in group])) == pytest.approx(
+            float(target), rel=1e-6
+        )
+    assert all(not torch.equal(p, q) for p, q in zip(net.parameters(), start))
+    assert [len(g) for g in projected_groups(net)] == [1, 2, 1, 2, 1]
 
 
 # -- Deep Fourier features ---------------------------------------------------------------------

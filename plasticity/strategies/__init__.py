@@ -17,6 +17,7 @@ from plasticity.strategies.expanded import Expanded
 from plasticity.strategies.fourier import DeepFourier
 from plasticity.strategies.injection import Injection
 from plasticity.strategies.l2_init import L2Init
+from plasticity.strategies.nap import NormalizeAndProject
 from plasticity.strategies.parseval import Parseval
 from plasticity.strategies.plugins import (
     entry_points,
@@ -42,6 +43,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
         L2Init,
         CReLUStrategy,
         ContinualBackprop,
+        NormalizeAndProject,
         Parseval,
         DeepFourier,
     )
