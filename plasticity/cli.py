@@ -318,6 +318,8 @@ def summary_table(frame: Any) -> str:
 def cmd_models(args: argparse.Namespace) -> int:
     from plasticity.data import DATASETS
     from plasticity.models import (
+        ACTIVATIONS,
+        DOUBLING,
         MODELS,
         architecture,
         crelu_spec,
@@ -333,18 +335,19 @@ def cmd_models(args: argparse.Namespace) -> int:
             if dataset == "mnist-5k":
                 continue  # same shapes as mnist
             spec = with_factors(architecture(model, dataset), hidden)
-            for act in ("relu", "crelu"):
+            for act in ACTIVATIONS:
                 layers = describe(
-                    crelu_spec(spec, info.shape) if act == "crelu" else spec, info.shape, act
+                    crelu_spec(spec, info.shape) if act in DOUBLING else spec, info.shape, act
                 )
                 count = parameter_count(model, dataset, act, hidden)
                 with_norm = parameter_count(model, dataset, act, hidden, "layer")
                 rows.append((model, dataset, act, f"{count:,}", f"{with_norm:,}", layers))
     print(_format(rows))
     print(
-        "mnist-5k uses the mnist architectures; crelu (the crelu strategy) narrows the hidden "
-        "layers to keep the parameter count within 1%; norm: layer adds a scale and a shift per "
-        "hidden unit (channel, for a conv); --hidden W1,W2,... lists other widths."
+        "mnist-5k uses the mnist architectures; crelu and fourier (the crelu and fourier "
+        "strategies) narrow the hidden layers to keep the parameter count within 1%; norm: layer "
+        "(also what the nap strategy adds) adds a scale and a shift per hidden unit (channel, for "
+        "a conv); --hidden W1,W2,... lists other widths."
     )
     return 0
 

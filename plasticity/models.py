@@ -31,7 +31,7 @@ weight):
   normalised. Norm layers draw no random numbers, so a network's Linear and Conv2d weights are
   the same with and without them.
 
-Every network is an ``nn.Sequential`` of Linear/Conv2d, optional norm, ReLU/CReLU,
+Every network is an ``nn.Sequential`` of Linear/Conv2d, optional norm, ReLU/CReLU/Fourier,
 MaxPool2d and Flatten modules, so strategies that act on hidden units (ReDo, continual backprop)
 can walk its layers (:func:`plasticity.units.hidden_layers`).
 """
@@ -137,7 +137,19 @@ class CReLU(nn.Module):
         return torch.cat([torch.relu(x), torch.relu(-x)], dim=1)
 
 
-ACTIVATIONS = ("relu", "crelu")
+class Fourier(nn.Module):
+    """Deep Fourier features (Lewandowski et al. 2024): ``[sin(z), cos(z)]`` of each
+    pre-activation ``z`` along the feature/channel axis (all sines, then all cosines)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([torch.sin(x), torch.cos(x)], dim=1)
+
+
+ACTIVATIONS = ("relu", "crelu", "fourier")
+DOUBLING = ("crelu", "fourier")
+"""Activations that pass on two features per unit: the next layer reads twice the inputs, and
+:func:`crelu_spec` narrows the widths to keep the parameter count."""
+_MODULES = {"relu": nn.ReLU, "crelu": CReLU, "fourier": Fourier}
 
 
 def build(
@@ -147,18 +159,19 @@ def build(
     activation: str = "relu",
 ) -> nn.Sequential:
     """An untrained network with PyTorch's default initialisation (as in the paper's code).
-    With ``crelu`` every activation doubles its width, so the next layer takes twice the inputs
-    (use :func:`crelu_spec` to keep the parameter count). With ``spec.norm == "layer"`` a norm
-    layer sits between each hidden layer and its activation (see the module docstring)."""
+    With ``crelu`` or ``fourier`` (:data:`DOUBLING`) every activation doubles its width, so the
+    next layer takes twice the inputs (use :func:`crelu_spec` to keep the parameter count).
+    With ``spec.norm == "layer"`` a norm layer sits between each hidden layer and its
+    activation (see the module docstring)."""
     c, h, w = shape
-    grow = 2 if activation == "crelu" else 1
+    grow = 2 if activation in DOUBLING else 1
 
     def act(units: int, conv: bool) -> list[nn.Module]:
         """The norm (if any) and the activation after a hidden layer of ``units`` outputs."""
         out: list[nn.Module] = []
         if spec.norm == "layer":
             out.append(nn.GroupNorm(1, units) if conv else nn.LayerNorm(units))
-        return [*out, CReLU() if activation == "crelu" else nn.ReLU()]
+        return [*out, _MODULES[activation]()]
 
     if isinstance(spec, MLPSpec):
         layers: list[nn.Module] = [nn.Flatten()]
@@ -177,6 +190,26 @@ def build(
     return nn.Sequential(*layers)
 
 
+def with_norm_layers(net: nn.Sequential) -> nn.Sequential:
+    """``net`` with a norm layer after every hidden Linear and Conv2d, as ``norm: layer`` builds
+    it (``nn.LayerNorm`` after a Linear, ``nn.GroupNorm(1, C)`` after a Conv2d, fresh: scale 1,
+    shift 0); ``net`` itself if it has norm layers already. The weighted layers are the same
+    modules, so their weights are ``net``'s."""
+    mods = list(net)
+    if any(isinstance(m, NORM_LAYERS) for m in mods):
+        return net
+    weighted = [i for i, m in enumerate(mods) if isinstance(m, (nn.Linear, nn.Conv2d))]
+    layers: list[nn.Module] = []
+    for i, m in enumerate(mods):
+        layers.append(m)
+        if i in weighted[:-1]:  # every weighted layer but the output layer
+            conv = isinstance(m, nn.Conv2d)
+            units = m.out_channels if conv else m.out_features
+            norm = nn.GroupNorm(1, units) if conv else nn.LayerNorm(units)
+            layers.append(norm.to(m.weight.device))
+    return nn.Sequential(*layers)
+
+
 def _count(spec: MLPSpec | CNNSpec, shape: tuple[int, int, int], activation: str) -> int:
     with torch.device("meta"):
         return count_parameters(build(spec, shape, activation=activation))
@@ -184,7 +217,8 @@ def _count(spec: MLPSpec | CNNSpec, shape: tuple[int, int, int], activation: str
 
 def crelu_spec(spec: MLPSpec | CNNSpec, shape: tuple[int, int, int]) -> MLPSpec | CNNSpec:
     """The architecture with hidden widths (and conv channels) scaled so that its CReLU network
-    has the parameter count of the ReLU one, within 1% where integer widths allow.
+    (or any :data:`DOUBLING` one: same shapes) has the parameter count of the ReLU one, within
+    1% where integer widths allow.
 
     One scale for everything is found by bisection on the count (monotone in the scale); the
     conv channels are then fixed and the hidden widths' scale is fitted again.
@@ -255,16 +289,16 @@ def parameter_count(
     """Parameter count without allocating weights (built on the meta device)."""
     spec = with_factors(architecture(model, dataset), hidden, norm)
     shape = DATASETS[dataset].shape
-    if activation == "crelu":
+    if activation in DOUBLING:
         spec = crelu_spec(spec, shape)
     return _count(spec, shape, activation)
 
 
 def describe(spec: MLPSpec | CNNSpec, shape: tuple[int, int, int], activation: str = "relu") -> str:
     """A one-line layer summary, e.g. ``conv(1→2)-pool-conv(2→4)-pool-196-98-98-10``; with
-    CReLU, ``98x2`` marks a layer whose activation doubles its width; with ``norm: layer``,
-    ``98+ln`` a layer followed by a norm layer."""
-    grow = 2 if activation == "crelu" else 1
+    CReLU or Fourier features, ``98x2`` marks a layer whose activation doubles its width; with
+    ``norm: layer``, ``98+ln`` a layer followed by a norm layer."""
+    grow = 2 if activation in DOUBLING else 1
     mark = ("+ln" if spec.norm == "layer" else "") + ("x2" if grow == 2 else "")
     c, h, w = shape
     parts = []

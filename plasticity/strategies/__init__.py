@@ -14,8 +14,11 @@ from plasticity.strategies.cbp import ContinualBackprop
 from plasticity.strategies.continuous import Continuous
 from plasticity.strategies.crelu import CReLUStrategy
 from plasticity.strategies.expanded import Expanded
+from plasticity.strategies.fourier import DeepFourier
 from plasticity.strategies.injection import Injection
 from plasticity.strategies.l2_init import L2Init
+from plasticity.strategies.nap import NormalizeAndProject
+from plasticity.strategies.parseval import Parseval
 from plasticity.strategies.plugins import (
     entry_points,
     from_entry_point,
@@ -40,6 +43,9 @@ STRATEGIES: dict[str, type[Strategy]] = {
         L2Init,
         CReLUStrategy,
         ContinualBackprop,
+        NormalizeAndProject,
+        Parseval,
+        DeepFourier,
     )
 }
 
