@@ -146,18 +146,8 @@ def make_study(
     """
     if rungs is not None:
         return _ladder_study(root, strategies, eval_seeds, setting, scenario, rungs, gain, reuse)
-    setting = {**SETTING, **(setting or {})}
+    setting = _write_spec(root, strategies, setting, scenario)
     tasks, epochs = setting["restarts"] + 1, setting["epochs"]
-    root.mkdir(parents=True)
-    spec = {
-        "name": root.name,
-        "setting": setting,
-        "metric": "auc_test_acc",
-        "strategies": {s: {"lr": {"low": 1e-4, "high": 1e-2, "log": True}} for s in strategies},
-    }
-    if scenario is not None:
-        spec["scenario"] = scenario
-    (root / "study.yaml").write_text(yaml.safe_dump(spec))
     ids = (f"{n:08x}" for n in range(1, 10**6))
     search, best = {}, {}
     for s in strategies:
@@ -194,6 +184,26 @@ def make_study(
     return root
 
 
+def _write_spec(
+    root: Path,
+    strategies: tuple[str, ...],
+    setting: dict[str, Any] | None,
+    scenario: dict[str, Any] | None,
+    budget: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The study folder and its study.yaml; returns the whole setting."""
+    setting = {**SETTING, **(setting or {})}
+    root.mkdir(parents=True)
+    spec: dict[str, Any] = {"name": root.name, "setting": setting, "metric": "auc_test_acc"}
+    if budget is not None:
+        spec["budget"] = budget
+    spec["strategies"] = {s: {"lr": {"low": 1e-4, "high": 1e-2, "log": True}} for s in strategies}
+    if scenario is not None:
+        spec["scenario"] = scenario
+    (root / "study.yaml").write_text(yaml.safe_dump(spec))
+    return setting
+
+
 def _raised(by: float) -> Callable[[str, int, int, int], float]:
     return lambda strategy, seed, task, epoch: round(accuracy(strategy, seed, task, epoch) + by, 6)
 
@@ -208,19 +218,8 @@ def _ladder_study(
     gain: Callable[[str, int], float] | None,
     reuse: frozenset[tuple[str, int]],
 ) -> Path:
-    setting = {**SETTING, **(setting or {})}
+    setting = _write_spec(root, strategies, setting, scenario, {"trials_per_strategy": list(rungs)})
     tasks, epochs = setting["restarts"] + 1, setting["epochs"]
-    root.mkdir(parents=True)
-    spec = {
-        "name": root.name,
-        "setting": setting,
-        "metric": "auc_test_acc",
-        "budget": {"trials_per_strategy": list(rungs)},
-        "strategies": {s: {"lr": {"low": 1e-4, "high": 1e-2, "log": True}} for s in strategies},
-    }
-    if scenario is not None:
-        spec["scenario"] = scenario
-    (root / "study.yaml").write_text(yaml.safe_dump(spec))
     ids = (f"{n:08x}" for n in range(1, 10**6))
     trials, accs, order, ladder, best = [], {}, {}, {}, {}
     for s in strategies:
