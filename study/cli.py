@@ -1,5 +1,5 @@
-"""``plasticity study``: the command line of validate, launch, resume, extend, status, list and
-presets. It only parses: the commands are :mod:`study.commands` (and :mod:`study.status`),
+"""``plasticity study``: the command line of validate, launch, resume, extend, status, list,
+presets and bench. It only parses: the commands are :mod:`study.commands` (and :mod:`study.status`),
 imported when one runs, so that ``plasticity --help`` and ``plasticity study --help`` import
 neither torch nor Ray (nor pydantic).
 """
@@ -52,6 +52,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     listing.set_defaults(func=cmd_list)
     presets = sub.add_parser("presets", help="list the shipped studies")
     presets.set_defaults(func=cmd_presets)
+    bench = sub.add_parser(
+        "bench",
+        help="benchmark a strategy through the scenario suite beside the shipped strategies, "
+        "then analyse every scenario together",
+    )
+    bench.add_argument(
+        "--with",
+        dest="with_strategies",
+        action="append",
+        default=[],
+        required=True,
+        metavar="STRATEGY",
+        help="the strategy to benchmark (a name or MODULE:CLASS; repeatable)",
+    )
+    bench.add_argument(
+        "--scenarios",
+        default="all",
+        help="comma-separated scenarios (e.g. class-shuffle,full-shuffle) or all [default: all]",
+    )
+    bench.add_argument("--storage", help="where the studies live [default: the presets' studies]")
+    bench.add_argument(
+        "--out", help="the analysis folder [default: bench-with-STRATEGY in this folder]"
+    )
+    bench.add_argument("--address", help="Ray cluster address (default: a local Ray)")
+    bench.add_argument(
+        "--dry-run", action="store_true", help="check everything and print the plan; write nothing"
+    )
+    bench.set_defaults(func=cmd_bench)
 
 
 def _study_source(p: argparse.ArgumentParser) -> None:
@@ -113,6 +141,23 @@ def cmd_extend(args: argparse.Namespace) -> int:
 
     root = commands.extend(args.path, args.trials, strategy=args.strategy, address=args.address)
     return commands.finish(root, analysis=not args.no_analysis)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from study import bench
+
+    strategies = args.with_strategies
+    studies = bench.bench_studies(strategies, bench.chosen_scenarios(args.scenarios), args.storage)
+    print(bench.plan_text(studies, strategies), flush=True)
+    if args.dry_run:
+        print("valid; nothing written")
+        return 0
+    out = Path(args.out or f"bench-with-{bench.added_text(strategies)}")
+    report = bench.run_bench(studies, out, address=args.address)
+    print(bench.tables_text(out, report))
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
