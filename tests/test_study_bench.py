@@ -151,3 +151,18 @@ def test_the_bench_launches_resumes_skips_then_analyses_them_all(tmp_path, capsy
     assert "permuted-mnist: skip" in text
     assert f"(IQM, probability of improvement): {out}/aggregate.md" in text
     assert f"per-scenario directions: {out}/scenario_directions.md" in text
+
+
+def test_the_readme_shows_the_one_command_and_it_parses():
+    """The README's bench commands are the command line's: every flag they use exists."""
+    from plasticity.cli import build_parser
+
+    lines = [
+        line.split("#")[0].split()
+        for line in (ROOT / "README.md").read_text().splitlines()
+        if line.startswith("plasticity study bench ")
+    ]
+    assert len(lines) >= 2
+    for words in lines:
+        args = build_parser("study").parse_args(words[1:])
+        assert args.func.__name__ == "cmd_bench" and args.with_strategies
