@@ -109,7 +109,9 @@ def existing_action(spec: StudySpec) -> Action:
     if not StudyFolder(root).exists("study.json"):
         return "launch"
     _, saved, state = open_study(root)
-    if saved.model_dump(mode="json") != spec.model_dump(mode="json"):
+    # storage and name locate the folder (open_study gives the absolute path): not the spec
+    where = {"storage", "name"}
+    if saved.model_dump(mode="json", exclude=where) != spec.model_dump(mode="json", exclude=where):
         raise UserError(
             f"study {spec.name!r} at {root} was launched from a different spec than this "
             "bench's; move it away or give another --storage (nothing was run)"
@@ -164,12 +166,15 @@ def run_bench(
 
 
 def tables_text(out: Path, report: Path) -> str:
-    """Where the bench's tables are."""
-    return "\n".join(
-        [
-            f"per-scenario directions: {out / 'scenario_directions.md'}",
-            f"per-scenario means: {out / 'scenario_means.md'}",
-            f"aggregate across scenarios (IQM, probability of improvement): {out / 'aggregate.md'}",
-            f"report: {report}",
-        ]
-    )
+    """Where the bench's tables are (a table the analysis did not write, e.g. the aggregate of
+    a single scenario, is said to be missing: the report says why)."""
+    tables = [
+        ("per-scenario directions", "scenario_directions.md"),
+        ("per-scenario means", "scenario_means.md"),
+        ("aggregate across scenarios (IQM, probability of improvement)", "aggregate.md"),
+    ]
+    lines = [
+        f"{what}: {out / name}" if (out / name).is_file() else f"{what}: not written (see report)"
+        for what, name in tables
+    ]
+    return "\n".join([*lines, f"report: {report}"])

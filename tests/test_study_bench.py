@@ -125,6 +125,9 @@ def test_the_bench_launches_resumes_skips_then_analyses_them_all(tmp_path, capsy
 
     def analyse(paths, out_dir, reps=2000):
         calls.append(("analyse", *(Path(p).name for p in paths), str(out_dir)))
+        out_dir.mkdir()
+        for table in ("scenario_directions.md", "aggregate.md"):
+            (out_dir / table).write_text("|")
         return None, out_dir / "report.md"
 
     monkeypatch.setattr(commands, "launch", launch)
@@ -151,6 +154,17 @@ def test_the_bench_launches_resumes_skips_then_analyses_them_all(tmp_path, capsy
     assert "permuted-mnist: skip" in text
     assert f"(IQM, probability of improvement): {out}/aggregate.md" in text
     assert f"per-scenario directions: {out}/scenario_directions.md" in text
+    assert "per-scenario means: not written (see report)" in text
+
+
+def test_an_existing_study_under_a_relative_storage_is_the_same_spec(tmp_path, monkeypatch):
+    """study.json's folder is read back as an absolute path; the bench's spec keeps the
+    storage as given: the same study, resumed, not "a different spec"."""
+    monkeypatch.chdir(tmp_path)
+    _existing(Path("studies"), "full-shuffle", "running")
+    _existing(Path("studies"), "class-shuffle", "done")
+    studies = bench.bench_studies(["parseval"], ["full-shuffle", "class-shuffle"], "studies/")
+    assert [b.action for b in studies] == ["resume", "skip"]
 
 
 def test_the_readme_shows_the_one_command_and_it_parses():
