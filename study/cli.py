@@ -152,7 +152,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     studies = bench.bench_studies(strategies, bench.chosen_scenarios(args.scenarios), args.storage)
     print(bench.plan_text(studies, strategies), flush=True)
     if args.dry_run:
-        print("valid; nothing written")
+        print("valid; nothing written (each study checks the cluster's resources as it starts)")
         return 0
     out = Path(args.out or f"bench-with-{bench.added_text(strategies)}")
     report = bench.run_bench(studies, out, address=args.address)

@@ -59,7 +59,7 @@ def test_the_plan_adds_the_strategy_to_every_scenario_on_its_ladder_and_seeds(
     assert "class-shuffle: launch" in out and "full-shuffle: launch" in out
     assert "permuted-mnist" not in out
     assert "ladder 4, 8, 16" in out and "seeds 1000, 1001, 1002, 1003, 1004" in out
-    assert out.rstrip().endswith("valid; nothing written")
+    assert "valid; nothing written" in out.splitlines()[-1]
     assert not storage.exists()
 
 
