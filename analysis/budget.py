@@ -192,6 +192,13 @@ def _judge(rows: pd.DataFrame, trials: list[int]) -> Stability:
     if first == len(sides) - 1:
         if -last in sides:
             return Stability("budget-limited", f"budget-limited: the direction reverses ({at})")
+        if last in sides[:-1]:  # the side comes and goes
+            on = ", ".join(str(t) for t, x in zip(trials, sides) if x == last)
+            off = ", ".join(str(t) for t, x in zip(trials, sides) if x != last)
+            return Stability(
+                "budget-limited",
+                f"budget-limited: {word} at {on} trials, a CI containing 0 at {off} ({at})",
+            )
         return Stability(
             "budget-limited",
             f"budget-limited: {word} only at the largest rung, {trials[-1]} trials ({at})",

@@ -102,6 +102,12 @@ def rows(*rungs, pairs=5):
             "budget-limited",
             "worse only at the largest rung, 16 trials",
         ),
+        # a side that comes and goes is not "only at the largest rung"
+        (
+            [(4, 0.007, 0.006, 0.008), (8, 0.001, -0.0, 0.004), (16, 0.007, 0.006, 0.008)],
+            "budget-limited",
+            "better at 4, 16 trials, a CI containing 0 at 8",
+        ),
         # a reversal back at the largest rung
         (
             [(4, 0.1, 0.05, 0.15), (8, -0.1, -0.15, -0.05), (16, 0.1, 0.05, 0.15)],
