@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from analysis.load import load
-from analysis.report import write_report
+from analysis.render import write_report
 from analysis.synthetic import make_study
 
 
