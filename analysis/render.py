@@ -17,7 +17,8 @@ from analysis.stats import METRICS
 
 if TYPE_CHECKING:
     from analysis.load import Loaded
-    from analysis.report import SettingView, StudyView, Tally, Verdict
+    from analysis.report import SettingView, StudyView
+    from analysis.verdicts import Tally, Verdict
 
 log = logging.getLogger(__name__)
 

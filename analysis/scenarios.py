@@ -7,7 +7,7 @@ it reproduces and which directions it expects (e.g. continuous ends *below* rese
 - each expected direction gets the paired difference ``strategy − baseline`` over seeds with
   its bootstrap CI and a verdict: ``holds`` (CI on the expected side of 0), ``reversed`` (CI
   on the other side), ``not shown`` (CI contains 0) or ``too few seeds`` (fewer than
-  :data:`analysis.report.MIN_VERDICT_SEEDS` pairs);
+  :data:`analysis.verdicts.MIN_VERDICT_SEEDS` pairs);
 - every scenario's study metric, normalised per scenario (chance = 0, reset's mean = 1), is
   aggregated across scenarios rliable-style (:func:`analysis.aggregate.aggregate`).
 

@@ -12,19 +12,10 @@ from conftest import TINY_RUN_ARGS
 from analysis import figures, render
 from analysis.load import load
 from analysis.render import write_report
-from analysis.report import (
-    MIN_VERDICT_SEEDS,
-    Report,
-    SettingView,
-    StudyView,
-    Tally,
-    Verdict,
-    build_report,
-    tallies,
-    verdict_kind,
-)
+from analysis.report import Report, SettingView, StudyView, build_report
 from analysis.stats import METRICS, bootstrap_ci, paired_difference_ci
 from analysis.synthetic import make_study
+from analysis.verdicts import MIN_VERDICT_SEEDS, Tally, Verdict, tallies, verdict_kind
 from plasticity.cli import main
 from plasticity.errors import UserError
 from plasticity.metrics import objectives
