@@ -97,7 +97,10 @@ def budget_text(spec: StudySpec, state: Mapping[str, Any] | None = None) -> str:
 
 def search_kind(spec: StudySpec, strategy: str, trials: int) -> str:
     """How ``strategy``'s search chose its first ``trials`` trials (TPE's random start-up is
-    sized to the study file's largest rung)."""
+    sized to the study file's largest rung); a strategy that fixes every parameter runs its
+    one configuration."""
+    if not searched(spec.strategies[strategy]):
+        return "fixed configuration (nothing searched)"
     return spec.budget.search_kind(trials, spec_rungs(spec)[strategy][-1])
 
 

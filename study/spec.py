@@ -227,11 +227,22 @@ class StudySpec(_Strict):
                 if key not in own and key not in TRIAL_FIELDS:
                     allowed = ", ".join([*TRIAL_FIELDS, *sorted(own)])
                     raise ValueError(f"{name}: unknown parameter {key!r}; allowed: {allowed}")
-            if not any(isinstance(v, (Range, list)) for v in space.values()):
-                raise ValueError(f"{name}: empty search space (give at least one range or list)")
             for key, v in space.items():
                 _check_choices(f"{name}.{key}", v)
         return value
+
+    @model_validator(mode="after")
+    def _something_to_search(self) -> StudySpec:
+        # A fixed configuration (no range, no list) is allowed where the budget is one trial:
+        # more trials of it would repeat the same run, seed and all.
+        one = self.budget.policy == "trials_per_strategy" and self.budget.ladder(0) == [1]
+        for name, space in self.strategies.items():
+            if not one and not any(isinstance(v, (Range, list)) for v in space.values()):
+                raise ValueError(
+                    f"{name}: nothing to search (give a range or a list; or, to run a fixed "
+                    "configuration, budget: {trials_per_strategy: 1})"
+                )
+        return self
 
 
 def _check_choices(where: str, value: Any) -> None:

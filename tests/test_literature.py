@@ -269,6 +269,23 @@ def test_l2_init_gradient_is_strength_times_distance_plus_task_gradient(tiny, ti
     assert any(not torch.equal(p, p0) for p, p0 in zip(s.model().parameters(), s.initial))
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+def test_l2_is_continuous_with_the_optimizers_weight_decay(tiny, tiny_config, optimizer):
+    """l2 with strength λ under no decay is continuous with weight_decay λ, to the bit (and
+    not continuous without decay: the decay is really applied)."""
+    lam = 0.05
+    base = tiny_config.replace(optimizer=optimizer, weight_decay=0.0)
+    l2 = _run(base, "l2", tiny, strength=lam)
+    assert {g["weight_decay"] for g in l2.strategy.optimizer.param_groups} == {lam}
+    decayed = _run(base.replace(weight_decay=lam), "continuous", tiny)
+    plain = _run(base, "continuous", tiny)
+    a, b, c = ([run.run_epoch().test_loss for _ in range(run.total_epochs)]
+               for run in (l2, decayed, plain))  # fmt: skip
+    assert a == b and a != c
+    l2.strategy.reset_optimizer()  # a fresh optimizer keeps the decay
+    assert {g["weight_decay"] for g in l2.strategy.optimizer.param_groups} == {lam}
+
+
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
 def test_crelu_keeps_the_parameter_count_within_one_percent(model, dataset):
@@ -447,6 +464,7 @@ def test_cbp_state_round_trips_every_running_average():
         ("injection", {"injections": 2}),
         ("redo", {"every": 1}),
         ("l2_init", {}),
+        ("l2", {"strength": 0.01}),
         ("crelu", {}),
         ("cbp", {"rate": 0.05, "maturity": 2}),
     ],

@@ -53,7 +53,11 @@ def test_good_spec_and_every_preset_load():
         ({"strategies__reset__optimizer": ["adam", "lion"]}, "unknown optimizer 'lion'"),
         ({"strategies__reset__beta2": {"low": 0.9, "high": 1.0}}, "beta2 must be in"),
         ({"strategies__reset__schedule": ["step"]}, "reset: unknown parameter 'schedule'"),
-        ({"strategies__reset": {"lr": 0.001}}, "reset: empty search space"),
+        ({"strategies__reset": {"lr": 0.001}}, "reset: nothing to search .*trials_per_strategy: 1"),
+        (
+            {"strategies__reset": {"lr": 0.001}, "budget__trials_per_strategy": [1, 2]},
+            "reset: nothing to search",
+        ),
         ({"strategies": {}}, "no strategies to compare"),
         ({"strategies__magic": {"lr": [0.1]}}, "unknown strategy 'magic'"),
         ({"strategies__reset__alpha0": [0.1]}, "reset: unknown parameter 'alpha0'"),
@@ -84,6 +88,20 @@ def test_bad_study_files_fail_with_one_line(changes, message):
     with pytest.raises(UserError, match=message) as info:
         load_spec(_with(**changes))
     assert "\n" not in str(info.value)
+
+
+def test_a_fixed_configuration_runs_as_one_trial():
+    """Every parameter fixed is allowed with a one-trial budget (the protocol presets: too long
+    to search), and the plan says the configuration is fixed rather than searched."""
+    from study.plan import search_kind
+
+    spec = load_spec(
+        _with(strategies={"reset": {"lr": 0.001}, "expanded": "default"},
+              budget__trials_per_strategy=1)
+    )  # fmt: skip
+    assert spec.budget.ladder(0) == [1]
+    assert search_kind(spec, "reset", 1) == "fixed configuration (nothing searched)"
+    assert "random" in search_kind(spec, "expanded", 1)
 
 
 def test_bad_yaml_and_missing_file(tmp_path):

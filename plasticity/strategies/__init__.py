@@ -16,6 +16,7 @@ from plasticity.strategies.crelu import CReLUStrategy
 from plasticity.strategies.expanded import Expanded
 from plasticity.strategies.fourier import DeepFourier
 from plasticity.strategies.injection import Injection
+from plasticity.strategies.l2 import L2
 from plasticity.strategies.l2_init import L2Init
 from plasticity.strategies.nap import NormalizeAndProject
 from plasticity.strategies.parseval import Parseval
@@ -46,6 +47,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
         NormalizeAndProject,
         Parseval,
         DeepFourier,
+        L2,
     )
 }
 
