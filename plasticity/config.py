@@ -38,6 +38,9 @@ class RunConfig:
     """Where torchvision datasets live (default $PLASTICITY_DATA or ~/.cache/plasticity/data)."""
     download: bool = False
     """Allow downloading a missing torchvision dataset."""
+    train_images: int = 0
+    """Train on the first N images of the training set only (0: all of it); the order is the
+    dataset's own, the same for every seed (e.g. Kumar et al.'s 1,200-image random labels)."""
     model: str = "mlp"
     """mlp or cnn (the paper's, sized for the dataset) or mlp-small."""
     hidden: tuple[int, ...] | None = None
@@ -217,7 +220,7 @@ def _choices() -> dict[str, Any]:
     }
 
 
-_MIN_INTS = {"restarts": 0, "epochs": 1, "batch_size": 1}
+_MIN_INTS = {"train_images": 0, "restarts": 0, "epochs": 1, "batch_size": 1}
 _FLOATS = ("lr", "beta1", "beta2", "eps", "momentum", "weight_decay")
 
 

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from plasticity import diagnostics, strategies
 from plasticity.allocator import keep_freed_memory
 from plasticity.config import RunConfig, resolve_device
-from plasticity.data import Dataset, load_dataset
+from plasticity.data import Dataset, Split, load_dataset
 from plasticity.errors import UserError
 from plasticity.models import network_factory
 from plasticity.objectives import Task, make_task
@@ -319,7 +319,20 @@ def prepare(config: RunConfig) -> Dataset:
     keep_freed_memory()
     device = resolve_device(config.device)
     set_deterministic(config.deterministic)
-    return load_dataset(config.dataset, config.data_dir, config.download, device)
+    data = load_dataset(config.dataset, config.data_dir, config.download, device)
+    return first_images(data, config.train_images)
+
+
+def first_images(data: Dataset, n: int) -> Dataset:
+    """``data`` training on its first ``n`` training images (all of them for 0); the test
+    split is unchanged."""
+    if not n:
+        return data
+    if n > len(data.train):
+        raise UserError(
+            f"--train-images {n} is more than {data.info.name}'s {len(data.train)} training images"
+        )
+    return Dataset(data.info, Split(data.train.x[:n], data.train.y[:n]), data.test)
 
 
 def iter_experiment(config: RunConfig, data: Dataset | None = None) -> Iterator[Record]:

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from plasticity import conformance
+from plasticity.config import RunConfig
 from plasticity.errors import UserError
 from plasticity.loop import StrategyRun, load_state, run_experiment, save_state
 
@@ -81,3 +82,24 @@ def test_state_holds_no_global_rng_dependence(tiny, tiny_config):
         torch.rand(1000)
         rb.append(b.run_epoch())
     assert _numbers(ra) == _numbers(rb)
+
+
+def test_train_images_trains_on_the_first_n_images_only(mnist5k):
+    """--train-images N: the first N training images (the dataset's fixed order, whatever the
+    seed), the whole test split; more than the dataset holds is one line."""
+    from plasticity.loop import first_images, prepare
+
+    cfg = RunConfig(model="mlp-small", restarts=1, epochs=1, batch_size=16, train_images=1200,
+                    objective="random_labels", device="cpu", strategies=["continuous"])  # fmt: skip
+    data = prepare(cfg)
+    assert len(data.train) == 1200 and len(data.test) == len(mnist5k.test)
+    assert torch.equal(data.train.x, mnist5k.train.x[:1200])
+    run = StrategyRun(cfg, "continuous", data)
+    assert run.steps_per_epoch == 75
+    rec = run.run_epoch()
+    assert rec.step == 75
+    assert first_images(mnist5k, 0) is mnist5k
+    with pytest.raises(UserError, match="--train-images 5000 is more than mnist-5k's 4000"):
+        first_images(mnist5k, 5000)
+    with pytest.raises(UserError, match="train-images must be an integer >= 0"):
+        RunConfig(train_images=-1)
