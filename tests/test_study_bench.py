@@ -17,7 +17,10 @@ from study.spec import load_spec, preset_path
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = "reinit_last_layers:ReinitLastLayers"
-"""The worked example's class, imported from its source as a user's MODULE:CLASS."""
+"""The worked example's class, imported from its source as a user's MODULE:CLASS (every
+built-in strategy is in the scenario presets already)."""
+ADDED = "reinit_last_layers-ReinitLastLayers"
+"""REFERENCE in a study name."""
 
 
 @pytest.fixture
@@ -69,7 +72,10 @@ def test_the_plan_adds_the_strategy_to_every_scenario_on_its_ladder_and_seeds(
         (["--with", "reset", "--scenarios", "nope"], "unknown scenario 'nope'; choose from all,"),
         (["--with", "no_such_module:Thing"], "strategy 'no_such_module:Thing': no module named"),
         (["--with", "reset"], "--with reset: the study compares it already"),
-        (["--with", "parseval", "--storage", "s3://b/s"], "reads local or NFS folders only"),
+        (
+            ["--with", "reset_head:ResetHead", "--storage", "s3://b/s"],
+            "reads local or NFS folders only",
+        ),
     ],
 )
 def test_a_user_error_is_one_line_and_writes_nothing(args, message, tmp_path, capsys):
@@ -89,26 +95,28 @@ def _existing(storage: Path, scenario: str, phases: str, **budget) -> None:
     from study.store.folder import StudyFolder
     from study.store.state import new_state, write_new
 
-    (b,) = bench.bench_studies(["parseval"], [scenario], str(storage))
+    (b,) = bench.bench_studies([REFERENCE], [scenario], str(storage))
     spec = b.spec.model_copy(update={"budget": b.spec.budget.model_copy(update=budget)})
     state = new_state(spec)
     state["phases"] = {p: phases for p in state["phases"]}
     write_new(StudyFolder(b.root), spec, state)
 
 
-def test_a_study_of_the_same_name_and_a_different_spec_is_refused(tmp_path, capsys):
+def test_a_study_of_the_same_name_and_a_different_spec_is_refused(user_strategy, tmp_path, capsys):
     storage = tmp_path / "studies"
     _existing(storage, "full-shuffle", "pending", eval_seeds=2)
     before = {p: p.read_bytes() for p in _files(storage) if p.is_file()}
-    argv = ["study", "bench", "--with", "parseval", "--storage", str(storage)]
+    argv = ["study", "bench", "--with", REFERENCE, "--storage", str(storage)]
     assert main([*argv, "--scenarios", "class-shuffle,full-shuffle"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "bench-full-shuffle-with-parseval" in err and "a different spec" in err
+    assert f"bench-full-shuffle-with-{ADDED}" in err and "a different spec" in err
     assert "\n" not in err
     assert {p: p.read_bytes() for p in _files(storage) if p.is_file()} == before
 
 
-def test_the_bench_launches_resumes_skips_then_analyses_them_all(tmp_path, capsys, monkeypatch):
+def test_the_bench_launches_resumes_skips_then_analyses_them_all(
+    user_strategy, tmp_path, capsys, monkeypatch
+):
     """No study: launched; an unfinished one: resumed; a finished one: skipped; each run one
     is finished without its own analysis, then one analysis reads all three into --out."""
     import analysis.cli
@@ -139,9 +147,9 @@ def test_the_bench_launches_resumes_skips_then_analyses_them_all(tmp_path, capsy
     )
     monkeypatch.setattr(analysis.cli, "analyse", analyse)
     scenarios = "class-shuffle,full-shuffle,permuted-mnist"
-    argv = ["study", "bench", "--with", "parseval", "--storage", str(storage), "--out", str(out)]
+    argv = ["study", "bench", "--with", REFERENCE, "--storage", str(storage), "--out", str(out)]
     assert main([*argv, "--scenarios", scenarios]) == 0
-    names = [f"bench-{s}-with-parseval" for s in scenarios.split(",")]
+    names = [f"bench-{s}-with-{ADDED}" for s in scenarios.split(",")]
     roots = [f"{storage}/{n}" for n in names]
     assert calls == [
         ("launch", names[0]),
@@ -157,13 +165,15 @@ def test_the_bench_launches_resumes_skips_then_analyses_them_all(tmp_path, capsy
     assert "per-scenario means: not written (see report)" in text
 
 
-def test_an_existing_study_under_a_relative_storage_is_the_same_spec(tmp_path, monkeypatch):
+def test_an_existing_study_under_a_relative_storage_is_the_same_spec(
+    user_strategy, tmp_path, monkeypatch
+):
     """study.json's folder is read back as an absolute path; the bench's spec keeps the
     storage as given: the same study, resumed, not "a different spec"."""
     monkeypatch.chdir(tmp_path)
     _existing(Path("studies"), "full-shuffle", "running")
     _existing(Path("studies"), "class-shuffle", "done")
-    studies = bench.bench_studies(["parseval"], ["full-shuffle", "class-shuffle"], "studies/")
+    studies = bench.bench_studies([REFERENCE], ["full-shuffle", "class-shuffle"], "studies/")
     assert [b.action for b in studies] == ["resume", "skip"]
 
 
