@@ -198,6 +198,8 @@ def early_late_view(table: pd.DataFrame) -> pd.DataFrame:
     view["late − early"] = [_fmt(*r) for r in zip(table["diff"], table.diff_lo, table.diff_hi)]
     view["dormant early"] = table.dormant_early
     view["dormant late"] = table.dormant_late
+    view["s/task"] = table.seconds_per_task
+    view["× reset"] = table.time_vs_reset
     return view
 
 
@@ -218,7 +220,9 @@ def sequences_section(report: Report, out: Path, pdf: bool) -> tuple[list[Path],
         "per task, Kumar et al.'s average online task accuracy). Early and late: the first "
         "and the last 10% of the restart tasks (at least one); late − early is paired within "
         "each seed, with its 95% bootstrap CI over seeds. Dormant share: the dormant-unit "
-        "ratio (τ = 0.025) at the task's end, averaged over the window "
+        "ratio (τ = 0.025) at the task's end, averaged over the window. s/task: wall time "
+        "per task (train + evaluation), and × reset its ratio to reset's: trials sharing a "
+        "machine slow each other, so compare within a study "
         "(`early_late.csv` has every column).",
         "",
         markdown_table(early_late_view(table)),

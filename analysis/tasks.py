@@ -16,6 +16,10 @@ Definitions (pinned; tests check each on hand-made tables):
   mean over the window's tasks it recorded; ``late − early`` is paired within each seed and
   bootstrapped over seeds.
 - **long sequence**: a setting with at least :data:`LONG_SEQUENCE` restart tasks.
+- **wall time per task**: the sum of the record's ``seconds`` (train + evaluation) over a task's
+  epochs, averaged over a run's tasks (0..R), then over seeds; ``time_vs_reset`` divides it by
+  reset's in the same setting. Trials that shared a machine slow each other: compare within a
+  study, never across machines.
 """
 
 from __future__ import annotations
@@ -39,16 +43,22 @@ def task_table(epochs: pd.DataFrame, keys: list[str] = RUN_KEYS) -> pd.DataFrame
     """One row per ``keys`` + ``task`` of ``epochs`` (the epoch table): ``online_acc`` (mean
     ``train_acc`` over the task's epochs), ``final_test_acc`` (``test_acc`` at its latest
     epoch), ``dormant`` (``diag_dormant`` at its latest epoch that recorded it, NaN if none)
-    and ``epochs_seen``."""
-    frame = epochs.assign(_dormant=epochs.get(DORMANT, np.nan))
+    ``seconds`` (its epochs' wall time summed, NaN if not recorded) and ``epochs_seen``."""
+    frame = epochs.assign(
+        _dormant=epochs.get(DORMANT, np.nan), _seconds=epochs.get("seconds", np.nan)
+    )
     frame = frame.sort_values("epoch", kind="stable")
     out = frame.groupby([*keys, "task"], sort=False).agg(
         online_acc=("train_acc", "mean"),
         final_test_acc=("test_acc", "last"),
         dormant=("_dormant", "last"),  # "last" skips NaN: the latest epoch that recorded it
+        seconds=("_seconds", "sum"),
+        timed=("_seconds", "count"),
         epochs_seen=("epoch", "size"),
     )
-    return out.reset_index().sort_values([*keys, "task"], ignore_index=True)
+    out["seconds"] = out.seconds.where(out.timed > 0)  # a sum of nothing is unknown, not 0
+    out = out.drop(columns="timed").reset_index()
+    return out.sort_values([*keys, "task"], ignore_index=True)
 
 
 def window(restarts: int, share: int = 10) -> int:
@@ -85,7 +95,8 @@ def early_late(tasks: pd.DataFrame, rng: np.random.Generator, reps: int = 2000) 
     """Per setting and strategy of a :func:`task_table`: the windows (``k``, ``early_tasks``,
     ``late_tasks``), ``seeds``, the mean over seeds of the early and late online accuracy with
     95% bootstrap CIs, ``diff`` = late − early paired over seeds with its CI (``diff_lo``,
-    ``diff_hi``), and the mean dormant share early and late (NaN when not recorded)."""
+    ``diff_hi``), the mean dormant share early and late (NaN when not recorded), and the wall
+    time per task, ``seconds_per_task`` and ``time_vs_reset`` (NaN without reset or times)."""
     out = []
     for key, setting in tasks.groupby(SETTING, sort=False):
         restarts = int(setting.task.max())
@@ -105,9 +116,16 @@ def early_late(tasks: pd.DataFrame, rng: np.random.Generator, reps: int = 2000) 
             row |= {
                 "dormant_early": per_seed.dormant_early.mean(),
                 "dormant_late": per_seed.dormant_late.mean(),
+                "seconds_per_task": g.groupby("seed").seconds.mean().mean(),
             }
             out.append(row)
-    return pd.DataFrame(out)
+    frame = pd.DataFrame(out)
+    if frame.empty:
+        return frame
+    reset = frame[frame.strategy == "reset"].set_index(SETTING).seconds_per_task
+    base = frame.join(reset.rename("_reset"), on=SETTING)._reset
+    frame["time_vs_reset"] = frame.seconds_per_task / base
+    return frame
 
 
 def smoothing(restarts: int) -> int:

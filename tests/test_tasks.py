@@ -54,6 +54,33 @@ def test_task_table_averages_train_acc_and_keeps_the_last_test_acc_and_dormant_s
     assert out.epochs_seen.tolist() == [1, 2]
 
 
+def test_task_table_sums_a_tasks_seconds_and_leaves_a_task_without_them_unknown():
+    table = _epochs(
+        {
+            ("a", 0, 0, 0): (0.5, 0.4, 0.1),
+            ("a", 0, 0, 1): (0.5, 0.4, 0.1),
+            ("a", 0, 1, 0): (0, 0, 0),
+        }
+    )
+    table["seconds"] = [1.5, 2.0, np.nan]
+    out = tasks.task_table(table)
+    assert out.seconds[0] == 3.5 and np.isnan(out.seconds[1])
+
+
+def test_wall_time_per_task_and_against_reset_by_hand():
+    # "a": seed 0 takes 2 s a task (task 0 unrecorded), seed 1 4 s: 3 s; reset 1.5 s: 2x
+    a = _two_seeds()
+    a["seconds"] = np.where(a.seed == 0, 2.0, 4.0)
+    a.loc[(a.seed == 0) & (a.task == 0), "seconds"] = np.nan
+    reset = _two_seeds().assign(strategy="reset", seconds=1.5)
+    out = tasks.early_late(tasks.task_table(pd.concat([a, reset])), np.random.default_rng(0))
+    got = out.set_index("strategy")
+    assert got.seconds_per_task.to_dict() == {"a": 3.0, "reset": 1.5}
+    assert got.time_vs_reset.to_dict() == {"a": 2.0, "reset": 1.0}
+    alone = tasks.early_late(tasks.task_table(a), np.random.default_rng(0))
+    assert np.isnan(alone.time_vs_reset[0])  # no reset to compare with
+
+
 def test_task_table_without_diagnostics_has_no_dormant_share():
     table = _epochs({("a", 0, 0, 0): (0.5, 0.4, 0.1)}).drop(columns="diag_dormant")
     assert tasks.task_table(table).dormant.isna().all()
