@@ -33,16 +33,16 @@ from analysis.stats import RUN_KEYS, bootstrap_ci, paired_difference_ci
 from analysis.verdicts import SETTING, setting_name
 
 LONG_SEQUENCE = 20
-"""Restart tasks from which a setting gets the long-sequence section: the paper's own
-protocols (10–30 restarts of many epochs) stay below it or at it, Kumar et al.'s (hundreds of
-one-epoch tasks) far above."""
+"""Restart tasks from which a setting gets the long-sequence section (2 tasks in each window):
+the scenarios (5 restarts) and the paper's full shuffle (15) stay below it; the paper's class
+shuffle (30) and Kumar et al.'s protocol (hundreds of one-epoch tasks) reach it."""
 DORMANT = "diag_dormant"
 
 
 def task_table(epochs: pd.DataFrame, keys: list[str] = RUN_KEYS) -> pd.DataFrame:
     """One row per ``keys`` + ``task`` of ``epochs`` (the epoch table): ``online_acc`` (mean
     ``train_acc`` over the task's epochs), ``final_test_acc`` (``test_acc`` at its latest
-    epoch), ``dormant`` (``diag_dormant`` at its latest epoch that recorded it, NaN if none)
+    epoch), ``dormant`` (``diag_dormant`` at its latest epoch that recorded it, NaN if none),
     ``seconds`` (its epochs' wall time summed, NaN if not recorded) and ``epochs_seen``."""
     frame = epochs.assign(
         _dormant=epochs.get(DORMANT, np.nan), _seconds=epochs.get("seconds", np.nan)
