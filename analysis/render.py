@@ -179,6 +179,11 @@ def sequence_sentence(setting: str, row: pd.Series) -> str:
     e.g. ``- m/d/o: continuous: online accuracy 0.910 on tasks 1–30, 0.840 on tasks 270–299,
     late − early -0.070 [-0.090, -0.050] over 5 paired seeds; dormant share 0.020 → 0.300.``"""
     seeds = "seed" if row.pairs == 1 else "seeds"
+    if row.pairs == 0:  # a running study: another strategy is further on
+        return (
+            f"- {setting}: {row.strategy}: online accuracy {row.early:.3f} on tasks "
+            f"{row.early_tasks}; no seed has reached tasks {row.late_tasks} yet."
+        )
     line = (
         f"- {setting}: {row.strategy}: online accuracy {row.early:.3f} on tasks "
         f"{row.early_tasks}, {row.late:.3f} on tasks {row.late_tasks}, late − early "

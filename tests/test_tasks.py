@@ -271,6 +271,17 @@ def test_a_long_study_gets_the_table_the_figure_and_a_sentence_per_strategy(tmp_
     assert (tmp_path / "out" / "mlp_mnist-5k_class_shuffle_tasks.png").is_file()
 
 
+def test_a_strategy_behind_the_others_has_no_late_window_yet():
+    table = _two_seeds()
+    behind = table[table.task <= 10].assign(strategy="b")  # stopped at task 10 of 20
+    out = tasks.early_late(tasks.task_table(pd.concat([table, behind])), np.random.default_rng(0))
+    row = out[out.strategy == "b"].iloc[0]
+    assert (row.pairs, row.late_tasks) == (0, "19–20") and np.isnan(row.late)
+    assert render.sequence_sentence("m/d/o", row) == (
+        "- m/d/o: b: online accuracy 0.875 on tasks 1–2; no seed has reached tasks 19–20 yet."
+    )
+
+
 def test_a_study_without_diagnostics_says_so(tmp_path):
     root = make_study(tmp_path / "st", strategies=("reset",), setting={"restarts": 20, "epochs": 1})
     md = render.write(build_report(load([root]), reps=50), tmp_path / "out").read_text()
