@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.stats import bootstrap_band
+from analysis.tasks import LongSequence, moving_average, windows
 
 PANELS = (
     ("train_loss", "train loss"),
@@ -34,6 +35,11 @@ STYLES = tuple(
 """(colour, line style) for the other strategies, in order of their first appearance: the 7
 colours the fixed three leave, solid, then all 10 dashed, dotted, dash-dotted; 40 strategies
 before a pair repeats."""
+LEGEND_COLUMNS = 6
+"""Strategies per legend row in the per-task figure (up to 40 strategies fit its width)."""
+MAX_BOUNDARIES = 100
+"""Task boundaries drawn in the learning curves up to this many restarts; beyond, they would
+cover the panel (at 1,000 tasks, two per pixel of a panel)."""
 
 
 def style(strategy: str, order: list[str]) -> dict[str, str]:
@@ -61,19 +67,21 @@ def _save(fig: plt.Figure, stem: Path, pdf: bool) -> list[Path]:
     return paths
 
 
-def _legend(fig: plt.Figure, axes) -> None:
-    """One legend for the figure, with every strategy that appears in any panel."""
+def _legend(fig: plt.Figure, axes, ncol: int | None = None) -> None:
+    """One legend for the figure, with every strategy that appears in any panel: in one row,
+    or in rows of ``ncol`` below the figure."""
     seen: dict[str, object] = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(label, handle)
+    wrap = ncol is not None and ncol < len(seen)
     fig.legend(
         list(seen.values()),
         list(seen),
-        loc="lower center",
-        ncol=len(seen),
+        loc="upper center" if wrap else "lower center",
+        ncol=ncol if wrap else len(seen),
         fontsize=8,
-        bbox_to_anchor=(0.5, -0.02),
+        bbox_to_anchor=(0.5, 0.0 if wrap else -0.02),
         frameon=False,
     )
 
@@ -86,11 +94,14 @@ def _band(
     label: str,
     st: dict[str, str],
     rng: np.random.Generator,
+    smooth: int = 1,
 ) -> None:
     """Mean of ``y`` against ``x`` over the trials of ``frame`` with its bootstrap band, in
-    the :func:`style` ``st``."""
+    the :func:`style` ``st``; with ``smooth`` > 1, of each trial's centred moving average over
+    ``smooth`` points (:func:`analysis.tasks.moving_average`)."""
     curves = frame.pivot_table(index="trial", columns=x, values=y, aggfunc="mean")
-    mean, lo, hi = bootstrap_band(curves.to_numpy(), rng)
+    values = curves.to_numpy()
+    mean, lo, hi = bootstrap_band(moving_average(values, smooth) if smooth > 1 else values, rng)
     xs = curves.columns.to_numpy()
     n = len(curves)
     ax.plot(xs, mean, color=st["color"], ls=st["ls"], label=f"{label} (n={n})", lw=1.4)
@@ -119,10 +130,13 @@ def learning_curves(
     for ax, (col, name) in zip(axes.flat, PANELS):
         for s in order:
             _band(ax, frame[frame.strategy == s], x, col, s, style(s, order), rng)
-        if not last_only:
+        tasks = int(frame.task.max())
+        if not last_only and tasks <= MAX_BOUNDARIES:
             epochs = int(frame.epochs.iloc[0])
-            for t in range(1, int(frame.task.max()) + 1):
-                ax.axvline(t * epochs - 0.5, color="0.7", lw=0.6, ls=":")
+            # one collection, not a line per boundary (4,000 axvlines took 4 s at 1,000 tasks)
+            bounds = np.arange(1, tasks + 1) * epochs - 0.5
+            ax.vlines(bounds, 0, 1, transform=ax.get_xaxis_transform(), color="0.7", lw=0.6,
+                      ls=":")  # fmt: skip
         suffix = (
             " (meaningless: random labels)"
             if col.startswith("test") and not test_meaningful
@@ -134,6 +148,43 @@ def learning_curves(
         ax.set_xlabel("epoch of the last restart" if last_only else "epoch (all tasks)")
     _legend(fig, axes.flat)
     fig.suptitle(title + (" — last restart" if last_only else " — all restarts"))
+    return _save(fig, stem, pdf)
+
+
+def task_sequence(
+    view: LongSequence, stem: Path, rng: np.random.Generator, pdf: bool = False
+) -> list[Path]:
+    """The classic figure of a long task sequence (Dohare et al. 2024, Kumar et al. 2023):
+    the online accuracy on each new task against its index and, on a second panel with the
+    same x axis, the dormant-unit share at the task's end (when recorded). One line per
+    strategy: the mean over seeds of each seed's centred moving average over
+    ``view.smoothing`` tasks, with its 95% bootstrap band over seeds; the early and late
+    windows of the report's table are shaded."""
+    frame = view.tasks
+    panels = [("online_acc", "online accuracy on the task (before each update)")]
+    if frame.dormant.notna().any():
+        panels.append(("dormant", "dormant-unit share at the task's end"))
+    order = list(dict.fromkeys(frame.strategy))
+    fig, axes = plt.subplots(
+        len(panels), 1, figsize=(10, 1 + 3 * len(panels)), sharex=True, squeeze=False
+    )
+    restarts = int(frame.task.max())
+    early, late = windows(restarts)
+    for ax, (col, name) in zip(axes[:, 0], panels):
+        for s in order:
+            g = frame[frame.strategy == s]
+            _band(ax, g, "task", col, s, style(s, order), rng, view.smoothing)
+        for span in (early, late):
+            ax.axvspan(span[0] - 0.5, span[-1] + 0.5, color="0.85", alpha=0.5, lw=0)
+        ax.set_ylabel(name, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("task (0 = the original objective; shaded: the early and late tasks)")
+    axes[-1, 0].xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    smoothed = (
+        f"centred moving average over {view.smoothing} tasks" if view.smoothing > 1 else "per task"
+    )
+    _legend(fig, axes.flat, ncol=LEGEND_COLUMNS)
+    fig.suptitle(f"{view.title} — each new task ({smoothed}; 95% CI over seeds)")
     return _save(fig, stem, pdf)
 
 

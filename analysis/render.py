@@ -14,6 +14,7 @@ import pandas as pd
 from analysis import figures
 from analysis.report import Report, build_report
 from analysis.stats import METRICS
+from analysis.tasks import LONG_SEQUENCE, LongSequence
 
 if TYPE_CHECKING:
     from analysis.load import Loaded
@@ -171,6 +172,74 @@ def setting_section(
         written += figures.diagnostics(view.diagnostics, diag, stem, view.title, rng, pdf)
     md += [f"![{p.stem}]({p.name})" for p in written if p.suffix == ".png"]
     return written, md + [""]
+
+
+def sequence_sentence(setting: str, row: pd.Series) -> str:
+    """One strategy's early and late online accuracy, the paired change and the dormant share,
+    e.g. ``- m/d/o: continuous: online accuracy 0.910 on tasks 1–30, 0.840 on tasks 270–299,
+    late − early -0.070 [-0.090, -0.050] over 5 paired seeds; dormant share 0.020 → 0.300.``"""
+    seeds = "seed" if row.pairs == 1 else "seeds"
+    if row.pairs == 0:  # a running study: another strategy is further on
+        return (
+            f"- {setting}: {row.strategy}: online accuracy {row.early:.3f} on tasks "
+            f"{row.early_tasks}; no seed has reached tasks {row.late_tasks} yet."
+        )
+    line = (
+        f"- {setting}: {row.strategy}: online accuracy {row.early:.3f} on tasks "
+        f"{row.early_tasks}, {row.late:.3f} on tasks {row.late_tasks}, late − early "
+        f"{_fmt(row['diff'], row.diff_lo, row.diff_hi)} over {row.pairs} paired {seeds}"
+    )
+    if np.isnan(row.dormant_early) and np.isnan(row.dormant_late):
+        return line + "; dormant share not recorded (diagnostics off)."
+    return line + f"; dormant share {row.dormant_early:.3f} → {row.dormant_late:.3f}."
+
+
+def early_late_view(table: pd.DataFrame) -> pd.DataFrame:
+    """The early/late table for reading: each mean with its CI in one cell."""
+    view = table[["model", "dataset", "objective", "strategy", "seeds", "early_tasks"]].copy()
+    view["early"] = [_fmt(*r) for r in zip(table.early, table.early_lo, table.early_hi)]
+    view["late_tasks"] = table.late_tasks
+    view["late"] = [_fmt(*r) for r in zip(table.late, table.late_lo, table.late_hi)]
+    view["late − early"] = [_fmt(*r) for r in zip(table["diff"], table.diff_lo, table.diff_hi)]
+    view["dormant early"] = table.dormant_early
+    view["dormant late"] = table.dormant_late
+    view["s/task"] = table.seconds_per_task
+    view["× reset"] = table.time_vs_reset
+    return view
+
+
+def sequences_section(report: Report, out: Path, pdf: bool) -> tuple[list[Path], list[str]]:
+    """Settings with long task sequences: the early/late table, one sentence per strategy, and
+    the per-task figure of each; nothing for shorter studies."""
+    if not report.sequences:
+        return [], []
+    views: list[LongSequence] = list(report.sequences)
+    table = pd.concat([v.early_late for v in views], ignore_index=True)
+    written = write_table(table, out, "early_late")
+    md = [
+        "## Long task sequences",
+        "",
+        f"Settings with at least {LONG_SEQUENCE} restart tasks. Online accuracy: a task's "
+        "training accuracy, each minibatch scored just before its update, averaged over the "
+        "task (with one epoch "
+        "per task, Kumar et al.'s average online task accuracy). Early and late: the first "
+        "and the last 10% of the restart tasks (at least one); late − early is paired within "
+        "each seed, with its 95% bootstrap CI over seeds. Dormant share: the dormant-unit "
+        "ratio (τ = 0.025) at the task's end, averaged over the window. s/task: wall time "
+        "per task (train + evaluation), and × reset its ratio to reset's: trials sharing a "
+        "machine slow each other, so compare within a study "
+        "(`early_late.csv` has every column).",
+        "",
+        markdown_table(early_late_view(table)),
+    ]
+    rng = np.random.default_rng([report.seed, 4])  # the figures' own stream
+    for view in views:
+        md += [sequence_sentence(view.title, r) for _, r in view.early_late.iterrows()]
+        stem = out / f"{view.title.replace('/', '_')}_tasks"
+        files = figures.task_sequence(view, stem, rng, pdf)
+        written += files
+        md += ["", *[f"![{p.stem}]({p.name})" for p in files if p.suffix == ".png"], ""]
+    return written, md
 
 
 def study_section(view: StudyView, out: Path, pdf: bool) -> tuple[list[Path], list[str]]:
@@ -338,6 +407,9 @@ def write(report: Report, out: Path, pdf: bool = False) -> Path:
     if not report.advantage.empty:
         written += figures.advantage(report.advantage, out / "advantage", "primary metric", pdf)
         md += ["## Advantage over reset", "", "![advantage](advantage.png)", ""]
+    files, lines = sequences_section(report, out, pdf)
+    written += files
+    md += lines
     rng = _band_rng(report.band_rng_state)
     for view in report.settings:
         files, lines = setting_section(view, out, rng, pdf)

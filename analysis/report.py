@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from analysis import budget, scenarios
+from analysis import budget, scenarios, tasks
 from analysis.budget import Anytime
 from analysis.columns import searched_values
 from analysis.load import Loaded
@@ -28,6 +28,7 @@ from analysis.stats import (
     per_restart,
     per_seed_objectives,
 )
+from analysis.tasks import LongSequence
 from analysis.verdicts import (
     MIN_VERDICT_SEEDS,
     SETTING,
@@ -117,6 +118,9 @@ class Report:
     budget_notes: tuple[str, ...] = ()
     anytime: tuple[Anytime, ...] = ()
     """Per study with a recorded search order: :func:`analysis.budget.anytime`."""
+    sequences: tuple[LongSequence, ...] = ()
+    """Settings with long task sequences (:func:`analysis.tasks.long_sequences`): accuracy per
+    task index and early against late; empty for shorter studies."""
 
 
 def comparison_rows(
@@ -349,6 +353,8 @@ def build_report(loaded: Loaded, seed: int = 0, reps: int = 2000) -> Report:
         for root, (state, spec) in read.items()
         if (a := budget.anytime(root, spec, state, table, rung_objs, budget_rng, reps)) is not None
     )
+    # long sequences draw from a stream of their own, so every other table stays as it was
+    sequences = tasks.long_sequences(rows, np.random.default_rng([seed, 3]), reps)
     return Report(
         records=table,
         compared_trials=int(rows.trial.nunique()),
@@ -372,4 +378,5 @@ def build_report(loaded: Loaded, seed: int = 0, reps: int = 2000) -> Report:
         ladder=lad,
         budget_notes=tuple(budget.budget_notes(states, member)) if states else (),
         anytime=anytimes,
+        sequences=sequences,
     )

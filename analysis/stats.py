@@ -37,12 +37,18 @@ def bootstrap_band(
     """Pointwise mean and CI of ``curves`` (``num_seeds`` x ``num_points``): the same resampled
     seeds for every point, so a band is one bootstrap, not one per point."""
     curves = np.asarray(curves, dtype=float)
-    mean = np.nanmean(curves, axis=0)
+    # numpy's nan-functions copy the array and nanpercentile takes each point's quantile in a
+    # Python loop (apply_along_axis): at 1,000 tasks the band took 80 ms a curve, where the
+    # plain functions, equal to them on arrays without NaN, are vectorised.
+    missing = bool(np.isnan(curves).any())
+    mean_of = np.nanmean if missing else np.mean
+    mean = mean_of(curves, axis=0)
     if curves.shape[0] < 2:
         return mean, np.full_like(mean, np.nan), np.full_like(mean, np.nan)
     idx = rng.integers(0, curves.shape[0], size=(reps, curves.shape[0]))
-    means = np.nanmean(curves[idx], axis=1)  # reps x num_points
-    lo, hi = np.nanpercentile(means, [100 * (1 - level) / 2, 100 * (1 + level) / 2], axis=0)
+    means = mean_of(curves[idx], axis=1)  # reps x num_points
+    percentile = np.nanpercentile if missing else np.percentile
+    lo, hi = percentile(means, [100 * (1 - level) / 2, 100 * (1 + level) / 2], axis=0)
     return mean, lo, hi
 
 

@@ -49,8 +49,10 @@ def write_trial(
     tasks: int,
     acc: Callable[[str, int, int, int], float] = accuracy,
     repeat_from: int | None = None,
+    diag: Callable[[str, int, int, int], dict[str, float]] | None = None,
 ) -> None:
-    """One trial folder; ``repeat_from`` re-reports iterations from there on (a restore)."""
+    """One trial folder; ``repeat_from`` re-reports iterations from there on (a restore);
+    ``diag(strategy, seed, task, epoch)``: the report's diagnostics (``diag_*`` keys)."""
     folder.mkdir(parents=True)
     (folder / "params.json").write_text(json.dumps(config))
     run = config.get("trial", config)["run"]
@@ -76,6 +78,7 @@ def write_trial(
                     "trial_id": trial_id,
                     "run_complete": it == tasks * epochs,
                     "config": config,
+                    **(diag(strategy, seed, task, epoch) if diag else {}),
                 }
             )
     if repeat_from is not None:
@@ -93,9 +96,11 @@ def write_experiment(
     repeat: dict[str, int] | None = None,
     phase_in_name: bool = False,
     accs: dict[str, Callable[[str, int, int, int], float]] | None = None,
+    acc: Callable[[str, int, int, int], float] = accuracy,
+    diag: Callable[[str, int, int, int], dict[str, float]] | None = None,
 ) -> None:
     """One Ray Tune experiment folder; ``accs``: a trial's own learning curve (default
-    :func:`accuracy`)."""
+    ``acc``); ``diag``: every trial's diagnostics (see :func:`write_trial`)."""
     exp = root / name
     exp.mkdir(parents=True)
     state = {
@@ -116,8 +121,9 @@ def write_experiment(
             cfg,
             epochs,
             tasks,
-            acc=(accs or {}).get(tid, accuracy),
+            acc=(accs or {}).get(tid, acc),
             repeat_from=(repeat or {}).get(tid),
+            diag=diag,
         )
     for i in range(orphans):
         tid, cfg = trials[0]
@@ -137,12 +143,16 @@ def make_study(
     rungs: tuple[int, ...] | None = None,
     gain: Callable[[str, int], float] | None = None,
     reuse: frozenset[tuple[str, int]] = frozenset(),
+    acc: Callable[[str, int, int, int], float] = accuracy,
+    diag: Callable[[str, int, int, int], dict[str, float]] | None = None,
 ) -> Path:
     """A finished study folder at ``root``; returns it. With ``rungs``, a study with a budget
     ladder as the driver writes it (layout 2): ``max(rungs)`` search trials per strategy, each
     rung's evaluation on the same seeds, its accuracy raised by ``gain(strategy, rung)``, and
     a rung in ``reuse`` (``(strategy, rung)``) re-using the rung before's evaluation trials
     (its best did not change). The i-th search trial's accuracy is raised by ``0.01 * (i % 3)``.
+    Without rungs, ``acc(strategy, seed, task, epoch)`` is every trial's accuracy (default
+    :func:`accuracy`) and ``diag`` its diagnostics (``diag_*`` keys; none by default).
     """
     if rungs is not None:
         return _ladder_study(root, strategies, eval_seeds, setting, scenario, rungs, gain, reuse)
@@ -166,16 +176,19 @@ def make_study(
     if layout == 1:
         for s in strategies:
             write_experiment(
-                root, f"search-{s}", search[s], epochs, tasks, orphans=orphans, repeat=repeated
-            )
+                root, f"search-{s}", search[s], epochs, tasks, orphans=orphans, repeat=repeated,
+                acc=acc, diag=diag,
+            )  # fmt: skip
         if evals:
-            write_experiment(root, "eval", [(t, {"trial": c}) for t, c in evals], epochs, tasks)
+            trials = [(t, {"trial": c}) for t, c in evals]
+            write_experiment(root, "eval", trials, epochs, tasks, acc=acc, diag=diag)
             phases["eval"] = "done"
     else:
         trials = [t for s in strategies for t in search[s]] + evals
         write_experiment(
-            root, "trials", trials, epochs, tasks, orphans, repeat=repeated, phase_in_name=True
-        )
+            root, "trials", trials, epochs, tasks, orphans, repeat=repeated, phase_in_name=True,
+            acc=acc, diag=diag,
+        )  # fmt: skip
         phases.update({f"eval-{s}": "done" for s in strategies if eval_seeds})
     state = {"kind": "plasticity-study", "name": root.name, "phases": phases, "best": best}
     if layout != 1:
