@@ -136,21 +136,39 @@ def drop_finished(folder: StudyFolder, trial_id: str, strategy: str, phase: str)
 
 
 def sweep_finished(folder: StudyFolder, search: Any) -> None:
-    """Delete the checkpoints of every trial the saved search records as ended without an
-    error: those the driver could not delete as they ended, and those an orphaned trial (of a
-    head that died) wrote late. A failure is one warning."""
+    """Delete the checkpoints of every trial the saved search (what a restore goes on from)
+    records as ended without an error, and of every trial folder it does not know: a trial
+    that started after the snapshot a restore rolled back to, whose config the search suggests
+    again under a new id (Ray never resumes it). This takes what the driver could not delete
+    as trials ended and what orphaned trials (of a head that died) wrote late. A failure is
+    one warning."""
     names = [
         trial_dirname_of(t, *search.owner[t])
         for t, end in search.ended.items()
         if not end["error"] and t in search.owner
     ]
     try:
+        names += unknown_trial_folders(folder, set(search.owner))
         gone = sweep_checkpoints(folder.fs, folder.experiment_path, names)
     except OSError as e:
         log.warning("cannot delete the finished trials' checkpoints (%s)", e.strerror or e)
         return
     if gone:
         log.info("deleted %d checkpoint folder(s) of finished trials", gone)
+
+
+def unknown_trial_folders(folder: StudyFolder, known: set[str]) -> list[str]:
+    """Trial folders (``PHASE-STRATEGY_ID``) of the experiment whose id is not in ``known``."""
+    from pyarrow import fs as pafs
+
+    infos = folder.fs.get_file_info(pafs.FileSelector(folder.experiment_path, allow_not_found=True))
+    return [
+        i.base_name
+        for i in infos
+        if i.type == pafs.FileType.Directory
+        and "_" in i.base_name
+        and i.base_name.rsplit("_", 1)[1] not in known
+    ]
 
 
 def trial_dirname_of(trial_id: str, strategy: str, phase: str) -> str:
