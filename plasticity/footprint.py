@@ -94,6 +94,8 @@ def checkpoint_bytes(config: RunConfig, strategy: str) -> int:
     every record of the run (the last checkpoint holds them all)."""
     records = (config.restarts + 1) * config.epochs
     record = RECORD + (400 if config.diagnostics else 0)
-    return state_bytes(checkpoint_state(config, strategy)) + records * record + len(
-        json.dumps(config.to_dict())
+    return (
+        state_bytes(checkpoint_state(config, strategy))
+        + records * record
+        + len(json.dumps(config.to_dict()))
     )
