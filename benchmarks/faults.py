@@ -298,6 +298,7 @@ def run(
     root: Callable[[], Path],
     events: list[tuple[Moment, Action]],
     timeout: float = TIMEOUT,
+    keep_staging: bool = False,
 ) -> int:
     """Run ``driver``; as the study (``root()``) reaches each of ``events``' moments, in order,
     do its action. Returns the driver's exit code, -9 if an action ended it. Whatever the
@@ -323,7 +324,8 @@ def run(
             kill_tree(proc)
         kill_all(seen)
         for staging in STAGING:  # a later driver must not read this one's progress
-            shutil.rmtree(staging, ignore_errors=True)
+            if not keep_staging:
+                shutil.rmtree(staging, ignore_errors=True)
         STAGING.clear()
 
 
@@ -443,6 +445,232 @@ def fault_view_written(case: Case) -> None:
     code = case.launch(env={**case.env, faults.ENV: faults.VIEW_WRITTEN})
     case.injected = int(code != 0)
     case.resume_until_done()
+
+
+def fault_kill_last_state(case: Case) -> None:
+    """The driver dies right after the last trial's study.json write, which follows the
+    deletion of that trial's checkpoints, before Ray's final snapshot (the driver point
+    last-state-written). study.json then says done and the snapshot does not: the resume must
+    rebuild study.json from the snapshot and run the last trial again, from the start (its
+    checkpoints are gone)."""
+    code = case.launch(env={**case.env, faults.ENV: faults.LAST_STATE_WRITTEN})
+    case.injected = int(code == -9)
+    if not case.root().exists():
+        case.note = f"the launch failed (exit {code}); see {case.log}"
+        return
+    said_done = finished(case.root())
+    trials = newest_trials(case.root() / "trials")
+    running = [t for t in trials if t.status != "TERMINATED"]
+    left = {
+        t.trial_id: len(real_checkpoints(trial_folder(case.root(), t.trial_id))) for t in running
+    }
+    case.resume()  # study.json says done: resume_until_done would not look
+    case.resume_until_done()
+    starts = {
+        r.get("restored_from")
+        for phase in PHASES
+        for result in phase_results(case.root(), phase)
+        if any(result.parent.name.endswith(t) for t in left)
+        for r in result_rows(result).values()
+    }
+    case.note = (
+        f"study.json said done: {said_done}; snapshot then: "
+        f"{', '.join(f'{t.trial_id} {t.status}' for t in running) or 'every trial ended'}, "
+        f"its real checkpoints then {sorted(left.values())}; the retry restored from "
+        f"{sorted(s for s in starts if s) or 'nothing'}"
+    )
+
+
+def newest_trials(experiment: Path) -> list:
+    from pyarrow import fs as pafs
+
+    from study.store.snapshot import newest_trials as saved
+
+    return saved(pafs.LocalFileSystem(), str(experiment)) or []
+
+
+def trial_folder(root: Path, trial_id: str) -> Path:
+    found = list((root / "trials").glob(f"*_{trial_id}"))
+    return found[0] if found else root / "trials" / f"missing_{trial_id}"
+
+
+# -- a head that dies while its worker node lives on -----------------------------------------------
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ray_node(case: Case, env: dict, *args: str) -> subprocess.Popen:
+    """``ray start --block ARGS`` in a session of its own (a node of a cluster on this
+    machine; its processes live under it), output in the case's log."""
+    ray = str(Path(sys.executable).with_name("ray"))
+    with case.log.open("a") as log:
+        return subprocess.Popen(
+            [ray, "start", "--block", "--node-ip-address=127.0.0.1", *args],
+            env=env,
+            start_new_session=True,
+            stdout=log,
+            stderr=log,
+        )
+
+
+def cluster(case: Case, env: dict, worker_env: dict) -> tuple[str, list[subprocess.Popen]]:
+    """A head with no CPU for trials (as a real head is kept free) and one 1-CPU worker node,
+    each ``ray start`` in its own session; returns the address and the two, once the worker
+    node has joined."""
+    port = free_port()
+    temp = f"--temp-dir={Path(env['RAY_TMPDIR']) / 'ray'}"
+    head = ray_node(
+        case, env, "--head", f"--port={port}", "--num-cpus=0", temp, "--include-dashboard=false"
+    )
+    address = f"127.0.0.1:{port}"
+    wait_for(address, env, "Node status", case.log)  # the head is up
+    worker = ray_node(case, worker_env, f"--address={address}", "--num-cpus=1")
+    wait_for(address, env, "/1.0 CPU", case.log)
+    return address, [head, worker]
+
+
+def wait_for(address: str, env: dict, text: str, log: Path) -> None:
+    """Until ``ray status`` of the cluster at ``address`` says ``text`` (two minutes)."""
+    ray = str(Path(sys.executable).with_name("ray"))
+    deadline = time.time() + 120
+    while True:
+        out = subprocess.run([ray, "status", f"--address={address}"], env=env, capture_output=True)
+        if out.returncode == 0 and text in out.stdout.decode():
+            return
+        if time.time() > deadline:
+            raise RuntimeError(f"the cluster at {address} has no {text!r} after 120 s; see {log}")
+        time.sleep(1)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        kill_tree(proc)
+
+
+ORPHAN_GRACE = 120
+"""RAY_gcs_rpc_server_reconnect_timeout_s on the orphan's node: how long it outlives the head
+(Ray's default is 60 s; longer here, so a loaded machine's slow restart still overlaps it)."""
+
+
+def fault_orphan(case: Case) -> None:
+    """A head dies while its worker node lives on. A cluster of ``ray start`` nodes on this
+    machine: a head (no CPU) and a worker node A; the driver runs apart, connected by address.
+    The running search trial is held (:func:`study.faults.hold`, armed on node A only) just
+    before it writes its next checkpoint; then the driver and the head (their process groups
+    and every process under them) are SIGKILLed. Node A's raylet and the trial's worker live on
+    (Ray keeps a node for ``RAY_gcs_rpc_server_reconnect_timeout_s`` after its GCS is gone). A
+    new head with a new worker node B resumes the study; once it has run that trial again to
+    its end (and deleted its checkpoints), the orphan is let go and writes its checkpoint into
+    the trial's folder, as an orphan on a real cluster would into shared storage. The resume
+    must say that trials may still be running elsewhere, and the study must end exactly as
+    undisturbed, with no checkpoint left. What is simulated: the hold (the orphan's timing,
+    not its write) and one machine for all nodes (the storage is shared by being local)."""
+    base = {**case.env, "RAY_AUTH_MODE": "disabled"}  # the drivers connect by address
+    orphan = Orphan(case, case.work / f"{case.name}.hold")
+    node_a = {**base, faults.HOLD_ENV: str(orphan.hold)}
+    node_a["RAY_gcs_rpc_server_reconnect_timeout_s"] = str(ORPHAN_GRACE)
+    address, orphan.old = cluster(case, base, node_a)
+    nodes = list(orphan.old)
+    try:
+        argv = ["launch", str(case.spec_file), "--address", address]
+        moment = Moment("search: trial 2, task 1", 0, 1, 4)
+        code = run(
+            Driver(argv, base, case.log), case.root, [(moment, orphan.kill)], keep_staging=True
+        )
+        if code != -9:
+            case.note = f"the study ended (exit {code}) before the fault"
+            return
+        start = case.log.stat().st_size
+        second = {**base, "RAY_TMPDIR": tempfile.mkdtemp(prefix="rorph2-", dir="/tmp")}
+        address, new = cluster(case, second, second)
+        nodes += new
+        argv = ["resume", str(case.root()), "--address", address]
+        moment = Moment("search: two trials complete", 0, 2, 0)
+        run(Driver(argv, second, case.log), case.root, [(moment, orphan.let_go)], keep_staging=True)
+        said = [line for line in case.log.read_text()[start:].splitlines() if "elsewhere" in line]
+        case.note = f"{orphan}; resume said: " + (
+            said[0].split("warning: ", 1)[-1][:160] if said else "nothing"
+        )
+    finally:
+        orphan.hold.unlink(missing_ok=True)
+        for node in nodes:
+            stop(node)
+    case.resume_until_done()
+
+
+@dataclass
+class Orphan:
+    """The ``orphan`` fault's two actions and what it saw."""
+
+    case: Case
+    hold: Path
+    old: list = field(default_factory=list)
+    """The first cluster's head and worker node."""
+    seen: dict = field(default_factory=dict)
+
+    @property
+    def held(self) -> Path:
+        return Path(f"{self.hold}.held")
+
+    def kill(self, proc: subprocess.Popen) -> bool:
+        """Hold the running trial before its next checkpoint, then kill the driver and the
+        head; note whether the held worker outlives them (5 s later)."""
+        self.hold.write_text("")
+        deadline = time.time() + 120
+        while not self.held.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        if not self.held.exists():
+            raise RuntimeError("no trial was held before its checkpoint")
+        self.seen["trial"] = held_trial(self.case.root(), int(self.held.read_text()))
+        # the head first, as when its machine dies: a GCS that outlives the driver by a moment
+        # kills the driver's actors ("the actor is dead because its owner has died"; seen)
+        stop(self.old[0])
+        kill_tree(proc)
+        self.case.injected += 1
+        time.sleep(5)
+        self.seen["alive after 5 s"] = Path(f"/proc/{self.held.read_text()}").exists()
+        return True
+
+    def let_go(self, proc: subprocess.Popen) -> bool:
+        """Once the resumed study has two search trials complete, let the orphan go; wait
+        for the checkpoint it writes into the held trial's folder (the resume either ran that
+        trial again, or suggested its config anew if Ray's snapshot did not have it yet)."""
+        trial = self.seen.get("trial")
+        if trial is None:
+            return False
+        self.seen["alive at release"] = Path(f"/proc/{self.held.read_text()}").exists()
+        released = time.time()
+        self.hold.unlink()
+        deadline, late = time.time() + 30, []
+        while not late and time.time() < deadline:
+            late = [p for p in real_checkpoints(trial) if p.stat().st_mtime >= released]
+            time.sleep(0.05)
+        self.seen["wrote"] = [p.parent.name for p in late]
+        return False
+
+    def __str__(self) -> str:
+        trial = self.seen.get("trial")
+        return f"held {trial.name if trial else '?'}; " + "; ".join(
+            f"{k}: {v}" for k, v in self.seen.items() if k != "trial"
+        )
+
+
+def held_trial(root: Path, pid: int) -> Path | None:
+    """The folder of the trial whose lease names ``pid`` (its worker)."""
+    for lease in (root / "running").glob("*.json"):
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(lease.read_text())["pid"] == pid:
+                return trial_folder(root, lease.stem)
+    return None
+
+
+def real_checkpoints(trial: Path) -> list[Path]:
+    """The state files of a trial folder's checkpoints (a tombstone has none)."""
+    return sorted(trial.glob("checkpoint_*/state.pt"))
 
 
 def relocate(case: Case, how: str) -> None:
@@ -695,6 +923,8 @@ FAULTS = {
     "disk-full": fault_disk_full,
     "disk-full-launch": fault_disk_full_launch,
     "kill-ladder": fault_kill_ladder,
+    "kill-last-state": fault_kill_last_state,
+    "orphan": fault_orphan,
 }
 if set(FAULTS) != set(faults.SUITE):
     raise RuntimeError(f"FAULTS and study.faults.SUITE differ: {set(FAULTS) ^ set(faults.SUITE)}")
@@ -723,7 +953,14 @@ def compare(root: Path, expected: list[tuple[str, list[tuple]]]) -> dict:
         "lost": lost,
         "dup": dup,
         "differ": differ,
+        "checkpoints": checkpoints_left(root),
     }
+
+
+def checkpoints_left(root: Path) -> int:
+    """Checkpoint folders left in the finished study's trial folders (its trials have all
+    ended, so none should be; a trial folder a restore left behind is included)."""
+    return len(list((root / "trials").glob("*/checkpoint_*/state.pt")))
 
 
 def searched_trials(spec: dict) -> int:
@@ -735,14 +972,17 @@ def searched_trials(spec: dict) -> int:
 def print_table(table: list[dict]) -> None:
     """``planned``: the trials of the same study undisturbed (a ladder's evaluations depend
     on which rungs' bests changed); ``optuna COMPLETE``: of its planned search trials."""
-    columns = "fault injected planned complete optuna-COMPLETE rows-lost rows-dup differ s note"
+    columns = (
+        "fault injected planned complete optuna-COMPLETE rows-lost rows-dup differ "
+        "checkpoints-left s note"
+    )
     print("| " + " | ".join(c.replace("-", " ") for c in columns.split()) + " |")
     print("|" + "---|" * len(columns.split()))
     for r in table:
         print(
             f"| {r['fault']} | {r['injected']} | {r['planned']} | {r['complete']} | "
             f"{r['optuna']}/{r['searched']} | {r['lost']} | {r['dup']} | "
-            f"{r['differ']} | {r['s']:.0f} | {r['note']} |"
+            f"{r['differ']} | {r['checkpoints']} | {r['s']:.0f} | {r['note']} |"
         )
 
 

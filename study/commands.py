@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from analysis.columns import searched_values
 from plasticity.errors import UserError
 from study.plan import fits, plan_text, rungs, search_kind, study_slots_text
 from study.spec import StudySpec
+from study.store.checkpoints import leases_text, live_leases
 from study.store.folder import StudyFolder
 from study.store.state import new_state, open_study, write_state
 from study.tracking import check_tracking, tracking_text
@@ -37,6 +39,7 @@ def validate(spec: StudySpec, address: str | None) -> int:
     check_tracking(spec)
     print(f"tracking: {tracking_text(spec)}", flush=True)
     print(f"cluster: {cluster_text(spec, address)}")
+    print(f"disk: {disk_text(spec, folder)}")
     print(f"valid; nothing written. The study would live in {folder.root}")
     return 0
 
@@ -61,6 +64,14 @@ def resume(path: str, address: str | None = None) -> str | None:
     folder, spec, state = open_study(path)
     check_tracking(spec)  # Ray's restore would need the client too
     check_saved_trials(folder, spec)
+    leases = live_leases(folder.fs, folder.path)
+    if leases:  # a head that died with its worker nodes alive; whatever they write is ignored
+        print(
+            f"plasticity: warning: {leases_text(leases)}; resuming anyway: their late "
+            "checkpoints are never read and are deleted as their trials end",
+            file=sys.stderr,
+            flush=True,
+        )
     # optuna.db and study.json from Ray's snapshot first: study.json is written as trials
     # end, ahead of the final optuna.db views and of Ray's last snapshot, so a driver killed
     # in between leaves a study that says "done" with its views (or its trials) behind
@@ -103,6 +114,15 @@ def extend(path: str, trials: int, strategy: str | None = None, address: str | N
     )
     refresh_views(folder, spec, state)  # the snapshot's trials under the new rungs
     return run_study(folder, spec, state, address)
+
+
+def disk_text(spec: StudySpec, folder: StudyFolder) -> str:
+    """The checkpoint per trial, the peak and final disk of the study (:mod:`study.disk`),
+    and the free space where it would live, with a warning when that is less than the peak."""
+    from study.disk import estimate, free_bytes
+
+    storage = folder.root.rsplit("/", 1)[0]
+    return estimate(spec).text(free_bytes(storage), storage)
 
 
 def strategies_text(spec: StudySpec, address: str | None) -> str:

@@ -23,6 +23,7 @@ import dataclasses
 import glob
 import os
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -44,6 +45,10 @@ SUITE = {
     "one clear line, then a resume after space is freed sets a torn snapshot aside",
     "disk-full-launch": "the same in the launch session: the resume goes on from the copy of "
     "the snapshot the running driver kept",
+    "kill-last-state": "the driver dies right after the last trial's study.json write (its "
+    "checkpoints deleted), before Ray's final snapshot (the driver point last-state-written)",
+    "orphan": "a 2-node cluster (`ray start`): head and driver SIGKILLed while the worker node "
+    "lives on; its trial, held, writes its next checkpoint while a new head resumes the study",
     "kill-ladder": "a budget-ladder study (rungs 1, 2, 3: one new best evaluated again, one "
     "reused) killed as each rung is decided, mid-trial, and as the study ends, resumed after each",
 }
@@ -52,9 +57,12 @@ SUITE = {
 ENV = "PLASTICITY_FAULT"
 """The environment variable that names the driver point at which the driver dies."""
 VIEW_WRITTEN = "view-written"
+LAST_STATE_WRITTEN = "last-state-written"
 POINTS = {
     VIEW_WRITTEN: "right after an optuna.db view is written, before Ray's snapshot holds the "
     "trial that ended as ended",
+    LAST_STATE_WRITTEN: "right after the study's last trial ended: study.json written and the "
+    "trial's checkpoints deleted, before Ray's final snapshot",
 }
 """The driver's fault points: name -> the moment."""
 
@@ -70,6 +78,23 @@ def at(point: str) -> None:
     if os.getpgid(0) == os.getpid():
         os.killpg(os.getpid(), signal.SIGKILL)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+HOLD_ENV = "PLASTICITY_TRIAL_HOLD"
+"""The environment variable (of a Ray node's workers) naming a file: while it exists, a trial
+on that node waits before it writes a checkpoint (the ``orphan`` fault holds the trial that
+the dead head leaves behind, so that its next checkpoint lands while a new head resumes)."""
+
+
+def hold() -> None:
+    """While the file that :data:`HOLD_ENV` names exists, wait (having written ``FILE.held``
+    with this process's pid); no variable or no file: return at once."""
+    path = os.environ.get(HOLD_ENV)
+    if not path or not os.path.exists(path):
+        return
+    Path(f"{path}.held").write_text(str(os.getpid()))
+    while os.path.exists(path):
+        time.sleep(0.05)
 
 
 TRIAL_KEY = "fail_once_at"

@@ -26,6 +26,7 @@ import pyarrow.fs as pafs
 from analysis.columns import searched_values
 from plasticity.errors import UserError
 from study.plan import budget_text, eval_counts, planned_trials, rungs, search_plan
+from study.store.checkpoints import leases_text, live_leases
 from study.store.folder import StudyFolder
 from study.store.snapshot import newest_snapshot, newest_trials
 from study.store.state import open_study
@@ -187,6 +188,9 @@ def status_text(path: str) -> str:
         "  phases: " + ", ".join(f"{p} {v}" for p, v in state.get("phases", {}).items()),
         f"  metric: {spec.metric} (max); budget: {budget_text(spec, state)}",
     ]
+    leases = live_leases(folder.fs, folder.path)
+    if leases:
+        lines.append(f"  {leases_text(leases)}")
     rows = strategy_status(spec, state, trials)
     width = max(len(r.strategy) for r in rows)
     for r in rows:

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +33,9 @@ from plasticity.allocator import keep_freed_memory
 from plasticity.config import RunConfig
 from plasticity.loop import StrategyRun, load_state, prepare, save_state
 from plasticity.metrics import objectives, running_objectives
+from study import faults
 from study.faults import TrialFault
+from study.store.checkpoints import Lease, end_lease, ended, write_lease
 from study.trials import RESTART_EPOCHS, RESTORED_FROM, RUN_COMPLETE
 
 log = logging.getLogger(__name__)
@@ -72,7 +76,10 @@ def train_strategy(config: dict[str, Any]) -> None:
     context = {RESTORED_FROM: restored_from, "device": str(data.device), "node": node}
     context["started_at"] = started_at
 
+    lease = TrialLease(node)
+
     def metrics(so_far: list[dict[str, Any]]) -> dict[str, Any]:
+        lease.renew(so_far[-1].get("seconds", 0.0))
         return epoch_metrics(so_far, run_config.epochs, run.total_epochs, context)
 
     # Replay what the checkpoint holds: Ray's result logger restores result.json from storage
@@ -94,12 +101,43 @@ def train_strategy(config: dict[str, Any]) -> None:
         # results into the study folder, and the kill/resume guarantees were built on it
         # (without it, two kill/resume tests failed in a fresh-clone run).
         if run.epochs_done % every == 0 or run.done:
+            faults.hold()  # the fault suite's orphan only
             with tempfile.TemporaryDirectory() as folder:
                 save_state(Path(folder) / "state.pt", run.state_dict())
                 (Path(folder) / "records.json").write_text(json.dumps(records))
                 tune.report(metrics(records), checkpoint=tune.Checkpoint.from_directory(folder))
         else:
             tune.report(metrics(records))
+    lease.end()
+
+
+class TrialLease:
+    """This trial's lease in the study folder (:mod:`study.store.checkpoints`): renewed at
+    every report, ended with the run. It goes through the storage Ray gives the trial (Ray's
+    developer API ``get_storage``: a path or a URI, as the study's). A write that fails (a full
+    disk) is one warning: the lease only informs ``status`` and ``resume``."""
+
+    def __init__(self, node: str) -> None:
+        context = tune.get_context()
+        storage = context.get_storage()
+        self.fs = storage.storage_filesystem
+        self.study = storage.experiment_fs_path.rsplit("/", 1)[0]
+        self.trial, self.node, self.warned = context.get_trial_id(), node, False
+
+    def renew(self, epoch_s: float) -> None:
+        host, pid = socket.gethostname(), os.getpid()
+        self._try(write_lease, Lease(self.trial, host, pid, self.node, time.time(), epoch_s))
+
+    def end(self) -> None:
+        self._try(end_lease, self.trial)
+
+    def _try(self, write: Any, arg: Any) -> None:
+        try:
+            write(self.fs, self.study, arg)
+        except OSError as e:
+            if not self.warned:
+                log.warning("cannot write the trial's lease (%s)", e.strerror or e)
+                self.warned = True
 
 
 def epoch_metrics(
@@ -138,6 +176,11 @@ def restore(
         return StrategyRun(run_config, strategy, data), [], ""
     for candidate in [checkpoint, *_older(checkpoint)]:
         name = Path(candidate.path).name
+        if _gone(candidate):
+            # the driver deletes a trial's checkpoints as the search records it ended; a
+            # resume from a snapshot taken before that runs the trial again
+            log.info("checkpoint %s is gone (the trial had ended)", name)
+            continue
         run = StrategyRun(run_config, strategy, data)
         try:
             with candidate.as_directory() as folder:
@@ -155,12 +198,23 @@ def restore(
     return StrategyRun(run_config, strategy, data), [], "start"
 
 
+def _gone(checkpoint: tune.Checkpoint) -> bool:
+    """The checkpoint was deleted as its trial ended (a tombstone, or nothing, is left)."""
+    from pyarrow import fs as pafs
+
+    info = checkpoint.filesystem.get_file_info(checkpoint.path)
+    if info.type == pafs.FileType.NotFound:
+        return True
+    state = checkpoint.filesystem.get_file_info(f"{checkpoint.path}/state.pt")
+    return state.type == pafs.FileType.NotFound and ended(checkpoint.filesystem, checkpoint.path)
+
+
 def _older(checkpoint: tune.Checkpoint) -> list[tune.Checkpoint]:
     """The trial's other checkpoints older than ``checkpoint``, newest first."""
     from pyarrow import fs as pafs
 
     parent, name = checkpoint.path.rsplit("/", 1)
-    infos = checkpoint.filesystem.get_file_info(pafs.FileSelector(parent))
+    infos = checkpoint.filesystem.get_file_info(pafs.FileSelector(parent, allow_not_found=True))
     names = sorted(
         (i.base_name for i in infos if re.fullmatch(r"checkpoint_\d+", i.base_name)), reverse=True
     )

@@ -646,9 +646,15 @@ def test_a_disturbed_study_ends_with_exactly_the_undisturbed_trials(fault_suite,
         "lost": 0,
         "dup": 0,
         "differ": 0,
+        "checkpoints": 0,  # no finished trial keeps one
     }
     if fault == "corrupt":
         assert case.note == "restored_from ['checkpoint_000000']"
+    if fault == "kill-last-state":  # the window was struck: the last trial ran again
+        assert "study.json said done: True" in case.note and "from ['start']" in case.note
+    if fault == "orphan":  # the orphan outlived the head, wrote late, and resume said so
+        assert "alive at release: True" in case.note and "wrote: ['checkpoint_" in case.note
+        assert "may still be running elsewhere" in case.note, case.note
     if fault == "disk-full":  # the driver stopped by itself, with one clear last line
         # exit 1 when a write fails, 2 when Ray then reads back a file the full disk truncated
         # (both seen, on the code before and after issue 20: it depends on what fills first)

@@ -17,6 +17,7 @@ from functools import partial
 from typing import Any
 
 from plasticity.errors import UserError
+from study import faults
 from study.driver.ray_setup import check_resources, connected, quiet_restores
 from study.driver.repair import SnapshotKeeper, keep_copy, repair_snapshots
 from study.driver.tuner import make_trainable, make_tuner, pending_trials
@@ -24,11 +25,12 @@ from study.plan import rungs as study_rungs
 from study.search.attached import ATTACHED, Attachment
 from study.search.saved import saved_search
 from study.spec import StudySpec
+from study.store.checkpoints import drop_checkpoints, sweep_checkpoints
 from study.store.folder import StudyFolder
 from study.store.snapshot import TUNER_FILE
 from study.store.state import sync_state, write_new
 from study.store.views import OptunaDbCopy, ViewWriter, write_view
-from study.trials import SEARCH
+from study.trials import SEARCH, label
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +75,8 @@ def _run(folder: StudyFolder, spec: StudySpec, state: dict[str, Any], trainable:
     def unfinished() -> str:
         return ", ".join(p for p, v in state["phases"].items() if v != "done") or "the study"
 
-    ATTACHED[spec.name] = Attachment(folder, rungs, TrialEndViews(writers, progress))
+    views = TrialEndViews(writers, progress, partial(drop_finished, folder))
+    ATTACHED[spec.name] = Attachment(folder, rungs, views)
     stopped = None
     try:
         store.open_soon()  # the finally below waits for it and closes the store
@@ -105,11 +108,72 @@ class TrialEndViews:
     study_json: Callable[[Any], None]
     """Writes study.json from the searcher."""
 
-    def __call__(self, search: Any, strategy: str, phase: str) -> None:
+    ended: Callable[[str, str, str], None] | None = None
+    """``ended(trial_id, strategy, phase)``, for a trial that ended without an error, after
+    study.json: deletes its checkpoints (:func:`drop_finished`)."""
+
+    def __call__(self, search: Any, strategy: str, phase: str, trial_id: str = "") -> None:
         if phase == SEARCH:
             optuna_study = search.searchers[strategy].optuna_study
             write_view("optuna.db", partial(self.optuna_db[strategy], optuna_study))
         write_view("study.json", partial(self.study_json, search))
+        if self.ended is not None and trial_id and not search.ended[trial_id]["error"]:
+            self.ended(trial_id, strategy, phase)
+        if all(v == "done" for v in search.phases().values()):
+            faults.at(faults.LAST_STATE_WRITTEN)
+
+
+def drop_finished(folder: StudyFolder, trial_id: str, strategy: str, phase: str) -> None:
+    """Delete the checkpoints of a trial that ended without an error (the search will not run
+    it again; see :mod:`study.store.checkpoints` for why before Ray's snapshot is safe). A
+    failure (a slow or full storage) is one warning: the sweep at the study's end retries."""
+    name = trial_dirname_of(trial_id, strategy, phase)
+    try:
+        emptied = drop_checkpoints(folder.fs, f"{folder.experiment_path}/{name}")
+        log.info("%s ended: %d checkpoint folder(s) emptied", name, emptied)
+    except OSError as e:
+        log.warning("cannot delete the checkpoints of %s (%s)", name, e.strerror or e)
+
+
+def sweep_finished(folder: StudyFolder, search: Any) -> None:
+    """Delete the checkpoints of every trial the saved search (what a restore goes on from)
+    records as ended without an error, and of every trial folder it does not know: a trial
+    that started after the snapshot a restore rolled back to, whose config the search suggests
+    again under a new id (Ray never resumes it). This takes what the driver could not delete
+    as trials ended and what orphaned trials (of a head that died) wrote late. A failure is
+    one warning."""
+    names = [
+        trial_dirname_of(t, *search.owner[t])
+        for t, end in search.ended.items()
+        if not end["error"] and t in search.owner
+    ]
+    try:
+        names += unknown_trial_folders(folder, set(search.owner))
+        gone = sweep_checkpoints(folder.fs, folder.experiment_path, names)
+    except OSError as e:
+        log.warning("cannot delete the finished trials' checkpoints (%s)", e.strerror or e)
+        return
+    if gone:
+        log.info("deleted %d checkpoint folder(s) of finished trials", gone)
+
+
+def unknown_trial_folders(folder: StudyFolder, known: set[str]) -> list[str]:
+    """Trial folders (``PHASE-STRATEGY_ID``) of the experiment whose id is not in ``known``."""
+    from pyarrow import fs as pafs
+
+    infos = folder.fs.get_file_info(pafs.FileSelector(folder.experiment_path, allow_not_found=True))
+    return [
+        i.base_name
+        for i in infos
+        if i.type == pafs.FileType.Directory
+        and "_" in i.base_name
+        and i.base_name.rsplit("_", 1)[1] not in known
+    ]
+
+
+def trial_dirname_of(trial_id: str, strategy: str, phase: str) -> str:
+    """A trial's folder name, as :func:`study.driver.tuner.trial_dirname` makes it."""
+    return f"{label(phase, strategy)}_{trial_id}"
 
 
 def fit(
@@ -182,6 +246,7 @@ def refresh_views(
             final = search.search_ended(strategy)
             write_view("optuna.db", partial(store.write, searcher.optuna_study, final))
         write_view("study.json", partial(sync_state, folder, state, search))
+        sweep_finished(folder, search)
     finally:
         if own:
             store.close()

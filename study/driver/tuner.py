@@ -16,6 +16,7 @@ from study.driver.ray_setup import legacy_console
 from study.plan import base_run, eval_templates, spec_rungs, trial_constants
 from study.space import define_space
 from study.spec import StudySpec
+from study.store.checkpoints import KEEP
 from study.store.folder import EXPERIMENT, StudyFolder
 from study.trials import RESTART_EPOCHS, SEARCH, label
 
@@ -144,7 +145,7 @@ def run_config(folder: StudyFolder, spec: StudySpec):
         name=EXPERIMENT,
         storage_path=folder.root,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP),
         verbose=1,  # Ray's status table; per-epoch results go to result.json, not the console
         progress_reporter=progress_reporter(spec),
         callbacks=tracking_callbacks(spec),

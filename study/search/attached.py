@@ -20,9 +20,10 @@ class Attachment:
     rungs: dict[str, list[int]]
     """Per strategy, the rungs of its budget ladder (the study file's, and one more per
     ``plasticity study extend``: :func:`study.plan.rungs`)."""
-    trial_ended: Callable[[Any, str, str], None]
-    """``trial_ended(search, strategy, phase)``: write the views (optuna.db, study.json) after
-    a trial of ``strategy`` and ``phase`` ended."""
+    trial_ended: Callable[[Any, str, str, str], None]
+    """``trial_ended(search, strategy, phase, trial_id)``: write the views (optuna.db,
+    study.json) after the trial ``trial_id`` of ``strategy`` and ``phase`` ended, then delete
+    its checkpoints if it ended without an error."""
 
 
 ATTACHED: dict[str, Attachment] = {}

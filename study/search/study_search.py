@@ -162,7 +162,7 @@ class StudySearch(Searcher):
         self._decide(strategy)
         attached = ATTACHED.get(self.name)
         if attached is not None:
-            attached.trial_ended(self, strategy, phase)
+            attached.trial_ended(self, strategy, phase, trial_id)
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:
