@@ -52,3 +52,49 @@ def test_report_only_reports_like_a_real_trial(monkeypatch, tmp_path: Path):
     assert set(OBJECTIVES) <= set(last)
     again = run()
     assert [m["test_acc"] for m, _ in again] == [m["test_acc"] for m, _ in reports]
+
+
+class _Trial:
+    """What Ray's snapshot manager reads of a trial: its kept checkpoints."""
+
+    def __init__(self) -> None:
+        from types import SimpleNamespace
+
+        self.kept: list[int] = []
+        self.run_metadata = SimpleNamespace(
+            checkpoint_manager=SimpleNamespace(best_checkpoint_results=self.kept)
+        )
+
+    def checkpoint(self, manager) -> bool:
+        """One more checkpoint (two kept, as CheckpointConfig(num_to_keep=2)); whether Ray
+        would now force a snapshot."""
+        self.kept.append(len(self.kept))
+        del self.kept[:-2]
+        manager.on_trial_checkpoint(self)
+        return manager._should_force_sync_up
+
+
+def test_a_snapshot_is_forced_only_when_a_trial_could_lose_the_checkpoint_it_names():
+    """Ray forces a snapshot once a trial has checkpointed num_to_keep (2) times since the last
+    one, so that no snapshot names a deleted checkpoint. A trial that had no checkpoint at the
+    last snapshot has none to lose: its 2 checkpoints force nothing (the per-trial snapshot
+    that made the driver's cost grow with the study); a third, which deletes its first, does.
+    A trial that had a checkpoint at the last snapshot forces one at its second, as Ray does."""
+    from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
+
+    from study.driver.ray_setup import snapshot_when_needed
+
+    snapshot_when_needed()
+    snapshot_when_needed()  # idempotent
+
+    def manager():
+        return _ExperimentCheckpointManager(
+            storage=None, checkpoint_period="auto", sync_every_n_trial_checkpoints=2
+        )
+
+    new, m = _Trial(), manager()
+    assert [new.checkpoint(m), new.checkpoint(m)] == [False, False]
+    assert new.checkpoint(m)
+    old, m = _Trial(), manager()
+    old.kept.append(-1)  # a checkpoint from before the last snapshot
+    assert [old.checkpoint(m), old.checkpoint(m)] == [False, True]
