@@ -167,6 +167,58 @@ def test_the_shared_view_store_publishes_each_write_whole_and_keeps_other_rows(t
     assert sorted(p.name for p in db.parent.iterdir()) == ["optuna.db"]  # no .tmp left
 
 
+def _rows(db, name: str) -> list[tuple]:
+    trials = optuna.load_study(study_name=name, storage=f"sqlite:///{db}").trials
+    return [
+        (t.number, t.state, t.values, t.params, t.user_attrs, t.intermediate_values) for t in trials
+    ]
+
+
+def test_a_view_write_replaces_only_the_trials_after_the_finished_ones(tmp_path, monkeypatch):
+    """A write keeps the rows of the leading trials that were finished when last written (a
+    finished trial never changes) and replaces only the rows after them, so its cost follows
+    the trials that changed, not the study's size; the file then equals a view written whole,
+    trials finishing out of order, a retry's new trial and the final write included."""
+    import study.store.views as views
+
+    for name in ("live", "whole"):
+        (tmp_path / name).mkdir()
+    s = _searcher()
+    store = _store(tmp_path / "live")
+    added = []
+    create = optuna.storages.RDBStorage.create_new_trial
+
+    def counted(self, study_id, template_trial=None):
+        added.append(template_trial.number)
+        return create(self, study_id, template_trial=template_trial)
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "create_new_trial", counted)
+    for t in "abcdef":
+        s.suggest(t)
+    for t in "abd":
+        s.on_trial_complete(t, _report(2, 0.5, complete=True))
+    store.write(s._ot_study, final=False)
+    assert added == [0, 1, 2, 3, 4, 5]  # the first write is whole
+    s.on_trial_result("c", _report(1, 0.2))
+    s.on_trial_complete("c", _report(2, 0.6), error=True)
+    s.on_trial_complete("c", _report(2, 0.7, complete=True))  # a retry: a new trial
+    added.clear()
+    store.write(s._ot_study, final=False)
+    assert added == [2, 3, 4, 5, 6]  # a and b were finished and stay
+    added.clear()
+    store.write(s._ot_study, final=True)
+    assert added == [4, 5, 6]  # e and f were running: closed as FAIL
+    whole = _store(tmp_path / "whole")
+    views.OptunaDbCopy.write(whole, s._ot_study, final=True)
+    live, fresh = tmp_path / "live" / "optuna.db", tmp_path / "whole" / "optuna.db"
+    assert _rows(live, "s.reset") == _rows(fresh, "s.reset")
+    assert [r[1] for r in _rows(live, "s.reset")][-3:] == [TrialState.FAIL] * 2 + [
+        TrialState.COMPLETE
+    ]
+    store.close()
+    whole.close()
+
+
 def test_a_store_opened_ahead_writes_without_opening_again(tmp_path, caplog):
     """open_soon (the driver's, before the first trial) opens the working copy in a thread:
     the first write uses that storage, other studies' rows kept; on an unreadable optuna.db
