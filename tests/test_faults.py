@@ -328,6 +328,29 @@ def test_view_writes_are_kept_to_their_share_of_the_drivers_time(monkeypatch):
     assert writes == [False, True, False]
 
 
+def test_snapshot_copies_are_kept_to_their_share_of_the_drivers_time(monkeypatch):
+    """The running driver's copy of Ray's snapshot (SnapshotKeeper) costs as much as the
+    snapshot is large: after a copy that took W seconds the next waits max(every, W / share)."""
+    import study.driver.repair as repair
+
+    clock, copies = [1000.0], []
+
+    def keep(fs):
+        copies.append(clock[0])
+        clock[0] += 2.0  # each copy takes 2 s
+
+    monkeypatch.setattr(repair.time, "monotonic", lambda: clock[0])
+    keeper = repair.SnapshotKeeper(repair.StudyFolder("/nowhere"), every=10.0, share=0.05)
+    monkeypatch.setattr(keeper, "_keep", keep)
+    keeper()
+    clock[0] += 10.0  # past "every", but 2 s / 0.05 = 40 s have not passed
+    keeper()
+    assert len(copies) == 1
+    clock[0] += 30.0
+    keeper()
+    assert len(copies) == 2
+
+
 # -- bad input: one clear line, a non-zero exit, no traceback, nothing existing changed ------------
 GOOD_STUDY = {
     "name": "s1",
