@@ -247,9 +247,9 @@ class ViewWriter:
     """When a search's rows of ``STUDY/optuna.db`` are rewritten (through ``store``, the
     :class:`OptunaDbCopy` the strategies' writers share): on :meth:`__call__` with ``final``,
     and while the search runs at most every ``every`` seconds, and no more often than keeps
-    its writes under ``share`` of the driver's time (a write is linear in the trials, and
-    the driver's loop waits for it: a large study's views are refreshed less often instead
-    of slowing the search)."""
+    its writes under ``share`` of the driver's time (the driver's loop waits for a write; one
+    that is whole, the first of a store, is linear in the trials, the later ones follow the
+    trials that changed: :func:`_replace_rows`)."""
 
     def __init__(self, store: OptunaDbCopy, every: float = 10.0, share: float = 0.05) -> None:
         self.store, self.every, self.share = store, every, share
