@@ -101,9 +101,10 @@ def train_strategy(config: dict[str, Any]) -> None:
         if fault is not None:
             fault.strike(record)
         # The last epoch checkpoints too, though only a resume in the window before Ray's next
-        # snapshot reads it: that checkpoint forces the snapshot and the sync of the trial's
-        # results into the study folder, and the kill/resume guarantees were built on it
-        # (without it, two kill/resume tests failed in a fresh-clone run).
+        # snapshot reads it: the kill/resume guarantees were built on it (without it, two
+        # kill/resume tests failed in a fresh-clone run). It forced a snapshot at every
+        # trial's end until snapshots were forced only where a checkpoint the last one names
+        # could be lost (study.driver.ray_setup.snapshot_when_needed).
         if run.epochs_done % every == 0 or run.done:
             with tempfile.TemporaryDirectory() as folder:
                 save_state(Path(folder) / "state.pt", run.state_dict())
