@@ -77,7 +77,7 @@ def _replace_rows(
             storage=storage, study_name=study.study_name, directions=study.directions
         )
     study_id = storage.get_study_id_from_name(study.study_name)
-    if kept < storage.get_n_trials(study_id):
+    if kept:
         _delete_trials_from(storage, study_id, kept)
     for t in trials[kept:]:
         storage.create_new_trial(study_id, template_trial=t)
@@ -95,10 +95,8 @@ def _still_written(
     the view's trial of that number; else 0 (write it whole)."""
     if kept == 0 or kept > len(trials):
         return 0
-    try:
+    try:  # not get_n_trials: Optuna's counts by loading every trial
         study_id = storage.get_study_id_from_name(name)
-        if storage.get_n_trials(study_id) < kept:
-            return 0
         row = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study_id, kept - 1))
     except KeyError:
         return 0
