@@ -134,6 +134,14 @@ def growth(sampler: CpuSampler, spans: list[tuple[float, float]], start: float) 
     return n, first, last, last / first
 
 
+def by_tenth(sampler: CpuSampler, spans: list[tuple[float, float]], start: float) -> list[float]:
+    """Driver CPU per trial while each tenth of the trials ended (in end order)."""
+    ends = sorted(b for _, b in spans)
+    k = len(ends) // 10
+    marks = [start] + [ends[(i + 1) * k - 1] for i in range(10)]
+    return [(sampler.at(b) - sampler.at(a)) / k for a, b in zip(marks, marks[1:])]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=100, help="search trials (2 evaluations more)")
@@ -200,6 +208,8 @@ def main() -> None:
         f"driver CPU per trial: {(user + system) / len(spans):.3f} s overall; first {n} trials "
         f"{first:.3f} s, last {n} {last:.3f} s: growth x{ratio:.2f}"
     )
+    tenths = " ".join(f"{c:.3f}" for c in by_tenth(sampler, spans, start))
+    print(f"driver CPU per trial, by tenth of the trials: {tenths} s")
 
 
 if __name__ == "__main__":
