@@ -4,6 +4,7 @@ full, in benchmarks/faults.py)."""
 
 from __future__ import annotations
 
+import math
 import pickle
 import sqlite3
 
@@ -891,7 +892,7 @@ def test_the_running_study_keeps_a_whole_copy_so_a_launch_session_truncated_late
 
     exp = tmp_path / "s" / "trials"
     folder = StudyFolder(str(tmp_path / "s"))
-    keep = SnapshotKeeper(folder, every=0)
+    keep = SnapshotKeeper(folder, every=0, share=math.inf)  # every call keeps
     keep()  # no snapshot yet: nothing
     _snapshot(exp, NEW, {"a": "TERMINATED", "b": "RUNNING"})
     keep()
@@ -922,7 +923,7 @@ def test_the_keeper_survives_a_full_disk_with_one_warning(tmp_path, caplog):
     exp = tmp_path / "s" / "trials"
     _snapshot(exp, NEW, {"a": "TERMINATED"})
     folder = StudyFolder(str(tmp_path / "s"))
-    keep = SnapshotKeeper(folder, every=0)
+    keep = SnapshotKeeper(folder, every=0, share=math.inf)  # every call keeps
 
     class FullDisk:
         def __init__(self, fs):
