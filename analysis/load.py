@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from analysis.columns import run_columns
@@ -157,10 +158,11 @@ def _load_experiment(
     superseded: set[str] = frozenset(),
     order: dict[str, int] | None = None,
 ) -> list[pd.DataFrame]:
-    """One frame per trial of a Ray Tune experiment that its newest state knows."""
+    """The trials of a Ray Tune experiment that its newest state knows, as one frame (in a
+    list: none when no trial has reported)."""
     folder_phase = "eval" if experiment.name == "eval" else "search"
     known = _known_trials(experiment)
-    frames, orphans = [], 0
+    reports, constants, orphans = [], [], 0
     for result in sorted(experiment.glob("*/result.json")):
         rows = _read_results(result, out)
         if not rows:
@@ -178,23 +180,64 @@ def _load_experiment(
                 "plasticity; analyse it with that version)"
             )
             continue
-        frame = pd.DataFrame(rows).drop(columns=["config"], errors="ignore")
-        for key, value in run_columns(run, run["strategies"][0]).items():
-            frame[key] = value
         if trial_id in superseded:
             phase = "superseded"
-        frame["source"], frame["kind"], frame["phase"] = str(study), "study", phase
-        frame["trial"] = trial_name(experiment.name, trial_id)
-        frame["rung"] = trial.get("rung") if phase != "search" else None
-        frame["search_index"] = (order or {}).get(trial_id) if phase == "search" else None
-        frame["status"] = (known or {}).get(trial_id, "UNKNOWN")
-        frames.append(frame)
+        reports.append(rows)
+        constants.append(
+            {
+                **run_columns(run, run["strategies"][0]),
+                "source": str(study),
+                "kind": "study",
+                "phase": phase,
+                "trial": trial_name(experiment.name, trial_id),
+                "rung": trial.get("rung") if phase != "search" else None,
+                "search_index": (order or {}).get(trial_id) if phase == "search" else None,
+                "status": (known or {}).get(trial_id, "UNKNOWN"),
+            }
+        )
     if orphans:
         out.warnings.append(
             f"{experiment}: left out {orphans} orphan trial folder(s) that "
             "the experiment state does not know (a restore rolled them back)"
         )
-    return frames
+    return [_trials_frame(reports, constants)] if reports else []
+
+
+def _trials_frame(reports: list[list[dict[str, Any]]], constants: list[dict[str, Any]]):
+    """One frame of every trial's reports (``reports[i]``: trial i's rows) with trial i's
+    ``constants`` in each of its rows (they replace reported columns of the same name): the
+    frame that concatenating one frame per trial gives, columns and dtypes included, built
+    at once (a frame per trial cost ~50 ms each, most of ``analyze`` at 1,000 trials)."""
+    frame = pd.DataFrame([row for rows in reports for row in rows])
+    frame = frame.drop(columns=["config"], errors="ignore")
+    counts = [len(rows) for rows in reports]
+    order: dict[str, None] = {}  # pd.concat's: each trial's columns, then its constants
+    for rows, const in zip(reports, constants):
+        order.update((k, None) for row in rows for k in row if k != "config")
+        order.update(dict.fromkeys(const))
+    for key in dict.fromkeys(k for c in constants for k in c):
+        values = [c.get(key, _MISSING) for c in constants]
+        frame[key] = _repeated(key, values, counts)
+    return frame[list(order)]
+
+
+_MISSING = object()
+"""A constant that a trial does not have (another strategy's parameter): NaN in its rows."""
+
+
+def _repeated(key: str, values: list[Any], counts: list[int]) -> pd.Series:
+    """A column holding ``values[i]`` ``counts[i]`` times, of the dtype that concatenating a
+    frame per value (each set to its value, or without the column where it is
+    :data:`_MISSING`) would give it: one dtype if every value has it, else what
+    ``pd.concat`` makes of them (e.g. object for whole numbers and None)."""
+    samples = {type(v): v for v in values}
+    frames = [
+        pd.DataFrame({key: [v]}) if v is not _MISSING else pd.DataFrame({f"not {key}": [0]})
+        for v in samples.values()
+    ]
+    dtype = pd.concat(frames, ignore_index=True)[key].dtype
+    repeated = [np.nan if v is _MISSING else v for v, n in zip(values, counts) for _ in range(n)]
+    return pd.Series(repeated, dtype=dtype)
 
 
 def trial_name(experiment: str, trial_id: str) -> str:

@@ -106,7 +106,8 @@ def phase_results(root: Path, phase: str) -> list[Path]:
 STAGING: list[Path] = []
 """The Ray temporary folder of the driver that runs now (its RAY_TMPDIR's ``ray``), if any.
 Ray's driver writes each trial's result.json there first, and uploads it to the study folder
-only with its next snapshot (after two checkpoints, or every ~10 s): progress is read there."""
+only with its next snapshot (every ~10 s, or when a checkpoint the last one names could be
+lost): progress is read there."""
 
 
 def fresh_rows(root: Path, phase: str) -> dict[str, dict[int, dict]]:
@@ -784,6 +785,12 @@ def fault_node(case: Case) -> None:
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
     ray.init(address=cluster.address, log_to_driver=False)
     remover = threading.Thread(target=remove_busy_node, args=(case, cluster, workers), daemon=True)
+    # The remover sees the trial's progress in the study folder (this in-process driver's
+    # staging folder is not in STAGING), which Ray updates with its snapshots: one a second
+    # here, so that the moment mid-trial is seen while the trial runs (Ray forces a snapshot
+    # only where a checkpoint could be lost, not at every trial's second checkpoint).
+    period = os.environ.get("TUNE_GLOBAL_CHECKPOINT_S")
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = "1"
     try:
         cluster.wait_for_nodes()
         remover.start()
@@ -792,6 +799,10 @@ def fault_node(case: Case) -> None:
     except Exception as e:  # the fault's finding: reported in the table, not a crash here
         case.note = f"driver: {type(e).__name__}: {str(e)[:120]}"
     finally:
+        if period is None:
+            os.environ.pop("TUNE_GLOBAL_CHECKPOINT_S", None)
+        else:
+            os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = period
         remover.join(timeout=5)
         ray.shutdown()
         cluster.shutdown()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import re
 import socket
 import tempfile
@@ -39,6 +40,12 @@ from study.store.checkpoints import Lease, end_lease, ended, write_lease
 from study.trials import RESTART_EPOCHS, RESTORED_FROM, RUN_COMPLETE
 
 log = logging.getLogger(__name__)
+
+NOOP_ENV = "PLASTICITY_BENCH_NOOP"
+"""Benchmark-only (``benchmarks/scale.py --noop``): with this variable set in the workers'
+environment, a trial does not train; it reports records of a real trial's shape and checkpoints
+at the same moments (:func:`report_only`), so that the driver's cost per trial can be measured
+at thousands of trials. Not a study-file setting: no study a user launches sees it."""
 
 
 # A Ray worker imports this module in its main thread, before it starts the thread that runs a
@@ -66,6 +73,9 @@ def train_strategy(config: dict[str, Any]) -> None:
     # Ray logs a line per checkpoint from every trial; the status table is what users watch.
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     started_at = time.time()
+    if os.environ.get(NOOP_ENV):
+        report_only(config, started_at)
+        return
     node = ray.get_runtime_context().get_node_id()
     resources = tune.get_context().get_trial_resources().required_resources
     torch.set_num_threads(max(1, int(resources.get("CPU", 1))))
@@ -97,9 +107,10 @@ def train_strategy(config: dict[str, Any]) -> None:
         if fault is not None:
             fault.strike(record)
         # The last epoch checkpoints too, though only a resume in the window before Ray's next
-        # snapshot reads it: that checkpoint forces the snapshot and the sync of the trial's
-        # results into the study folder, and the kill/resume guarantees were built on it
-        # (without it, two kill/resume tests failed in a fresh-clone run).
+        # snapshot reads it: the kill/resume guarantees were built on it (without it, two
+        # kill/resume tests failed in a fresh-clone run). It forced a snapshot at every
+        # trial's end until snapshots were forced only where a checkpoint the last one names
+        # could be lost (study.driver.ray_setup.snapshot_when_needed).
         if run.epochs_done % every == 0 or run.done:
             faults.hold()  # the fault suite's orphan only
             with tempfile.TemporaryDirectory() as folder:
@@ -138,6 +149,46 @@ class TrialLease:
             if not self.warned:
                 log.warning("cannot write the trial's lease (%s)", e.strerror or e)
                 self.warned = True
+
+
+def report_only(config: dict[str, Any], started_at: float) -> None:
+    """The trial of :data:`NOOP_ENV`: every epoch's report with made-up accuracies (drawn from
+    the trial's run, so a retry reports the same), a checkpoint at the same epochs as a real
+    trial (its records only), no data, no network."""
+    run_config = to_run_config(config)
+    rng = random.Random(json.dumps(config["run"], sort_keys=True))
+    epochs, total = run_config.epochs, (run_config.restarts + 1) * run_config.epochs
+    every = int(config.get("checkpoint_every") or 0) or epochs
+    context = {RESTORED_FROM: "", "device": "cpu", "node": "", "started_at": started_at}
+    records: list[dict[str, Any]] = []
+    for i in range(total):
+        acc = rng.random()
+        records.append(
+            {
+                "strategy": run_config.strategies[0],
+                "seed": run_config.seed,
+                "task": i // epochs,
+                "epoch": i % epochs,
+                "step": i + 1,
+                "train_loss": 1 - acc,
+                "train_acc": acc,
+                "test_loss": 1 - acc,
+                "test_acc": acc,
+                "alpha": float("nan"),
+                "params": 0,
+                "trainable_params": 0,
+                "majority_rate": 0.1,
+                "test_meaningful": True,
+                "seconds": 0.0,
+            }
+        )
+        metrics = epoch_metrics(records, epochs, total, context)
+        if (i + 1) % every == 0 or i + 1 == total:
+            with tempfile.TemporaryDirectory() as folder:
+                (Path(folder) / "records.json").write_text(json.dumps(records))
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        else:
+            tune.report(metrics)
 
 
 def epoch_metrics(

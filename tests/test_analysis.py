@@ -568,3 +568,33 @@ def test_width_and_norm_are_a_setting_axis(tmp_path):
     summary = pd.read_csv(tmp_path / "out" / "summary.csv")
     assert sorted(summary.model.unique()) == ["mlp", "mlp[100-100,ln]"]
     assert (summary.groupby("model").seeds.max() == 1).all()  # not pooled as two seeds
+
+
+def test_trials_frame_equals_one_frame_per_trial_concatenated():
+    """The study reader builds every trial's rows into one frame at once: the same frame,
+    columns and dtypes, as one frame per trial with its constants set, concatenated (a
+    constant replaces a reported column of its name; whole numbers and None make object;
+    a metric or a constant that one trial lacks is NaN)."""
+    from analysis.load import _trials_frame
+
+    reports = [
+        [{"task": 0, "acc": 0.5, "seed": 9, "config": {}}, {"task": 1, "acc": 0.6, "seed": 9}],
+        [{"task": 0, "acc": 0.7, "seed": 9, "extra": 1.5}],
+        [{"task": 0, "acc": 0.1, "seed": 9}],
+    ]
+    constants = [
+        {"seed": 0, "phase": "search", "rung": None, "lr": 0.1, "trial": "t/a"},
+        {"seed": 1, "phase": "eval", "rung": 4, "lr": 0.2, "ramp": 3, "trial": "t/b"},
+        {"seed": 2, "phase": "eval", "rung": 8, "lr": 0.3, "ramp": 2, "trial": "t/c"},
+    ]
+    per_trial = []
+    for rows, const in zip(reports, constants):
+        frame = pd.DataFrame(rows).drop(columns=["config"], errors="ignore")
+        for key, value in const.items():
+            frame[key] = value
+        per_trial.append(frame)
+    expected = pd.concat(per_trial, ignore_index=True)
+    got = _trials_frame(reports, constants)
+    pd.testing.assert_frame_equal(got, expected)
+    assert got.rung.dtype == object and got.seed.tolist() == [0, 0, 1, 2]
+    assert got.ramp.isna().tolist() == [True, True, False, False]

@@ -4,6 +4,7 @@ full, in benchmarks/faults.py)."""
 
 from __future__ import annotations
 
+import math
 import pickle
 import sqlite3
 
@@ -167,6 +168,58 @@ def test_the_shared_view_store_publishes_each_write_whole_and_keeps_other_rows(t
     assert sorted(p.name for p in db.parent.iterdir()) == ["optuna.db"]  # no .tmp left
 
 
+def _rows(db, name: str) -> list[tuple]:
+    trials = optuna.load_study(study_name=name, storage=f"sqlite:///{db}").trials
+    return [
+        (t.number, t.state, t.values, t.params, t.user_attrs, t.intermediate_values) for t in trials
+    ]
+
+
+def test_a_view_write_replaces_only_the_trials_after_the_finished_ones(tmp_path, monkeypatch):
+    """A write keeps the rows of the leading trials that were finished when last written (a
+    finished trial never changes) and replaces only the rows after them, so its cost follows
+    the trials that changed, not the study's size; the file then equals a view written whole,
+    trials finishing out of order, a retry's new trial and the final write included."""
+    import study.store.views as views
+
+    for name in ("live", "whole"):
+        (tmp_path / name).mkdir()
+    s = _searcher()
+    store = _store(tmp_path / "live")
+    added = []
+    create = optuna.storages.RDBStorage.create_new_trial
+
+    def counted(self, study_id, template_trial=None):
+        added.append(template_trial.number)
+        return create(self, study_id, template_trial=template_trial)
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "create_new_trial", counted)
+    for t in "abcdef":
+        s.suggest(t)
+    for t in "abd":
+        s.on_trial_complete(t, _report(2, 0.5, complete=True))
+    store.write(s._ot_study, final=False)
+    assert added == [0, 1, 2, 3, 4, 5]  # the first write is whole
+    s.on_trial_result("c", _report(1, 0.2))
+    s.on_trial_complete("c", _report(2, 0.6), error=True)
+    s.on_trial_complete("c", _report(2, 0.7, complete=True))  # a retry: a new trial
+    added.clear()
+    store.write(s._ot_study, final=False)
+    assert added == [2, 3, 4, 5, 6]  # a and b were finished and stay
+    added.clear()
+    store.write(s._ot_study, final=True)
+    assert added == [4, 5, 6]  # e and f were running: closed as FAIL
+    whole = _store(tmp_path / "whole")
+    views.OptunaDbCopy.write(whole, s._ot_study, final=True)
+    live, fresh = tmp_path / "live" / "optuna.db", tmp_path / "whole" / "optuna.db"
+    assert _rows(live, "s.reset") == _rows(fresh, "s.reset")
+    assert [r[1] for r in _rows(live, "s.reset")][-3:] == [TrialState.FAIL] * 2 + [
+        TrialState.COMPLETE
+    ]
+    store.close()
+    whole.close()
+
+
 def test_a_store_opened_ahead_writes_without_opening_again(tmp_path, caplog):
     """open_soon (the driver's, before the first trial) opens the working copy in a thread:
     the first write uses that storage, other studies' rows kept; on an unreadable optuna.db
@@ -274,6 +327,29 @@ def test_view_writes_are_kept_to_their_share_of_the_drivers_time(monkeypatch):
     clock[0] += 40.0
     writer(None)
     assert writes == [False, True, False]
+
+
+def test_snapshot_copies_are_kept_to_their_share_of_the_drivers_time(monkeypatch):
+    """The running driver's copy of Ray's snapshot (SnapshotKeeper) costs as much as the
+    snapshot is large: after a copy that took W seconds the next waits max(every, W / share)."""
+    import study.driver.repair as repair
+
+    clock, copies = [1000.0], []
+
+    def keep(fs):
+        copies.append(clock[0])
+        clock[0] += 2.0  # each copy takes 2 s
+
+    monkeypatch.setattr(repair.time, "monotonic", lambda: clock[0])
+    keeper = repair.SnapshotKeeper(repair.StudyFolder("/nowhere"), every=10.0, share=0.05)
+    monkeypatch.setattr(keeper, "_keep", keep)
+    keeper()
+    clock[0] += 10.0  # past "every", but 2 s / 0.05 = 40 s have not passed
+    keeper()
+    assert len(copies) == 1
+    clock[0] += 30.0
+    keeper()
+    assert len(copies) == 2
 
 
 # -- bad input: one clear line, a non-zero exit, no traceback, nothing existing changed ------------
@@ -816,7 +892,7 @@ def test_the_running_study_keeps_a_whole_copy_so_a_launch_session_truncated_late
 
     exp = tmp_path / "s" / "trials"
     folder = StudyFolder(str(tmp_path / "s"))
-    keep = SnapshotKeeper(folder, every=0)
+    keep = SnapshotKeeper(folder, every=0, share=math.inf)  # every call keeps
     keep()  # no snapshot yet: nothing
     _snapshot(exp, NEW, {"a": "TERMINATED", "b": "RUNNING"})
     keep()
@@ -847,7 +923,7 @@ def test_the_keeper_survives_a_full_disk_with_one_warning(tmp_path, caplog):
     exp = tmp_path / "s" / "trials"
     _snapshot(exp, NEW, {"a": "TERMINATED"})
     folder = StudyFolder(str(tmp_path / "s"))
-    keep = SnapshotKeeper(folder, every=0)
+    keep = SnapshotKeeper(folder, every=0, share=math.inf)  # every call keeps
 
     class FullDisk:
         def __init__(self, fs):

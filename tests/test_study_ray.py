@@ -274,7 +274,10 @@ def test_interrupted_study_resumes_to_exactly_the_planned_trials(tmp_path):
     )
     spec["strategies"].pop("reset")
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # the trials' result.json reach the study folder with Ray's snapshots (>= 10 s apart, and
+    # forced only where a checkpoint could be lost): one a second, so that the loop below sees
+    # a trial finished while the next runs, before the 3-trial search has ended
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "TUNE_GLOBAL_CHECKPOINT_S": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "plasticity.cli", "study", "launch", str(tmp_path / "s.yaml")],
         env=env,

@@ -18,7 +18,12 @@ from typing import Any
 
 from plasticity.errors import UserError
 from study import faults
-from study.driver.ray_setup import check_resources, connected, quiet_restores
+from study.driver.ray_setup import (
+    check_resources,
+    connected,
+    quiet_restores,
+    snapshot_when_needed,
+)
 from study.driver.repair import SnapshotKeeper, keep_copy, repair_snapshots
 from study.driver.tuner import make_trainable, make_tuner, pending_trials
 from study.plan import rungs as study_rungs
@@ -45,6 +50,7 @@ def run_study(
     """Run what is not done of the study; ``new``: write the study's files first, once the
     cluster has passed :func:`check_resources`. Returns the study's folder."""
     quiet_restores()
+    snapshot_when_needed()
     with connected(address):
         check_resources(spec)
         if new:

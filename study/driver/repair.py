@@ -26,8 +26,8 @@ from study.store.snapshot import (
     SNAPSHOT_FILES,
     TUNER_FILE,
     newest_trials,
-    parse_trials,
     snapshot_sessions,
+    trial_statuses,
 )
 from study.trials import EVAL
 
@@ -86,7 +86,7 @@ def snapshot_fault(fs: Any, files: dict[str, str]) -> str | None:
             with fs.open_input_stream(files[prefix]) as f:
                 data = f.read()
             if prefix == "experiment_state-":
-                loaded["trials"] = {t.trial_id: t.status for t in parse_trials(data)}
+                loaded["trials"] = trial_statuses(data)
             else:
                 loaded[prefix] = pickle.loads(data)
         except Exception as e:  # truncated or garbled: json, pickle and OS errors vary
@@ -235,26 +235,31 @@ def _keep_snapshot(fs: Any, experiment: str, files: dict[str, str]) -> None:
 
 class SnapshotKeeper:
     """While the study runs: keep a copy (:data:`KEPT`) of the experiment's newest snapshot
-    whenever it is whole, at most every ``every`` seconds (called as trials end, when Ray has
-    written the snapshot of the moment before). A full disk during the launch session can
+    whenever it is whole, at most every ``every`` seconds and no more often than keeps its
+    copies under ``share`` of the driver's time (called as trials end, when Ray has written
+    the snapshot of the moment before). A full disk during the launch session can
     truncate every snapshot file in place, and without this the study would have nothing to
     resume from (:func:`repair_snapshots` stops in one line); with it, the resume goes on from
     the last whole moment (:func:`_keep_snapshot`); a failure is one warning."""
 
-    def __init__(self, folder: StudyFolder, every: float = 10.0) -> None:
+    def __init__(self, folder: StudyFolder, every: float = 10.0, share: float = 0.05) -> None:
         self.folder, self.experiment = folder, folder.experiment_path
-        self.every, self.last, self.warned = every, -float("inf"), False
+        self.every, self.share, self.spent = every, share, 0.0
+        self.last, self.warned = -float("inf"), False
 
     def __call__(self) -> None:
-        if time.monotonic() - self.last < self.every:
+        # a copy is checked whole, so it costs as much as the snapshot is large (all trials):
+        # a large study's copy is taken less often, at most ``share`` of the driver's time
+        if time.monotonic() - self.last < max(self.every, self.spent / self.share):
             return
-        self.last = time.monotonic()
+        start = self.last = time.monotonic()
         try:
             self._keep(self.folder.fs)
         except OSError as e:  # a full disk: the copy from before stays
             if not self.warned:
                 log.warning("cannot keep a copy of the study's snapshot (%s)", e.strerror or e)
                 self.warned = True
+        self.spent = time.monotonic() - start
 
     def _keep(self, fs: Any) -> None:
         sessions = snapshot_sessions(fs, self.experiment)

@@ -60,14 +60,71 @@ def view_trials(study: optuna.Study, final: bool) -> list[optuna.trial.FrozenTri
     return out
 
 
-def _replace_rows(storage: optuna.storages.RDBStorage, study: optuna.Study, final: bool) -> None:
-    """Replace ``study``'s rows in ``storage`` (other studies' rows kept)."""
-    with contextlib.suppress(KeyError):  # not in this file yet
-        optuna.delete_study(study_name=study.study_name, storage=storage)
-    view = optuna.create_study(
-        storage=storage, study_name=study.study_name, directions=study.directions
-    )
-    view.add_trials(view_trials(study, final))
+def _replace_rows(
+    storage: optuna.storages.RDBStorage, study: optuna.Study, final: bool, kept: int = 0
+) -> int:
+    """Make ``storage``'s rows of ``study`` its view (other studies' rows kept). ``kept``: its
+    first trials were finished when last written here, and a finished trial never changes, so
+    their rows stay (when the file still holds them as written) and only the rows after them
+    are replaced: a write costs the trials that changed, not every trial of the study.
+    Returns how many leading trials are now written finished (the next write's ``kept``)."""
+    trials = view_trials(study, final)
+    kept = _still_written(storage, study.study_name, trials, kept)
+    if kept == 0:
+        with contextlib.suppress(KeyError):  # not in this file yet
+            optuna.delete_study(study_name=study.study_name, storage=storage)
+        optuna.create_study(
+            storage=storage, study_name=study.study_name, directions=study.directions
+        )
+    study_id = storage.get_study_id_from_name(study.study_name)
+    if kept:
+        _delete_trials_from(storage, study_id, kept)
+    for t in trials[kept:]:
+        storage.create_new_trial(study_id, template_trial=t)
+    finished = [t.state.is_finished() for t in trials]
+    return finished.index(False) if False in finished else len(trials)
+
+
+def _still_written(
+    storage: optuna.storages.RDBStorage,
+    name: str,
+    trials: list[optuna.trial.FrozenTrial],
+    kept: int,
+) -> int:
+    """``kept`` if the file holds the study with at least ``kept`` trials, the last of them
+    the view's trial of that number; else 0 (write it whole)."""
+    if kept == 0 or kept > len(trials):
+        return 0
+    try:  # not get_n_trials: Optuna's counts by loading every trial
+        study_id = storage.get_study_id_from_name(name)
+        row = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study_id, kept - 1))
+    except KeyError:
+        return 0
+    want = trials[kept - 1]
+    same = ("number", "state", "values", "params", "user_attrs", "datetime_start")
+    return kept if all(getattr(row, a) == getattr(want, a) for a in same) else 0
+
+
+def _delete_trials_from(storage: optuna.storages.RDBStorage, study_id: int, number: int) -> None:
+    """Delete the study's trials numbered ``number`` and up, with their params, values and
+    attributes (Optuna has no API to delete a trial: its ORM models cascade the delete, and
+    a trial's number is its count of earlier trials, so the next ones added take the numbers
+    freed)."""
+    from optuna.storages._rdb import models
+
+    session = storage.scoped_session()
+    try:
+        rows = session.query(models.TrialModel).filter(
+            models.TrialModel.study_id == study_id, models.TrialModel.number >= number
+        )
+        for row in rows.all():
+            session.delete(row)
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    finally:
+        storage.scoped_session.remove()
 
 
 class OptunaDbCopy:
@@ -87,6 +144,8 @@ class OptunaDbCopy:
         self.storage: optuna.storages.RDBStorage | None = None
         self.tmp: tempfile.TemporaryDirectory | None = None
         self.opening: threading.Thread | None = None
+        self.kept: dict[str, int] = {}
+        """Per Optuna study, its leading trials written finished in the working copy."""
 
     def open_soon(self) -> None:
         """Open the working copy in a background thread, so that the first write does not:
@@ -119,7 +178,8 @@ class OptunaDbCopy:
                 try:
                     storage = self._open(source)
                     start = time.monotonic()
-                    _replace_rows(storage, study, final)
+                    kept = self.kept.pop(study.study_name, 0)
+                    self.kept[study.study_name] = _replace_rows(storage, study, final, kept)
                     break
                 except OSError:
                     raise
@@ -165,6 +225,7 @@ class OptunaDbCopy:
         self._close()
 
     def _close(self) -> None:
+        self.kept = {}  # another file from here on: its rows are written whole first
         if self.storage is not None:
             self.storage.engine.dispose()
             self.storage = None
@@ -184,9 +245,9 @@ class ViewWriter:
     """When a search's rows of ``STUDY/optuna.db`` are rewritten (through ``store``, the
     :class:`OptunaDbCopy` the strategies' writers share): on :meth:`__call__` with ``final``,
     and while the search runs at most every ``every`` seconds, and no more often than keeps
-    its writes under ``share`` of the driver's time (a write is linear in the trials, and
-    the driver's loop waits for it: a large study's views are refreshed less often instead
-    of slowing the search)."""
+    its writes under ``share`` of the driver's time (the driver's loop waits for a write; one
+    that is whole, the first of a store, is linear in the trials, the later ones follow the
+    trials that changed: :func:`_replace_rows`)."""
 
     def __init__(self, store: OptunaDbCopy, every: float = 10.0, share: float = 0.05) -> None:
         self.store, self.every, self.share = store, every, share
