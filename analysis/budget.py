@@ -336,8 +336,9 @@ def anytime(
                 )
             )
     evals = []
+    # No evaluation has finished yet (a running study): a frame without columns, no rungs.
     mine = rung_objs[rung_objs.source == root] if not rung_objs.empty else rung_objs
-    for (s, rung), g in mine.groupby(["strategy", "rung"], sort=False):
+    for (s, rung), g in mine.groupby(["strategy", "rung"], sort=False) if not mine.empty else []:
         mean, lo, hi = bootstrap_ci(g[metric].to_numpy(), rng, reps)
         evals.append({"strategy": s, "rung": rung, "n": len(g), "mean": mean, "lo": lo, "hi": hi})
     return Anytime(

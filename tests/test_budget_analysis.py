@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from analysis import budget, figures
 from analysis.aggregate import aggregate, paired_probability_of_improvement
@@ -397,3 +398,15 @@ def test_ladder_rows_run_from_the_smallest_rung_per_comparison(tmp_path):
     assert list(zip(lad.strategy, lad.trials)) == [
         (s, k) for s in ("expanded", "continuous") for k in (2, 4, 8)
     ]
+
+
+def test_anytime_of_a_study_whose_evaluations_have_not_finished(tmp_path):
+    """A running study before any evaluation ended: the search's view, no rung evaluations
+    (the rung table is then a frame without columns; it raised KeyError: 'strategy')."""
+    root = make_study(tmp_path / "s", rungs=(2, 4), eval_seeds=5)
+    table = load([root]).table
+    spec = yaml.safe_load((root / "study.yaml").read_text())
+    state = json.loads((root / "study.json").read_text())
+    at = budget.anytime(str(root), spec, state, table, pd.DataFrame(), np.random.default_rng(0), 50)
+    assert at is not None and at.evals.empty and list(at.evals.columns)[:2] == ["strategy", "rung"]
+    assert set(at.search.strategy) == set(table.strategy)
