@@ -248,14 +248,16 @@ def trial_name(experiment: str, trial_id: str) -> str:
 def _known_trials(experiment: Path) -> dict[str, str] | None:
     """trial_id -> status from the newest experiment state (None: no state file)."""
     states = sorted(experiment.glob("experiment_state-*.json"))
-    if not states:
-        return None
-    try:
-        data = json.loads(states[-1].read_text())
-        trials = [json.loads(t[0]) for t in data["trial_data"]]
-    except (ValueError, KeyError, TypeError, IndexError):
-        return None
-    return {t["trial_id"]: t.get("status", "UNKNOWN") for t in trials}
+    # A driver killed mid-write leaves the newest empty or torn: the newest whole state is the
+    # file, else the driver's checked copy of it (FILE.whole), else an older session's.
+    for path in [p for state in reversed(states) for p in (state, Path(f"{state}.whole"))]:
+        try:
+            data = json.loads(path.read_text())
+            trials = [json.loads(t[0]) for t in data["trial_data"]]
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            continue
+        return {t["trial_id"]: t.get("status", "UNKNOWN") for t in trials}
+    return None
 
 
 def _params(trial: Path) -> dict[str, Any]:

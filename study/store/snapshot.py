@@ -104,10 +104,26 @@ def trial_statuses(data: bytes | str) -> dict[str, str]:
 
 
 def newest_trials(fs: Any, experiment: str) -> list[SavedTrial] | None:
-    """The trials of the experiment's newest snapshot; None when it has no snapshot yet.
-    Raises what :func:`parse_trials` raises, and OSError, on an unreadable file."""
-    newest = newest_snapshot(fs, experiment, "experiment_state-")
-    if newest is None:
-        return None
-    with fs.open_input_stream(newest) as f:
-        return parse_trials(f.read())
+    """The trials of the experiment's newest whole snapshot; None when it has no snapshot yet.
+
+    A driver killed while Ray writes its snapshot leaves that file empty or torn (seen: killed
+    as a study ended, its last snapshot 0 bytes, study.json already done, so nothing resumes
+    to rewrite it). Readers then get the newest whole state: the file, else the checked copy
+    the driver kept of it (``FILE.whole``), else the next older session's. Raises what
+    :func:`parse_trials` raises, and OSError, for the newest file when none is whole."""
+    paths = [
+        f["experiment_state-"]
+        for f in snapshot_sessions(fs, experiment).values()
+        if "experiment_state-" in f
+    ]
+    first: Exception | None = None
+    for path in reversed(paths):
+        for candidate in (path, path + KEPT):
+            try:
+                with fs.open_input_stream(candidate) as f:
+                    return parse_trials(f.read())
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                first = first or e
+    if first is not None:
+        raise first
+    return None
