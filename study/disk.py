@@ -9,7 +9,9 @@ What stays is each trial's results and its share of Ray's snapshot, estimated fr
 row of the study (its JSON, with the trial's config, as Ray writes it): ``result.json``, the
 TensorBoard events and ``progress.csv`` take :data:`RESULT_FILES` times the rows' bytes; Ray's
 snapshot keeps per trial :data:`PER_METRIC` bytes per numeric metric (its running statistics)
-and :data:`SNAPSHOT_ROWS` rows, twice (the snapshot and the whole copy the driver keeps).
+and :data:`SNAPSHOT_ROWS` rows, twice (the snapshot and the whole copy the driver keeps; the
+copy is refreshed at most 5% of the driver's time, so it may be of an earlier, smaller moment:
+counted whole, an upper bound).
 These factors were measured on ray 2.60 (a 4-trial study: 43 KB per trial folder, 40 KB per
 trial in experiment_state.json).
 """

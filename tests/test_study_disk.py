@@ -251,10 +251,17 @@ def test_the_disk_estimate_matches_a_real_study(tmp_path):
         sampler.join()
         ray.shutdown()
     final, _ = _size(root)
+    # The driver's checked copy of the snapshot is held to 5% of its time (issue 23), so in a
+    # study this short it is a copy of an early moment, smaller than the snapshot; the estimate
+    # counts it whole (an upper bound). Compare the folder with its copy brought up to date.
+    (snapshot,) = root.glob("trials/experiment_state-*.json")
+    copy = snapshot.with_name(snapshot.name + ".whole")
+    lag = snapshot.stat().st_size - (copy.stat().st_size if copy.exists() else 0)
     assert not list(root.glob("trials/*/checkpoint_*/state.pt"))
     assert largest[0] == pytest.approx(want.checkpoint["expanded"], rel=0.05)
     assert peak[0] == pytest.approx(want.peak, rel=0.2), (peak[0], want)
-    assert final == pytest.approx(want.final, rel=0.2), (final, want)
+    assert final <= want.final
+    assert final + lag == pytest.approx(want.final, rel=0.2), (final, lag, want)
 
 
 def test_the_sweep_takes_finished_trials_and_folders_the_search_does_not_know(tmp_path):
