@@ -269,7 +269,10 @@ def test_interrupted_study_resumes_to_exactly_the_planned_trials(tmp_path):
     spec = tiny_spec(
         tmp_path,
         budget={"trials_per_strategy": 3, "eval_seeds": 0},
-        setting={**TINY_SETTING, "epochs": 3},
+        # trials of several seconds each: results reach the study folder with Ray's snapshots
+        # (below), and with 3-epoch trials an idle machine finished the search before the loop
+        # saw the first trial end (CI, 07c904b)
+        setting={**TINY_SETTING, "epochs": 12},
         concurrency=1,
     )
     spec["strategies"].pop("reset")
@@ -504,7 +507,7 @@ def killable_spec(tmp_path, trials=3, **extra):
     spec = tiny_spec(
         tmp_path,
         budget={"trials_per_strategy": trials, "eval_seeds": 0},
-        setting={**TINY_SETTING, "epochs": 3},
+        setting={**TINY_SETTING, "epochs": 12},
         concurrency=1,
         **extra,
     )
