@@ -29,7 +29,7 @@ from plasticity.errors import UserError
 from study.plan import budget_text, eval_counts, planned_trials, rungs, search_plan
 from study.store.checkpoints import leases_text, live_leases
 from study.store.folder import StudyFolder
-from study.store.snapshot import newest_snapshot, newest_trials, parse_trials
+from study.store.snapshot import newest_snapshot, newest_whole
 from study.store.state import open_study
 from study.trials import EVAL, RUN_COMPLETE, SEARCH, best_trial, label
 
@@ -83,10 +83,10 @@ def read_trials(folder: Any, metric: str) -> list[Trial]:
         newest = newest_snapshot(folder.fs, info.path, "experiment_state-") or info.path
         where = f"{folder.root}/{info.base_name}/{newest.rsplit('/', 1)[-1]}"
         try:
-            saved = newest_trials(folder.fs, info.path)
+            used, saved = newest_whole(folder.fs, info.path) or (newest, [])
         except (OSError, ValueError, KeyError, TypeError):
             raise UserError(f"{where} is unreadable (truncated?)") from None
-        if newest != info.path and not _whole(folder.fs, newest):
+        if used != newest:
             print(
                 f"note: {where} is unreadable (truncated?): showing the newest whole snapshot",
                 file=sys.stderr,
@@ -277,13 +277,3 @@ def presets_text() -> str:
             f"{budget.eval_seeds} eval seeds"
         )
     return "\n".join(lines)
-
-
-def _whole(fs: Any, path: str) -> bool:
-    """Whether the snapshot file ``path`` itself parses."""
-    try:
-        with fs.open_input_stream(path) as f:
-            parse_trials(f.read())
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    return True

@@ -104,13 +104,20 @@ def trial_statuses(data: bytes | str) -> dict[str, str]:
 
 
 def newest_trials(fs: Any, experiment: str) -> list[SavedTrial] | None:
-    """The trials of the experiment's newest whole snapshot; None when it has no snapshot yet.
+    """The trials of the experiment's newest whole snapshot (:func:`newest_whole`); None when
+    it has no snapshot yet."""
+    found = newest_whole(fs, experiment)
+    return None if found is None else found[1]
+
+
+def newest_whole(fs: Any, experiment: str) -> tuple[str, list[SavedTrial]] | None:
+    """The newest whole snapshot's path and trials; None when there is no snapshot yet.
 
     A driver killed while Ray writes its snapshot leaves that file empty or torn (seen: killed
     as a study ended, its last snapshot 0 bytes, study.json already done, so nothing resumes
-    to rewrite it). Readers then get the newest whole state: the file, else the checked copy
-    the driver kept of it (``FILE.whole``), else the next older session's. Raises what
-    :func:`parse_trials` raises, and OSError, for the newest file when none is whole."""
+    to rewrite it). The newest whole state is then the checked copy the driver kept of it
+    (``FILE.whole``), else the next older session's. Raises what :func:`parse_trials` raises,
+    and OSError, for the newest file when none is whole."""
     paths = [
         f["experiment_state-"]
         for f in snapshot_sessions(fs, experiment).values()
@@ -121,7 +128,7 @@ def newest_trials(fs: Any, experiment: str) -> list[SavedTrial] | None:
         for candidate in (path, path + KEPT):
             try:
                 with fs.open_input_stream(candidate) as f:
-                    return parse_trials(f.read())
+                    return candidate, parse_trials(f.read())
             except (OSError, ValueError, KeyError, TypeError) as e:
                 first = first or e
     if first is not None:
