@@ -6,6 +6,8 @@ seed there is no interval and the bounds are NaN.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -42,13 +44,18 @@ def bootstrap_band(
     # plain functions, equal to them on arrays without NaN, are vectorised.
     missing = bool(np.isnan(curves).any())
     mean_of = np.nanmean if missing else np.mean
-    mean = mean_of(curves, axis=0)
-    if curves.shape[0] < 2:
-        return mean, np.full_like(mean, np.nan), np.full_like(mean, np.nan)
-    idx = rng.integers(0, curves.shape[0], size=(reps, curves.shape[0]))
-    means = mean_of(curves[idx], axis=1)  # reps x num_points
     percentile = np.nanpercentile if missing else np.percentile
-    lo, hi = percentile(means, [100 * (1 - level) / 2, 100 * (1 + level) / 2], axis=0)
+    with warnings.catch_warnings():
+        # Runs of a study still running end at different tasks: a resample of only the runs
+        # that have not reached a point has no value there, and its NaN is the answer, not a
+        # fault (numpy warns "Mean of empty slice" and "All-NaN slice", once per figure line).
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = mean_of(curves, axis=0)
+        if curves.shape[0] < 2:
+            return mean, np.full_like(mean, np.nan), np.full_like(mean, np.nan)
+        idx = rng.integers(0, curves.shape[0], size=(reps, curves.shape[0]))
+        means = mean_of(curves[idx], axis=1)  # reps x num_points
+        lo, hi = percentile(means, [100 * (1 - level) / 2, 100 * (1 + level) / 2], axis=0)
     return mean, lo, hi
 
 

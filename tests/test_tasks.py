@@ -4,6 +4,8 @@ then the report's section on synthetic studies, and a 1,000-task study end to en
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -189,6 +191,22 @@ def test_bootstrap_band_without_nan_equals_the_nan_aware_computation():
     want = np.nanpercentile(means, [100 * (1 - 0.95) / 2, 100 * (1 + 0.95) / 2], axis=0)
     assert np.array_equal(mean, np.nanmean(curves, axis=0))
     assert np.array_equal(lo, want[0]) and np.array_equal(hi, want[1])
+
+
+def test_bootstrap_band_of_runs_ending_at_different_tasks_is_quiet_and_nan_where_no_run_is():
+    """A running study's runs end at different tasks: where few runs reach, some resamples
+    hold none of them. The band is NaN only where no run has a value, and computing it warns
+    nothing (numpy's "Mean of empty slice" was printed once per figure line by analyze)."""
+    curves = np.random.default_rng(2).random((5, 30))
+    curves[1:, 20:] = np.nan  # one run reached task 29, four stopped at task 19
+    curves[:, 28:] = np.nan  # no run reached 28
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mean, lo, hi = bootstrap_band(curves, np.random.default_rng(0), reps=300)
+    assert np.all(np.isfinite(mean[:28])) and np.all(np.isnan(mean[28:]))
+    assert np.array_equal(mean[20:28], curves[0, 20:28])
+    assert np.all(np.isfinite(lo[:28])) and np.all(np.isnan(lo[28:]))
+    assert np.all(lo[:20] <= mean[:20]) and np.all(mean[:20] <= hi[:20])
 
 
 def _captured(monkeypatch) -> list:
