@@ -227,7 +227,7 @@ def sequences_section(report: Report, out: Path, pdf: bool) -> tuple[list[Path],
         "each seed, with its 95% bootstrap CI over seeds. Dormant share: the dormant-unit "
         "ratio (τ = 0.025) at the task's end, averaged over the window. s/task: wall time "
         "per task (train + evaluation), and × reset its ratio to reset's: trials sharing a "
-        "machine slow each other, so compare within a study "
+        "machine slow each other, so it divides only by reset in the same study "
         "(`early_late.csv` has every column).",
         "",
         markdown_table(early_late_view(table)),

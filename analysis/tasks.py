@@ -18,8 +18,8 @@ Definitions (pinned; tests check each on hand-made tables):
 - **long sequence**: a setting with at least :data:`LONG_SEQUENCE` restart tasks.
 - **wall time per task**: the sum of the record's ``seconds`` (train + evaluation) over a task's
   epochs, averaged over a run's tasks (0..R), then over seeds; ``time_vs_reset`` divides it by
-  reset's in the same setting. Trials that shared a machine slow each other: compare within a
-  study, never across machines.
+  reset's in the same setting and the same study (:func:`time_vs_reset`). Trials that shared a
+  machine slow each other: compare within a study, never across studies or machines.
 """
 
 from __future__ import annotations
@@ -122,10 +122,24 @@ def early_late(tasks: pd.DataFrame, rng: np.random.Generator, reps: int = 2000) 
     frame = pd.DataFrame(out)
     if frame.empty:
         return frame
-    reset = frame[frame.strategy == "reset"].set_index(SETTING).seconds_per_task
-    base = frame.join(reset.rename("_reset"), on=SETTING)._reset
-    frame["time_vs_reset"] = frame.seconds_per_task / base
+    ratio = time_vs_reset(tasks)
+    frame["time_vs_reset"] = frame.join(ratio, on=[*SETTING, "strategy"]).time_vs_reset
     return frame
+
+
+def time_vs_reset(tasks: pd.DataFrame) -> pd.Series:
+    """Per setting and strategy of a :func:`task_table`: its wall time per task over reset's
+    **in the same study** (``source``), the mean over the studies that ran both; NaN where no
+    study did. Studies run at other times, or on other machines, are never divided: the
+    protocol's strategies run as several studies, one on an idle machine and one beside other
+    jobs, and their times differ 4x for the same network."""
+    per_run = tasks.groupby([*SETTING, "source", "strategy", "seed"], sort=False).seconds.mean()
+    per_study = per_run.groupby(level=[*SETTING, "source", "strategy"], sort=False).mean()
+    frame = per_study.rename("seconds").reset_index()
+    reset = frame[frame.strategy == "reset"].set_index([*SETTING, "source"]).seconds
+    frame = frame.join(reset.rename("_reset"), on=[*SETTING, "source"])
+    frame["time_vs_reset"] = frame.seconds / frame._reset
+    return frame.groupby([*SETTING, "strategy"], sort=False).time_vs_reset.mean()
 
 
 def smoothing(restarts: int) -> int:

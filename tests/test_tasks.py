@@ -83,6 +83,30 @@ def test_wall_time_per_task_and_against_reset_by_hand():
     assert np.isnan(alone.time_vs_reset[0])  # no reset to compare with
 
 
+def test_time_against_reset_divides_only_within_a_study():
+    """The protocol's strategies run as several studies (one idle, one beside other jobs): a
+    strategy of a study without reset has no ratio, and one run in two studies gets the mean
+    of its two within-study ratios, never a division across studies."""
+
+    def run(strategy: str, source: str, seconds: float) -> pd.DataFrame:
+        return _two_seeds().assign(strategy=strategy, source=source, seconds=seconds)
+
+    table = pd.concat(
+        [
+            run("reset", "/busy", 4.0),
+            run("a", "/busy", 8.0),  # 2x reset in its own study
+            run("b", "/idle", 1.0),  # no reset in /idle: across studies it would read 0.25x
+            run("reset", "/idle2", 1.0),
+            run("a", "/idle2", 3.0),  # 3x in this one: the mean of 2x and 3x
+        ]
+    )
+    got = tasks.early_late(tasks.task_table(table), np.random.default_rng(0)).set_index("strategy")
+    assert got.time_vs_reset["reset"] == 1.0
+    assert got.time_vs_reset["a"] == pytest.approx(2.5)
+    assert np.isnan(got.time_vs_reset["b"])
+    assert got.seconds_per_task["b"] == 1.0
+
+
 def test_task_table_without_diagnostics_has_no_dormant_share():
     table = _epochs({("a", 0, 0, 0): (0.5, 0.4, 0.1)}).drop(columns="diag_dormant")
     assert tasks.task_table(table).dormant.isna().all()
