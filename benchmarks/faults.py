@@ -208,6 +208,37 @@ class Moment:
         return where(root).key() >= (self.phase, self.complete, self.partial)
 
 
+@dataclass(frozen=True)
+class Held:
+    """A trial held at a task's checkpoint (:func:`study.faults.hold`, its file ``hold``
+    holding the task's number): reached once the trial waits there, however fast it ran."""
+
+    name: str
+    hold: Path
+
+    def reached(self, root: Path) -> bool:
+        return self.held.exists()
+
+    @property
+    def held(self) -> Path:
+        return Path(f"{self.hold}.held")
+
+    def pid(self) -> int:
+        return int(self.held.read_text())
+
+    def trial(self, root: Path, timeout: float = 60) -> tuple[Path, dict]:
+        """The held trial's folder and lease (written at its last report, before the hold)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for lease in (root / "running").glob("*.json"):
+                with contextlib.suppress(OSError, ValueError):
+                    data = json.loads(lease.read_text())
+                    if data["pid"] == self.pid():
+                        return trial_folder(root, lease.stem), data
+            time.sleep(0.05)
+        raise RuntimeError(f"no lease names the held worker {self.pid()}")
+
+
 # Six distinct moments, three per phase kind: a trial mid-task 0, just after a trial completes
 # (the window between Optuna's write and Ray's snapshot), a trial mid-task 1 after a restore,
 # the search's last trial ending, and the evaluation trial early and late.
@@ -759,38 +790,67 @@ def garble_newest(trial: Path) -> None:
 
 
 def fault_corrupt(case: Case) -> None:
-    """Search trial 2 in task 2 (checkpoints after tasks 0 and 1): its newest checkpoint is
-    garbled, then its worker killed. The retry must go on from the older one, and say so."""
-    case.launch([(Moment("search: trial 2, task 2", 0, 1, 7), kill_worker(case, garble_newest))])
+    """The first search trial held at the end of task 2, before that checkpoint (it has those
+    after tasks 0 and 1): its newest checkpoint is garbled, then its worker killed. The retry
+    must go on from the older one, and say so. Held, because a trial of this tiny study runs a
+    task in a fraction of a second on idle cores: struck at a moment read from its progress,
+    it had sometimes written its third checkpoint first (seen: restored from the second)."""
+    held = Held("search: trial 1 held at the end of task 2", case.work / f"{case.name}.hold")
+    held.hold.write_text("2")
+
+    def strike(proc: subprocess.Popen) -> bool:
+        trial, _ = held.trial(case.root())
+        garble_newest(trial)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(held.pid(), signal.SIGKILL)
+        held.hold.unlink()  # the retry passes
+        case.injected += 1
+        return False
+
+    try:
+        case.launch([(held, strike)], env={**case.env, faults.HOLD_ENV: str(held.hold)})
+    finally:
+        held.hold.unlink(missing_ok=True)
     case.resume_until_done()
+    case.note = f"restored_from {restored_from(case)}"
+
+
+def restored_from(case: Case) -> list[str]:
+    """The checkpoints the search's trials were restored from (none: a trial ran once)."""
     starts = {
         r.get("restored_from")
         for result in phase_results(case.root(), PHASES[0])
         for r in result_rows(result).values()
     }
-    case.note = f"restored_from {sorted(s for s in starts if s)}"
+    return sorted(s for s in starts if s)
 
 
 def fault_node(case: Case) -> None:
-    """A local cluster: a head with no CPU for trials and two 1-CPU worker nodes. While search
-    trial 2 runs, the node running it is removed (not gracefully): the trial must go on on the
-    other node from its checkpoint. The driver runs here (nodes are added from this thread)."""
+    """A local cluster: a head with no CPU for trials and two 1-CPU worker nodes. The first
+    search trial is held at the end of task 1 (its checkpoint after task 0 written), and the
+    node running it is removed (not gracefully): the trial must go on on the other node from
+    that checkpoint. The driver runs here (nodes are added from this thread). Held, because
+    the study folder, where this in-process driver's progress shows, follows Ray's snapshots:
+    on idle cores every trial had ended before its progress showed there, and the row
+    injected nothing."""
     import ray
     from ray.cluster_utils import Cluster
 
     from study.commands import launch
     from study.spec import load_spec
 
+    held = Held("search: trial 1 held at the end of task 1", case.work / f"{case.name}.hold")
+    held.hold.write_text("1")
+    saved = {k: os.environ.get(k) for k in (faults.HOLD_ENV, "TUNE_GLOBAL_CHECKPOINT_S")}
+    os.environ[faults.HOLD_ENV] = str(held.hold)  # the nodes, so their workers, inherit it
+    # Ray's snapshot once a second: the resumed trial's progress reaches the study folder soon
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = "1"
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
     ray.init(address=cluster.address, log_to_driver=False)
-    remover = threading.Thread(target=remove_busy_node, args=(case, cluster, workers), daemon=True)
-    # The remover sees the trial's progress in the study folder (this in-process driver's
-    # staging folder is not in STAGING), which Ray updates with its snapshots: one a second
-    # here, so that the moment mid-trial is seen while the trial runs (Ray forces a snapshot
-    # only where a checkpoint could be lost, not at every trial's second checkpoint).
-    period = os.environ.get("TUNE_GLOBAL_CHECKPOINT_S")
-    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = "1"
+    remover = threading.Thread(
+        target=remove_busy_node, args=(case, held, cluster, workers), daemon=True
+    )
     try:
         cluster.wait_for_nodes()
         remover.start()
@@ -799,29 +859,38 @@ def fault_node(case: Case) -> None:
     except Exception as e:  # the fault's finding: reported in the table, not a crash here
         case.note = f"driver: {type(e).__name__}: {str(e)[:120]}"
     finally:
-        if period is None:
-            os.environ.pop("TUNE_GLOBAL_CHECKPOINT_S", None)
-        else:
-            os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = period
+        held.hold.unlink(missing_ok=True)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         remover.join(timeout=5)
         ray.shutdown()
         cluster.shutdown()
+    if case.injected:
+        case.note += f"; restored_from {restored_from(case)}"
 
 
-def remove_busy_node(case: Case, cluster, workers) -> None:
+def remove_busy_node(case: Case, held: Held, cluster, workers) -> None:
     deadline = time.time() + TIMEOUT
-    while not KILL_MOMENTS[2].reached(case.root()) and time.time() < deadline:
-        time.sleep(0.1)
-    trial = running_trial(case.root())
-    if trial is None:
+    while not held.reached(case.root()) and time.time() < deadline:
+        time.sleep(0.05)
+    if not held.reached(case.root()):
+        case.note = "no trial was held"
         return
-    rows = result_rows(trial / "result.json")
-    busy = rows[max(rows)]["node"]
+    trial, lease = held.trial(case.root())
     for node in workers:
-        if node.node_id == busy:
+        if node.node_id == lease["node"]:
+            # the held worker first, as when its machine dies: removing the node kills its
+            # raylet, and a worker that outlived it by a moment, released, wrote its next
+            # checkpoint (seen: the retry restored from it)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(held.pid(), signal.SIGKILL)
             cluster.remove_node(node, allow_graceful=False)
             case.injected += 1
-            case.note = f"removed the node of {trial.name}"
+            case.note = f"removed the node of {trial.name}, held at the end of task 1"
+    held.hold.unlink()  # the retry on the other node passes
 
 
 def fill(folder: Path, hold: threading.Event) -> Action:

@@ -82,15 +82,22 @@ def at(point: str) -> None:
 
 HOLD_ENV = "PLASTICITY_TRIAL_HOLD"
 """The environment variable (of a Ray node's workers) naming a file: while it exists, a trial
-on that node waits before it writes a checkpoint (the ``orphan`` fault holds the trial that
-the dead head leaves behind, so that its next checkpoint lands while a new head resumes)."""
+on that node waits before it writes a checkpoint. The ``orphan`` fault holds the trial that
+the dead head leaves behind, so that its next checkpoint lands while a new head resumes; the
+``node`` and ``corrupt`` faults hold a trial at one task's checkpoint, so that they strike it
+there however fast the trial runs (read from the study folder, its progress lags behind)."""
 
 
-def hold() -> None:
+def hold(task: int | None = None) -> None:
     """While the file that :data:`HOLD_ENV` names exists, wait (having written ``FILE.held``
-    with this process's pid); no variable or no file: return at once."""
+    with this process's pid); no variable or no file: return at once. A file that holds a
+    number holds only the checkpoint at the end of that task (``task``); an empty one, any."""
     path = os.environ.get(HOLD_ENV)
-    if not path or not os.path.exists(path):
+    try:
+        only = Path(path).read_text().strip() if path else None
+    except OSError:  # no file: nothing to hold
+        return
+    if only is None or (only and task is not None and int(only) != task):
         return
     Path(f"{path}.held").write_text(str(os.getpid()))
     while os.path.exists(path):

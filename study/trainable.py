@@ -112,7 +112,7 @@ def train_strategy(config: dict[str, Any]) -> None:
         # trial's end until snapshots were forced only where a checkpoint the last one names
         # could be lost (study.driver.ray_setup.snapshot_when_needed).
         if run.epochs_done % every == 0 or run.done:
-            faults.hold()  # the fault suite's orphan only
+            faults.hold(record["task"])  # the fault suite only
             with tempfile.TemporaryDirectory() as folder:
                 save_state(Path(folder) / "state.pt", run.state_dict())
                 (Path(folder) / "records.json").write_text(json.dumps(records))

@@ -940,3 +940,48 @@ def test_the_keeper_survives_a_full_disk_with_one_warning(tmp_path, caplog):
     keep()
     said = [r.getMessage() for r in caplog.records]
     assert said == ["cannot keep a copy of the study's snapshot (No space left on device)"]
+
+
+def test_a_hold_file_holds_the_checkpoints_it_names(tmp_path, monkeypatch):
+    """study.faults.hold, the fault suite's way to strike a trial at an exact checkpoint: no
+    variable or no file returns at once; an empty file holds any checkpoint, a number only the
+    one at the end of that task; a held trial writes FILE.held (its pid) and waits until the
+    file is gone."""
+    import os
+    import threading
+    import time
+
+    from study import faults
+
+    hold = tmp_path / "h.hold"
+    held = tmp_path / "h.hold.held"
+
+    def waited(task: int | None, release_after: float = 0.3) -> bool:
+        """Whether hold(task) waited for the release (the file removed once held, or after
+        2 s if it never says so)."""
+        done = threading.Event()
+        caller = threading.Thread(target=lambda: (faults.hold(task), done.set()), daemon=True)
+        caller.start()
+        deadline = time.time() + 2
+        while not held.exists() and not done.is_set() and time.time() < deadline:
+            time.sleep(0.01)
+        time.sleep(release_after)
+        waiting = not done.is_set()
+        hold.unlink(missing_ok=True)
+        caller.join(timeout=5)
+        assert done.is_set()
+        return waiting
+
+    monkeypatch.delenv(faults.HOLD_ENV, raising=False)
+    hold.write_text("")
+    assert not waited(1)  # no variable
+    monkeypatch.setenv(faults.HOLD_ENV, str(hold))
+    assert not waited(1)  # no file (removed by the call before)
+    for other in (1, 3):
+        hold.write_text("2")
+        assert not waited(other) and not held.exists()  # another task's checkpoint
+    for content, task in (("2", 2), ("", 0), ("", None)):
+        hold.write_text(content)
+        held.unlink(missing_ok=True)
+        assert waited(task)
+        assert held.read_text() == str(os.getpid())
