@@ -410,3 +410,42 @@ def test_a_restored_generator_lays_the_drivers_plan_over_the_searcher_and_waits_
     # Ray's own count of samples would say it is done; only the searcher decides
     generator._counter = 10
     assert not generator.is_finished()
+
+
+def test_the_saved_search_is_the_newest_whole_one(tmp_path):
+    """saved_search (the views' refresh and a resume read it): a searcher snapshot that a kill
+    left empty or torn is passed over for the checked copy the driver kept of it, then for an
+    older session's; only when none is whole does it raise."""
+    from pyarrow import fs as pafs
+
+    from study.search.saved import saved_search
+
+    old, new = "2026-11-25_10-00-00", "2026-11-25_11-00-00"
+    exp = tmp_path / "trials"
+    exp.mkdir()
+    s = make_search("a", trials=3)
+
+    def save(name: str) -> int:
+        """Save the search as it is now under ``name``; returns the trials it has ended."""
+        s.save(str(exp / name))
+        return sum(t.state == TrialState.COMPLETE for t in s.searchers["a"]._ot_study.trials)
+
+    def ended() -> int:
+        search = saved_search(pafs.LocalFileSystem(), str(exp))
+        return sum(t.state == TrialState.COMPLETE for t in search.searchers["a"]._ot_study.trials)
+
+    names = [f"searcher-state-{old}.pkl", f"searcher-state-{new}.pkl.whole"]
+    names.append(f"searcher-state-{new}.pkl")
+    for k, name in enumerate(names):
+        s.suggest(f"a{k}")
+        s.on_trial_complete(f"a{k}", end(0.1 * k))
+        assert save(name) == k + 1
+    assert ended() == 3  # the newest, whole
+    (exp / f"searcher-state-{new}.pkl").write_bytes(b"")  # a kill as Ray rewrote it
+    assert ended() == 2  # the kept copy of it
+    (exp / f"searcher-state-{new}.pkl.whole").unlink()
+    assert ended() == 1  # the older session's
+    data = (exp / f"searcher-state-{old}.pkl").read_bytes()
+    (exp / f"searcher-state-{old}.pkl").write_bytes(data[: len(data) // 2])
+    with pytest.raises(Exception):  # noqa: B017 (whatever unpickling a torn file raises)
+        saved_search(pafs.LocalFileSystem(), str(exp))
