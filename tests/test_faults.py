@@ -808,13 +808,22 @@ def test_fit_checks_the_snapshot_before_restoring_or_starting_again(study_dir):
 
 
 def test_the_final_views_of_a_torn_snapshot_are_one_line_not_a_traceback(study_dir, caplog):
-    """A full disk truncated the snapshot as the study stopped: the driver's last step, which
-    writes optuna.db and study.json from it, says so in one line (the resume sets it aside)."""
+    """A full disk or a kill truncated the searcher's snapshot as the study stopped: the
+    driver's last step, which writes optuna.db and study.json from it, says so in one line and
+    reads the next whole one (here the older session's); with none whole, one line too (the
+    resume sets them aside)."""
     from study.driver.experiment import refresh_views
     from study.store.folder import StudyFolder
 
     _truncate(study_dir / "trials" / f"searcher-state-{NEW}.pkl")
     assert refresh_views(StudyFolder(str(study_dir)), None, {}) == []
+    assert caplog.text.count("\n") == 1
+    assert f"searcher-state-{NEW}.pkl is unreadable (" in caplog.text
+    assert f"the searcher is read from searcher-state-{OLD}.pkl" in caplog.text
+    caplog.clear()
+    _truncate(study_dir / "trials" / f"searcher-state-{OLD}.pkl")
+    assert refresh_views(StudyFolder(str(study_dir)), None, {}) == []
+    assert caplog.text.count("\n") == 1
     assert "cannot read the study's snapshot" in caplog.text
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import pickle
 from typing import Any
 
 from study.search.study_search import StudySearch
 from study.store.snapshot import KEPT, snapshot_sessions
+
+log = logging.getLogger(__name__)
 
 PREFIX = "searcher-state-"
 
@@ -21,10 +24,11 @@ def saved_search(fs: Any, experiment: str) -> StudySearch | None:
     with optuna.db holding 1 of its 3 trials COMPLETE). The newest whole one is then the
     checked copy the driver kept (``FILE.whole``), else an older session's, as for the
     experiment's trials (:func:`study.store.snapshot.newest_whole`). Raises what reading the
-    newest file raised when none is whole."""
+    newest file raised when none is whole; a file passed over is one warning."""
     in_place = snapshot_sessions(fs, experiment)
     kept = snapshot_sessions(fs, experiment, KEPT)
     first: Exception | None = None
+    torn = ""
     for session in sorted(set(in_place) | set(kept), reverse=True):
         candidates = [f[PREFIX] for f in (in_place.get(session, {}),) if PREFIX in f]
         candidates += [f[PREFIX] for f in (kept.get(session, {}),) if PREFIX in f]
@@ -34,7 +38,10 @@ def saved_search(fs: Any, experiment: str) -> StudySearch | None:
                     saved = pickle.loads(f.read())
             except Exception as e:  # pickle's errors on a torn file vary, as the filesystem's
                 first = first or e
+                torn = torn or f"{path.rsplit('/', 1)[-1]} is unreadable ({type(e).__name__})"
                 continue
+            if torn:
+                log.warning("%s: the searcher is read from %s", torn, path.rsplit("/", 1)[-1])
             if not isinstance(saved, dict) or "searchers" not in saved:
                 return None
             search = StudySearch.__new__(StudySearch)
