@@ -230,11 +230,8 @@ class Held:
         """The held trial's folder and lease (written at its last report, before the hold)."""
         deadline = time.time() + timeout
         while time.time() < deadline:
-            for lease in (root / "running").glob("*.json"):
-                with contextlib.suppress(OSError, ValueError):
-                    data = json.loads(lease.read_text())
-                    if data["pid"] == self.pid():
-                        return trial_folder(root, lease.stem), data
+            if found := held_lease(root, self.pid()):
+                return found
             time.sleep(0.05)
         raise RuntimeError(f"no lease names the held worker {self.pid()}")
 
@@ -693,10 +690,17 @@ class Orphan:
 
 def held_trial(root: Path, pid: int) -> Path | None:
     """The folder of the trial whose lease names ``pid`` (its worker)."""
+    found = held_lease(root, pid)
+    return found[0] if found else None
+
+
+def held_lease(root: Path, pid: int) -> tuple[Path, dict] | None:
+    """The folder and lease of the trial whose lease names ``pid`` (its worker)."""
     for lease in (root / "running").glob("*.json"):
         with contextlib.suppress(OSError, ValueError):
-            if json.loads(lease.read_text())["pid"] == pid:
-                return trial_folder(root, lease.stem)
+            data = json.loads(lease.read_text())
+            if data["pid"] == pid:
+                return trial_folder(root, lease.stem), data
     return None
 
 
